@@ -1,0 +1,46 @@
+"""The LightningDataModule over any registered dataset: train and test loaders, channel stats."""
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from roar.data.registry import build_dataset
+from roar.data.stats import channel_stats
+
+
+class ImageDataModule(L.LightningDataModule):
+    def __init__(self, data_cfg, seed: int, cache_dir):
+        super().__init__()
+        self.cfg, self.seed, self.cache_dir = data_cfg, int(seed), cache_dir
+        self.train_set = self.test_set = self.stats = None
+
+    def setup(self, stage=None):
+        if self.train_set is None:
+            self.train_set = build_dataset(self.cfg, "train")
+            self.test_set = build_dataset(self.cfg, "test")
+            self.stats = channel_stats(self.train_set, self.cfg, self.cache_dir)
+
+    @property
+    def num_classes(self):
+        return self.train_set.num_classes
+
+    @property
+    def image_shape(self):
+        return tuple(self.train_set[0]["image"].shape)
+
+    def _loader(self, dataset, shuffle):
+        workers = int(self.cfg.get("num_workers", 0))
+        return DataLoader(
+            dataset,
+            batch_size=int(self.cfg.batch_size),
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, shuffle=True)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,24 @@
+"""The one exception type users see: a readable paragraph, raised before any long work starts."""
+
+
+class RoarError(Exception):
+    """Bad input (config, data root, checkpoint): the message says what was wrong and what to do."""
+
+
+def unknown_name(kind: str, name: str, valid) -> RoarError:
+    """Error for a name that is not registered, listing the valid ones."""
+    return RoarError(
+        f"Unknown {kind} '{name}'. Valid {kind} names: {', '.join(sorted(valid))}. "
+        f"Choose one of them on the command line ({kind}=NAME) or register your own."
+    )
+
+
+def check_probability(key: str, value) -> float:
+    """A probability config value, or an error naming the key."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise RoarError(f"{key}={value!r} is not a number; it must be a probability in [0, 1].") from None
+    if not 0.0 <= p <= 1.0:
+        raise RoarError(f"{key}={value} is outside [0, 1]; it is a probability. Set it to a value in [0, 1].")
+    return p

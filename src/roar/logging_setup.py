@@ -1,0 +1,62 @@
+"""Experiment loggers: wandb (offline by default) or CSV; the wandb run is always finished."""
+
+import contextlib
+import os
+
+from roar.errors import RoarError
+
+LOGGERS = ("wandb", "csv", "none")
+
+
+def setting_name(cfg) -> str:
+    """The run's setting without its seed: the wandb group, so the seeds of one setting plot together."""
+    return f"{cfg.name}/{cfg.stage}/{cfg.model.name}-{cfg.augment.name}"
+
+
+def build_logger(cfg, run_dir):
+    kind = cfg.logger.name
+    if kind not in LOGGERS:
+        raise RoarError(f"logger={kind}: valid loggers are {', '.join(LOGGERS)}.")
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(run_dir), name="csv")
+    from lightning.pytorch.loggers import WandbLogger
+
+    from roar.config import to_plain
+
+    mode = cfg.logger.get("mode", "offline")
+    if mode not in ("online", "offline", "disabled"):
+        raise RoarError(f"logger.mode={mode!r}: use online, offline or disabled.")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    extra = {"mode": "disabled"} if mode == "disabled" else {}
+    return WandbLogger(
+        project=cfg.logger.project,
+        entity=cfg.logger.get("entity"),
+        save_dir=str(run_dir),
+        name=f"{setting_name(cfg)}/seed={cfg.seed}",
+        group=setting_name(cfg),
+        job_type=cfg.stage,
+        tags=[cfg.name, cfg.data.name, *cfg.get("tags", [])],
+        config=to_plain(cfg),
+        offline=mode == "offline",
+        **extra,
+    )
+
+
+@contextlib.contextmanager
+def finishing_wandb():
+    """Finish any wandb run on the way out, failure included, so the next job of a multirun never
+    logs into this one (lightning-hydra-template's ``task_wrapper`` habit)."""
+    try:
+        yield
+    finally:
+        import sys
+
+        if "wandb" in sys.modules:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()

@@ -1,0 +1,134 @@
+"""``roar-train``: train one classifier (base model or retrain) and write its metrics.json.
+
+    roar-train data=digits model=resnet8 augment=fpa seed=0
+
+Writes into ``run_dir``: ``metrics.json`` (test accuracy and the settings that name the run),
+``checkpoints/last.ckpt``, ``config.yaml`` (resolved). A run whose metrics.json is complete is
+skipped; one with a last.ckpt resumes from it; ``overwrite=true`` redoes it.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from roar.augment import BatchAugment
+from roar.config import CONFIG_DIR, to_plain
+from roar.data import ImageDataModule, available as datasets_available
+from roar.errors import RoarError, unknown_name
+from roar.logging_setup import build_logger, finishing_wandb
+from roar.models import available as models_available
+from roar.models.checkpoint import check_compatible, read_checkpoint
+from roar.models.module import Classifier
+from roar.utils.io import atomic_write_bytes, atomic_write_json, read_json
+
+METRICS = "metrics.json"
+SETTING_KEYS = ("dataset", "model", "augment", "seed", "stage", "name")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that needs no data or compute, so bad input fails in a second."""
+    if cfg.data.name not in datasets_available():
+        raise unknown_name("data", cfg.data.name, datasets_available())
+    if cfg.model.name not in models_available():
+        raise unknown_name("model", cfg.model.name, models_available())
+    BatchAugment(cfg.augment, mean=[0.5, 0.5, 0.5])  # names and probabilities
+    if cfg.get("seed") is None or int(cfg.seed) < 0:
+        raise RoarError(f"seed={cfg.get('seed')}: give a non-negative integer seed (0 is a seed).")
+
+
+def completed_metrics(run_dir: Path):
+    """The run's metrics when its metrics.json is complete (parses and holds test_acc), else None."""
+    metrics = read_json(run_dir / METRICS)
+    return metrics if isinstance(metrics, dict) and "test_acc" in metrics else None
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train and test one run as ``cfg`` says; returns the metrics written to ``run_dir/metrics.json``."""
+    validate(cfg)
+    run_dir = Path(cfg.run_dir)
+    done = completed_metrics(run_dir)
+    if done and not cfg.overwrite:
+        print(f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it.")
+        return done
+    ckpt_dir = run_dir / "checkpoints"
+    resume = ckpt_dir / "last.ckpt"
+    if cfg.overwrite:
+        for stale in (run_dir / METRICS, resume):
+            stale.unlink(missing_ok=True)
+
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    data = ImageDataModule(cfg.data, seed=int(cfg.seed), cache_dir=cfg.paths.cache_dir)
+    data.setup()
+    model = Classifier(
+        model=to_plain(cfg.model),
+        optim=to_plain(cfg.optim),
+        augment=to_plain(cfg.augment),
+        num_classes=data.num_classes,
+        image_shape=list(data.image_shape),
+        mean=data.stats["mean"],
+        std=data.stats["std"],
+        max_epochs=int(cfg.trainer.max_epochs),
+    )
+    ckpt_path = None
+    if resume.is_file():
+        check_compatible(read_checkpoint(resume), resume, model=to_plain(cfg.model), num_classes=data.num_classes, image_shape=list(data.image_shape))
+        ckpt_path = str(resume)
+        print(f"[roar-train] resuming from {resume}")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    started = time.time()
+    with finishing_wandb():
+        trainer = L.Trainer(
+            **to_plain(cfg.trainer),
+            logger=build_logger(cfg, run_dir),
+            callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+            default_root_dir=str(run_dir),
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        train_acc = trainer.callback_metrics.get("train_acc")
+        tested = trainer.test(model, datamodule=data, verbose=False)[0]
+        metrics = {
+            **{k: float(v) for k, v in tested.items()},
+            "train_acc": None if train_acc is None else float(train_acc),
+            "dataset": cfg.data.name,
+            "model": cfg.model.name,
+            "augment": cfg.augment.name,
+            "seed": int(cfg.seed),
+            "stage": cfg.stage,
+            "name": cfg.name,
+            "epochs": int(trainer.current_epoch),
+            "world_size": int(trainer.world_size),
+            "num_train": len(data.train_set),
+            "num_test": len(data.test_set),
+            "train_seconds": round(time.time() - started, 2),
+            "checkpoint": str(resume),
+        }
+        if trainer.is_global_zero:
+            atomic_write_json(run_dir / METRICS, metrics)
+            for lg in trainer.loggers:
+                if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger":
+                    lg.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig):
+    try:
+        metrics = train(cfg)
+    except RoarError as err:
+        print(f"roar-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"[roar-train] test_acc={metrics['test_acc']:.4f} -> {Path(cfg.run_dir) / METRICS}")
+    return metrics["test_acc"]
+
+
+if __name__ == "__main__":
+    main()
