@@ -47,8 +47,11 @@ def completed_metrics(run_dir: Path):
     return metrics if isinstance(metrics, dict) and "test_acc" in metrics else None
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train and test one run as ``cfg`` says; returns the metrics written to ``run_dir/metrics.json``."""
+def train(cfg: DictConfig, callbacks=()) -> dict:
+    """Train and test one run as ``cfg`` says; returns the metrics written to ``run_dir/metrics.json``.
+
+    ``callbacks`` are extra Lightning callbacks (profilers, fault injection in tests).
+    """
     validate(cfg)
     run_dir = Path(cfg.run_dir)
     done = completed_metrics(run_dir)
@@ -73,6 +76,7 @@ def train(cfg: DictConfig) -> dict:
         mean=data.stats["mean"],
         std=data.stats["std"],
         max_epochs=int(cfg.trainer.max_epochs),
+        seed=int(cfg.seed),
     )
     ckpt_path = None
     if resume.is_file():
@@ -87,12 +91,15 @@ def train(cfg: DictConfig) -> dict:
         trainer = L.Trainer(
             **to_plain(cfg.trainer),
             logger=build_logger(cfg, run_dir),
-            callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+            callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False), *callbacks],
             default_root_dir=str(run_dir),
             limit_val_batches=0,
+            use_distributed_sampler=False,  # ImageDataModule shards by rank itself
             num_sanity_val_steps=0,
         )
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        if trainer.interrupted:  # Ctrl-C or a scheduler's signal: last.ckpt is kept, metrics.json is not written
+            raise KeyboardInterrupt(f"training interrupted; run the same command again to resume from {resume}")
         train_acc = trainer.callback_metrics.get("train_acc")
         tested = trainer.test(model, datamodule=data, verbose=False)[0]
         metrics = {

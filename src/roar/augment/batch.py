@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from roar.augment.perturbations import _PERTURBATIONS
+from roar.augment.perturbations import _PERTURBATIONS, generators
 from roar.errors import RoarError, check_probability, unknown_name
 from roar.models.vit import patch_keep
 
@@ -26,20 +26,20 @@ def fill_value(fill, mean) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).view(1, c, 1, 1)
 
 
-def random_crop_flip(x: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:
+def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, g: torch.Generator) -> torch.Tensor:
     """Per-sample random crop after zero padding, and horizontal flip with probability 1/2, batched."""
     b, _, h, w = x.shape
     if padding:
         padded = F.pad(x, (padding,) * 4)
-        oy = torch.randint(0, 2 * padding + 1, (b,), device=x.device)
-        ox = torch.randint(0, 2 * padding + 1, (b,), device=x.device)
+        oy = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=x.device)
+        ox = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=x.device)
         rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         batch = torch.arange(b, device=x.device)[:, None, None, None]
         chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
         x = padded[batch, chan, rows, cols]
     if flip:
-        flipped = torch.rand(b, device=x.device) < 0.5
+        flipped = torch.rand(b, generator=g, device=x.device) < 0.5
         x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
     return x
 
@@ -51,8 +51,9 @@ class BatchAugment:
     the removed patches' tokens instead of painting them (missingness paper, appendix B).
     """
 
-    def __init__(self, cfg, mean, token_patch=None):
+    def __init__(self, cfg, mean, token_patch=None, seed: int = 0):
         self.name = cfg.get("name", "none")
+        self.seed, self.rng = seed, None
         if self.name not in AUGMENTS:
             raise unknown_name("augment", self.name, AUGMENTS)
         self.params = dict(cfg.get("params") or {})
@@ -77,12 +78,18 @@ class BatchAugment:
         if self.name == "missingness" and (h % self.params["patch_size"] or w % self.params["patch_size"]):
             raise RoarError(f"augment.params.patch_size={self.params['patch_size']} does not divide the image size {h}x{w}.")
 
+    def reseed(self, seed: int, device) -> None:
+        """Restart the draws from ``seed`` (the module calls this per epoch and rank)."""
+        self.rng = generators(seed, device)
+
     def __call__(self, x, train: bool = True):
+        if self.rng is None or self.rng.device.device != x.device:
+            self.reseed(self.seed, x.device)
         if train and (self.flip or self.padding):
-            x = random_crop_flip(x, self.padding, self.flip)
+            x = random_crop_flip(x, self.padding, self.flip, self.rng.device)
         if self.perturb is None or not (train or self.at_test):
             return x, None
-        removed = self.perturb(x, **self.params)
+        removed = self.perturb(x, self.rng, **self.params)
         if removed is None:
             return x, None
         if self.token_patch:

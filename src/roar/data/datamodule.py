@@ -1,8 +1,7 @@
 """The LightningDataModule over any registered dataset: train and test loaders, channel stats."""
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from roar.data.registry import build_dataset
 from roar.data.stats import channel_stats
@@ -29,14 +28,17 @@ class ImageDataModule(L.LightningDataModule):
         return tuple(self.train_set[0]["image"].shape)
 
     def _loader(self, dataset, shuffle):
+        # One sampler for one process and for DDP: the order is a function of (seed, epoch, rank),
+        # so ranks see disjoint data and a resumed run sees the batches an uninterrupted one would.
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
         workers = int(self.cfg.get("num_workers", 0))
         return DataLoader(
             dataset,
             batch_size=int(self.cfg.batch_size),
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
         )
 
     def train_dataloader(self):

@@ -38,9 +38,8 @@ def _inside(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _marker(label: int, size: int) -> np.ndarray:
     """The class's shortcut marker: a ``size``x``size`` binary pattern unique to ``label``."""
-    bits = np.array([(label >> k) & 1 for k in range(size * size)], dtype=bool)
-    bits[0] = True  # never empty
-    return bits.reshape(size, size)
+    code = label + 1  # never empty, distinct per class
+    return np.array([(code >> k) & 1 for k in range(size * size)], dtype=bool).reshape(size, size)
 
 
 def render(seed: int, split: str, index: int, image_size: int, num_classes: int, shortcut_prob: float):

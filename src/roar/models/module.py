@@ -18,7 +18,7 @@ class Classifier(L.LightningModule):
     All constructor arguments are plain containers, so checkpoints load with ``weights_only=True``.
     """
 
-    def __init__(self, model: dict, optim: dict, augment: dict, num_classes: int, image_shape, mean, std, max_epochs: int):
+    def __init__(self, model: dict, optim: dict, augment: dict, num_classes: int, image_shape, mean, std, max_epochs: int, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
         if optim.get("schedule", "none") not in SCHEDULES:
@@ -29,7 +29,7 @@ class Classifier(L.LightningModule):
         self.net = build_model(model["name"], num_classes=num_classes, in_channels=c, image_size=h, **(model.get("params") or {}))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
-        self.augment = BatchAugment(augment, mean, token_patch=getattr(self.net, "patch_size", None))
+        self.augment = BatchAugment(augment, mean, token_patch=getattr(self.net, "patch_size", None), seed=seed)
         self.augment.check_image(image_shape)
         self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -46,6 +46,13 @@ class Classifier(L.LightningModule):
         if not self.accepts_keep:
             raise RoarError(f"model={self.hparams.model['name']} cannot drop tokens (keep=...); only ViT models can.")
         return self.net(x, keep=keep)
+
+    def on_train_epoch_start(self):
+        # augmentation draws are a function of (seed, epoch, rank): a resumed run repeats them exactly
+        self.augment.reseed(int(self.hparams.seed) * 1_000_003 + self.current_epoch * 7_919 + self.global_rank, self.device)
+
+    def on_test_epoch_start(self):
+        self.augment.reseed(int(self.hparams.seed) * 1_000_003 - 1 - self.global_rank, self.device)
 
     def training_step(self, batch, batch_idx):
         x, keep = self.augment(batch["image"], train=True)

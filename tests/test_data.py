@@ -1,0 +1,125 @@
+"""Datasets: real embedded data, deterministic generated data, local roots with clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from roar.data import build_dataset
+from roar.data.shapes import CLASSES, _marker, render
+from roar.data.stats import channel_stats, compute_channel_stats
+from roar.errors import RoarError
+
+
+def cfg(**kw):
+    return OmegaConf.create(kw)
+
+
+def test_digits_is_a_fixed_stratified_split():
+    train, test = build_dataset(cfg(name="digits"), "train"), build_dataset(cfg(name="digits"), "test")
+    assert (len(train), len(test)) == (1347, 450)
+    assert not set(train.ids) & set(test.ids) and len(set(train.ids)) == len(train.ids)
+    counts = np.bincount(test.labels.numpy(), minlength=10)
+    assert counts.min() >= 43 and counts.max() <= 46  # stratified: ~45 per class
+    again = build_dataset(cfg(name="digits"), "test")
+    assert again.ids == test.ids and torch.equal(again.images, test.images)
+    sample = train[5]
+    assert sample["image"].shape == (1, 8, 8) and 0 <= sample["image"].min() and sample["image"].max() <= 1 and sample["index"] == 5
+
+
+def test_digits_resize():
+    assert build_dataset(cfg(name="digits", image_size=32), "test")[0]["image"].shape == (1, 32, 32)
+
+
+SHAPES = dict(name="shapes", image_size=32, num_classes=6, n_train=40, n_test=20, seed=0, shortcut_prob=0.0)
+
+
+def test_shapes_is_a_function_of_seed_split_and_index():
+    small = build_dataset(cfg(**SHAPES), "train")
+    large = build_dataset(cfg(**{**SHAPES, "n_train": 60}), "train")
+    assert torch.equal(small.images, large.images[:40]) and small.ids == large.ids[:40]
+    other_seed = build_dataset(cfg(**{**SHAPES, "seed": 1}), "train")
+    assert not torch.equal(small.images, other_seed.images)
+    test = build_dataset(cfg(**SHAPES), "test")
+    assert not torch.equal(test.images[:20], small.images[:20]) and not set(test.ids) & set(small.ids)
+    assert set(small.labels.tolist()) == set(range(6))
+
+
+def test_shapes_object_mask_marks_the_drawn_shape():
+    image, label, obj, shortcut = render(0, "train", 3, 32, 6, 0.0)
+    assert CLASSES[label] and obj.sum() > 20 and not shortcut.any()
+    inside = image[obj]
+    assert np.allclose(inside, inside[0])  # one flat colour inside the object
+    assert not np.allclose(image[~obj], inside[0])
+
+
+def test_shapes_shortcut_marker_is_class_specific():
+    data = build_dataset(cfg(**{**SHAPES, "shortcut_prob": 1.0}), "train")
+    masks = data.extras["shortcut_mask"]
+    assert masks.any(dim=(1, 2)).all() and not (masks & data.extras["object_mask"]).all()
+    markers = [_marker(label, 3) for label in range(6)]
+    assert len({m.tobytes() for m in markers}) == 6 and all(m.any() for m in markers)
+    for i in range(len(data)):
+        assert masks[i].sum() == markers[int(data.labels[i])].sum()
+        assert torch.equal(data.images[i][:, masks[i]], torch.tensor([[1.0], [0.0], [1.0]]).expand(3, int(masks[i].sum())))
+    none = build_dataset(cfg(**{**SHAPES, "shortcut_prob": 0.0}), "train").extras["shortcut_mask"]
+    assert not none.any()
+
+
+def test_shapes_rejects_bad_probability():
+    with pytest.raises(RoarError, match=r"data.shortcut_prob=2 is outside \[0, 1\]"):
+        build_dataset(cfg(**{**SHAPES, "shortcut_prob": 2}), "train")
+
+
+def test_channel_stats_are_correct_and_cached(tmp_path):
+    data = build_dataset(cfg(**SHAPES), "train")
+    stats = channel_stats(data, cfg(name="shapes"), tmp_path)
+    assert np.allclose(stats["mean"], data.images.mean(dim=(0, 2, 3)).numpy(), atol=1e-6)
+    assert np.allclose(stats["std"], data.images.std(dim=(0, 2, 3)).numpy(), atol=1e-5)
+    cached = list(tmp_path.glob("stats-shapes-*.json"))
+    assert len(cached) == 1
+    cached[0].write_text('{"mean": [1, 2, 3], "std": [1, 1, 1]}')
+    assert channel_stats(data, cfg(name="shapes"), tmp_path)["mean"] == [1, 2, 3]  # read, not recomputed
+
+
+def make_imagefolder(root, classes=("cat", "dog"), per_class=3, size=12):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, size=(size, size + 4, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{c}{i}.png")
+
+
+def test_imagefolder_reads_a_local_tree(tmp_path):
+    make_imagefolder(tmp_path)
+    c = cfg(name="imagefolder", root=str(tmp_path), train_dir="train", test_dir="val", resize=10, crop=8)
+    train = build_dataset(c, "train")
+    assert len(train) == 6 and train.classes == ["cat", "dog"] and train.ids[0] == "train/cat/cat0"
+    sample = train[4]
+    assert sample["image"].shape == (3, 8, 8) and sample["label"] == 1
+    mean, std = compute_channel_stats(train, batch_size=4)
+    assert len(mean) == 3 and all(0.3 < m < 0.7 for m in mean)
+    stats = channel_stats(train, c, tmp_path / "cache")
+    assert list((tmp_path / ".roar-cache").glob("stats-imagefolder-*.json"))  # next to the data
+    assert np.allclose(stats["mean"], mean)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("food101", "food-101/meta"), ("imagefolder", "train")],
+)
+def test_missing_root_says_what_was_expected_where(tmp_path, name, expected):
+    with pytest.raises(RoarError, match="data.root is not set"):
+        build_dataset(cfg(name=name, root=None), "train")
+    with pytest.raises(RoarError, match=f"expected {tmp_path / expected} but it does not exist"):
+        build_dataset(cfg(name=name, root=str(tmp_path)), "train")
+
+
+def test_malformed_cifar_root_is_reported(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")
+    with pytest.raises(RoarError, match=f"data.root={tmp_path}: the files there could not be read"):
+        build_dataset(cfg(name="cifar10", root=str(tmp_path)), "train")

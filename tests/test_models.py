@@ -1,0 +1,91 @@
+"""Every registered model runs at tiny size; the ViT drops tokens exactly as the missingness paper says."""
+
+import pytest
+import torch
+
+from roar.errors import RoarError
+from roar.models import available, build_model
+from roar.models.vit import patch_keep
+
+TINY = {"vit_tiny": {"dim": 32, "depth": 2, "heads": 2}, "vit_small": {"dim": 32, "depth": 2, "heads": 2}}
+
+
+@pytest.mark.parametrize("name", available())
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_every_model_forward(name, in_channels):
+    torch.manual_seed(0)
+    net = build_model(name, num_classes=7, in_channels=in_channels, image_size=16, **TINY.get(name, {}))
+    out = net(torch.rand(2, in_channels, 16, 16))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+
+
+def test_small_stem_keeps_resolution():
+    net = build_model("resnet18", num_classes=10, small_stem=True)
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1) and isinstance(net.maxpool, torch.nn.Identity)
+    assert net.layer1(net.relu(net.bn1(net.conv1(torch.rand(1, 3, 32, 32))))).shape[-1] == 32
+
+
+@pytest.fixture
+def vit():
+    torch.manual_seed(0)
+    net = build_model("vit_tiny", num_classes=5, image_size=16, patch_size=4, dim=32, depth=2, heads=2)
+    torch.nn.init.normal_(net.head.weight)  # the zero-initialised head would make every output equal
+    return net.eval()
+
+
+def test_vit_keep_all_true_equals_plain_forward(vit):
+    x = torch.rand(3, 3, 16, 16)
+    assert torch.allclose(vit(x, keep=torch.ones(3, 16, dtype=torch.bool)), vit(x), atol=1e-6)
+
+
+def test_vit_ignores_pixels_of_dropped_patches(vit):
+    x = torch.rand(2, 3, 16, 16)
+    keep = torch.ones(2, 4, 4, dtype=torch.bool)
+    keep[0, 1, 2] = keep[1, 0, 0] = keep[1, 3, 3] = False
+    changed = x.clone()
+    changed[0, :, 4:8, 8:12] = torch.rand(3, 4, 4)
+    changed[1, :, 0:4, 0:4] = 0
+    changed[1, :, 12:16, 12:16] = 7.0
+    assert torch.allclose(vit(x, keep=keep), vit(changed, keep=keep), atol=1e-6)
+    assert not torch.allclose(vit(x), vit(changed), atol=1e-4)  # the plain forward does see them
+
+
+def test_vit_ragged_keep_equals_one_sample_at_a_time(vit):
+    """Different numbers of kept tokens in one batch (padding + attention mask) give each sample's
+    own result, the same as dropping its tokens with nothing else in the batch."""
+    torch.manual_seed(1)
+    x = torch.rand(4, 3, 16, 16)
+    keep = torch.rand(4, 16) < torch.tensor([[0.2], [0.5], [0.8], [1.0]])
+    keep[:, 0] = True
+    batched = vit(x, keep=keep)
+    for i in range(4):
+        tokens = vit.tokens(x[i : i + 1])[:, keep[i]]
+        h = torch.cat([vit.class_token + vit.pos_embedding[:, :1], tokens], dim=1)
+        for block in vit.blocks:
+            h = block(h)
+        assert torch.allclose(batched[i], vit.head(vit.ln(h[:, 0]))[0], atol=1e-5)
+
+
+def test_vit_gradient_reaches_kept_pixels_only(vit):
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    keep = torch.ones(1, 4, 4, dtype=torch.bool)
+    keep[0, 0, 0] = False
+    vit(x, keep=keep)[0, 0].backward()
+    assert x.grad[0, :, :4, :4].abs().sum() == 0 and x.grad[0, :, 4:, 4:].abs().sum() > 0
+
+
+def test_patch_keep_drops_any_touched_patch():
+    removed = torch.zeros(1, 8, 8, dtype=torch.bool)
+    removed[0, 0, 5] = True  # one pixel of patch (0, 1)
+    keep = patch_keep(removed, 4)
+    assert keep.tolist() == [[[True, False], [True, True]]]
+
+
+def test_vit_patch_size_must_divide_image():
+    with pytest.raises(RoarError, match="image size 30 is not divisible by patch size 4"):
+        build_model("vit_tiny", image_size=30, patch_size=4)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(RoarError, match="Valid model names: resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny"):
+        build_model("vgg16")

@@ -1,0 +1,136 @@
+"""Real Lightning training on the embedded data: accuracy, determinism, resume, checkpoints, wandb."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from roar.errors import RoarError
+from roar.models.checkpoint import load_classifier
+from roar.train import train
+
+pytestmark = pytest.mark.slow
+QUICK = ["trainer.max_epochs=2", "trainer.limit_train_batches=4"]
+
+
+def test_small_resnet_on_digits_reaches_95_percent(make_cfg):
+    metrics = train(make_cfg("data=digits", "model=resnet8"))
+    assert metrics["test_acc"] >= 0.95
+    assert metrics["epochs"] == 15 and metrics["num_test"] == 450 and metrics["seed"] == 0
+    run = Path(make_cfg().run_dir)
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
+
+
+def test_same_seed_gives_identical_metrics_and_seed_0_is_a_seed(make_cfg):
+    a = train(make_cfg("name=a", "seed=0", *QUICK))
+    b = train(make_cfg("name=b", "seed=0", *QUICK))
+    c = train(make_cfg("name=c", "seed=1", *QUICK))
+    assert a["seed"] == 0 and (a["test_loss"], a["test_acc"]) == (b["test_loss"], b["test_acc"])
+    assert c["test_loss"] != a["test_loss"]
+    wa = torch.load(a["checkpoint"], weights_only=True)["state_dict"]
+    wb = torch.load(b["checkpoint"], weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("augment", ["standard", "fpa", "rectangle", "input_dropout", "missingness"])
+def test_every_augmentation_trains(make_cfg, augment):
+    metrics = train(make_cfg(f"augment={augment}", "data.image_size=16", *QUICK))
+    assert metrics["augment"] == augment and 0 <= metrics["test_acc"] <= 1
+
+
+def test_vit_trains_with_dropped_tokens_on_shapes(make_cfg):
+    metrics = train(make_cfg("experiment=missingness_vit_shapes", "data.n_train=128", "data.n_test=64", "model.params.dim=32", "model.params.depth=1", "model.params.heads=2", *QUICK))
+    assert metrics["model"] == "vit_tiny" and metrics["augment"] == "missingness" and metrics["num_test"] == 64
+
+
+def test_rerun_skips_complete_runs_and_overwrite_redoes(make_cfg, capsys):
+    first = train(make_cfg(*QUICK))
+    ckpt = Path(first["checkpoint"])
+    stamp = ckpt.stat().st_mtime_ns
+    assert train(make_cfg(*QUICK)) == first and ckpt.stat().st_mtime_ns == stamp
+    assert "is complete" in capsys.readouterr().out
+    again = train(make_cfg(*QUICK, "overwrite=true"))
+    assert ckpt.stat().st_mtime_ns != stamp and again["test_loss"] == first["test_loss"]  # same seed, same numbers
+
+
+class KillAtEpoch(L.Callback):
+    """Fails the run at the start of an epoch, after the previous epoch's last.ckpt was written."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
+@pytest.mark.parametrize("augment", ["none", "fpa"])
+def test_interrupted_run_resumes_to_the_same_numbers(make_cfg, capsys, augment):
+    overrides = [f"augment={augment}", "trainer.max_epochs=3", "trainer.limit_train_batches=4"]
+    with pytest.raises(RuntimeError, match="killed"):
+        train(make_cfg(*overrides), callbacks=[KillAtEpoch(2)])
+    run_dir = Path(make_cfg(*overrides).run_dir)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    resumed = train(make_cfg(*overrides))
+    assert "resuming from" in capsys.readouterr().out and resumed["epochs"] == 3
+    straight = train(make_cfg("name=straight", *overrides))
+    assert resumed["test_loss"] == straight["test_loss"] and resumed["test_acc"] == straight["test_acc"]
+
+
+def test_checkpoint_loads_with_weights_only_and_rejects_another_model(make_cfg):
+    metrics = train(make_cfg(*QUICK))
+    model = load_classifier(metrics["checkpoint"], model={"name": "resnet8", "params": {"width": 16}}, num_classes=10)
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(RoarError, match="was trained with model=.*resnet8.* but this run asks for model=.*resnet20"):
+        load_classifier(metrics["checkpoint"], model={"name": "resnet20", "params": {"width": 16}})
+    run_dir = Path(metrics["checkpoint"]).parent.parent
+    (run_dir / "metrics.json").unlink()
+    with pytest.raises(RoarError, match="was trained with model="):  # resuming into another model fails before training
+        train(make_cfg("model=resnet20", f"run_dir={run_dir}", *QUICK))
+
+
+def test_wandb_offline_run_is_written_and_always_finished(make_cfg, monkeypatch):
+    import wandb
+
+    metrics = train(make_cfg("logger=wandb", *QUICK))
+    run_dir = Path(metrics["checkpoint"]).parent.parent
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")) and wandb.run is None
+
+    from roar.models.module import Classifier
+
+    def broken(self, batch, batch_idx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Classifier, "training_step", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(make_cfg("logger=wandb", "name=broken", *QUICK))
+    assert wandb.run is None  # finished even though training failed
+
+
+def test_cli_reports_bad_input_in_one_paragraph(tmp_path):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-train"), "data=cifar10", f"paths.output_root={tmp_path}", "logger=csv"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2
+    assert "roar-train: error: data=cifar10 reads from a local folder, but data.root is not set" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "roar-train"), "trainer=ddp", "trainer.accelerator=cpu", "logger=csv",
+            f"paths.output_root={tmp_path}", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+        ],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    metrics = json.loads(next(tmp_path.glob("default/base/*/metrics.json")).read_text())
+    assert metrics["world_size"] == 2 and metrics["test_acc"] > 0.5
