@@ -32,8 +32,8 @@ test: $(STAMP)  ## run the test suite
 bench: $(STAMP)  ## run the benchmarks (ratios measured side by side)
 	$(BIN)/python benchmarks/run.py
 
-wandb-sync: $(STAMP)  ## upload offline wandb runs under outputs/ (needs network and a wandb login)
-	$(BIN)/wandb sync --sync-all outputs
+wandb-sync: $(STAMP)  ## upload the offline wandb runs under outputs/ (needs network and `wandb login`)
+	find outputs -type d -name 'offline-run-*' -exec $(BIN)/wandb sync {} +
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache

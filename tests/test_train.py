@@ -67,6 +67,14 @@ class KillAtEpoch(L.Callback):
             raise RuntimeError("killed")
 
 
+def test_run_dir_of_other_settings_is_never_reused(make_cfg):
+    train(make_cfg(*QUICK))
+    with pytest.raises(RoarError, match="holds a run with .*'dataset': 'digits'.* not .*'dataset': 'shapes'"):
+        train(make_cfg("data=shapes", *QUICK))
+    with pytest.raises(RoarError, match="'seed': 0.* not .*'seed': 3"):
+        train(make_cfg("seed=3", *QUICK))
+
+
 @pytest.mark.parametrize("augment", ["none", "fpa"])
 def test_interrupted_run_resumes_to_the_same_numbers(make_cfg, capsys, augment):
     overrides = [f"augment={augment}", "trainer.max_epochs=3", "trainer.limit_train_batches=4"]
@@ -88,6 +96,7 @@ def test_checkpoint_loads_with_weights_only_and_rejects_another_model(make_cfg):
         load_classifier(metrics["checkpoint"], model={"name": "resnet20", "params": {"width": 16}})
     run_dir = Path(metrics["checkpoint"]).parent.parent
     (run_dir / "metrics.json").unlink()
+    (run_dir / "config.yaml").unlink()  # only the checkpoint tells what the run was
     with pytest.raises(RoarError, match="was trained with model="):  # resuming into another model fails before training
         train(make_cfg("model=resnet20", f"run_dir={run_dir}", *QUICK))
 

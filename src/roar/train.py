@@ -27,7 +27,6 @@ from roar.models.module import Classifier
 from roar.utils.io import atomic_write_bytes, atomic_write_json, read_json
 
 METRICS = "metrics.json"
-SETTING_KEYS = ("dataset", "model", "augment", "seed", "stage", "name")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -39,6 +38,24 @@ def validate(cfg: DictConfig) -> None:
     BatchAugment(cfg.augment, mean=[0.5, 0.5, 0.5])  # names and probabilities
     if cfg.get("seed") is None or int(cfg.seed) < 0:
         raise RoarError(f"seed={cfg.get('seed')}: give a non-negative integer seed (0 is a seed).")
+
+
+def identity(cfg) -> dict:
+    """The settings that name a run: two runs with different identities never share a run_dir."""
+    return {"dataset": cfg.data.name, "model": cfg.model.name, "augment": cfg.augment.name, "seed": int(cfg.seed)}
+
+
+def check_run_dir_identity(cfg, run_dir: Path) -> None:
+    """Refuse to resume or skip into a run_dir that holds a run of other settings."""
+    saved = run_dir / "config.yaml"
+    if cfg.overwrite or not saved.is_file():
+        return
+    before = identity(OmegaConf.load(saved))
+    if before != identity(cfg):
+        raise RoarError(
+            f"{run_dir} holds a run with {before}, not {identity(cfg)}. "
+            f"Give this run its own name (name=...) or run_dir, or pass overwrite=true to replace that run."
+        )
 
 
 def completed_metrics(run_dir: Path):
@@ -54,6 +71,7 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
     """
     validate(cfg)
     run_dir = Path(cfg.run_dir)
+    check_run_dir_identity(cfg, run_dir)
     done = completed_metrics(run_dir)
     if done and not cfg.overwrite:
         print(f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it.")
@@ -105,10 +123,7 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
         metrics = {
             **{k: float(v) for k, v in tested.items()},
             "train_acc": None if train_acc is None else float(train_acc),
-            "dataset": cfg.data.name,
-            "model": cfg.model.name,
-            "augment": cfg.augment.name,
-            "seed": int(cfg.seed),
+            **identity(cfg),
             "stage": cfg.stage,
             "name": cfg.name,
             "epochs": int(trainer.current_epoch),
