@@ -15,7 +15,7 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from roar.errors import RoarError
 
 
-def target_gradient(model, x, target, max_rows: int = 1024) -> torch.Tensor:
+def target_gradient(model, x, target, max_rows: int = 64) -> torch.Tensor:
     """d logit[target] / d x for every row of ``x``: one forward+backward per row."""
     grads = []
     for xs, ts in zip(x.split(max_rows), target.split(max_rows)):
@@ -36,7 +36,7 @@ def target_gradient(model, x, target, max_rows: int = 1024) -> torch.Tensor:
 
 def grad(model, x, target, params):
     """Vanilla gradient of the target logit (Simonyan et al. 2014; ROAR section 4.1)."""
-    return target_gradient(model, x, target, params.get("max_rows", 1024))
+    return target_gradient(model, x, target, params.get("max_rows", 64))
 
 
 def grad_x_input(model, x, target, params):
@@ -54,23 +54,17 @@ def integrated_gradients(model, x, target, params):
     w = torch.tensor(step_sizes(steps), dtype=x.dtype, device=x.device)
     shape = (steps,) + (1,) * x.dim()
     path = (baseline + a.view(shape) * (x - baseline)).reshape(-1, *x.shape[1:])  # step-major rows
-    g = target_gradient(model, path, target.repeat(steps), params.get("max_rows", 1024)).view(steps, *x.shape)
+    g = target_gradient(model, path, target.repeat(steps), params.get("max_rows", 64)).view(steps, *x.shape)
     return (g * w.view(shape)).sum(0) * (x - baseline)
 
 
-class _GuidedReLU(torch.autograd.Function):
-    """ReLU whose backward passes only positive gradients where the input was positive."""
-
-    @staticmethod
-    def forward(ctx, x):
-        out = x.clamp(min=0)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        return g.clamp(min=0) * (out > 0)
+def _guided_relu(x):
+    """ReLU whose backward passes only positive gradients where the input was positive: the hook
+    clamps the incoming gradient at zero, ReLU's own backward then masks by (input > 0)."""
+    out = torch.relu(x)
+    if out.requires_grad:
+        out.register_hook(lambda g: g.clamp(min=0))
+    return out
 
 
 @contextlib.contextmanager
@@ -78,7 +72,7 @@ def guided_relus(model: nn.Module):
     """Every ``nn.ReLU`` of ``model`` runs as a guided ReLU inside the block (reused modules too)."""
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     for m in relus:
-        m.forward = _GuidedReLU.apply
+        m.forward = _guided_relu
     try:
         yield
     finally:

@@ -19,7 +19,7 @@ from roar.estimators.controls import CONTROLS, per_sample
 from roar.estimators.gradients import BASES
 
 ENSEMBLES = ("sg", "sg_sq", "vargrad")
-DEFAULT_PARAMS = {"ig_steps": 25, "ig_method": "gausslegendre", "baseline": 0.0, "samples": 15, "noise": 0.15, "max_rows": 1024, "seed": 0}
+DEFAULT_PARAMS = {"ig_steps": 25, "ig_method": "gausslegendre", "baseline": 0.0, "samples": 15, "noise": 0.15, "max_rows": 64, "seed": 0}
 
 
 def available():
