@@ -10,7 +10,6 @@ task ``s % num_shards``. A complete shard (its sidecar ``.json`` matches the set
 sha256) is skipped; everything is written atomically.
 """
 
-import hashlib
 import json
 import math
 import sys
@@ -24,19 +23,14 @@ from tqdm import tqdm
 
 from roar.config import CONFIG_DIR, to_plain
 from roar.data import build_dataset
-from roar.data.manifest import write_manifest
-from roar.data.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes, read_shard, sha256_file, write_shard
+from roar.data.manifest import finish_manifest, settings_hash, shard_complete, shard_name, write_shard_with_record
+from roar.data.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes, read_shard, sha256_file
 from roar.errors import RoarError
 from roar.estimators import EstimatorSuite
 from roar.models.checkpoint import load_classifier
 from roar.utils.device import resolve_device
-from roar.utils.io import atomic_write_json, read_json
 
 TARGETS = ("predicted", "label")
-
-
-def shard_name(split: str, index: int) -> str:
-    return f"{split}-{index:06d}.tar"
 
 
 def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict) -> dict:
@@ -52,27 +46,6 @@ def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict) -> dict
         "dataset_fingerprints": fingerprints,
         "shard_size": int(cfg.attribute.shard_size),
     }
-
-
-def settings_hash(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
-def shard_state(folder: Path, name: str, digest: str, overwrite: bool) -> bool:
-    """True when the shard is complete for these settings. A shard made with other settings is an
-    error (never silently replaced) unless ``overwrite``."""
-    tar, side = folder / name, folder / (name[:-4] + ".json")
-    record = read_json(side)
-    if not tar.is_file() or record is None:
-        return False
-    if record.get("settings_hash") != digest:
-        if overwrite:
-            return False
-        raise RoarError(
-            f"{tar} was computed with other settings (base model, estimator parameters, data or target). "
-            f"Pass overwrite=true to recompute it, or use another name=."
-        )
-    return sha256_file(tar) == record.get("sha256")
 
 
 def check_config(cfg) -> EstimatorSuite:
@@ -144,7 +117,7 @@ def attribute(cfg: DictConfig) -> dict:
     plan = []  # (split, shard index, estimators still to compute)
     for split, ds in datasets.items():
         for s in range(int(cfg.attribute.shard_id), math.ceil(len(ds) / size), tasks):
-            todo = [n for n in suite.names if not shard_state(root / n, shard_name(split, s), digests[n], cfg.overwrite)]
+            todo = [n for n in suite.names if not shard_complete(root / n, shard_name(split, s), digests[n], cfg.overwrite)]
             if todo:
                 plan.append((split, s, todo))
     total = sum(min(size, len(datasets[sp]) - s * size) for sp, s, _ in plan)
@@ -156,23 +129,9 @@ def attribute(cfg: DictConfig) -> dict:
             shard_suite = EstimatorSuite(todo, **suite.params)
             written = compute_shard(shard_suite, model, ds, s * size, min((s + 1) * size, len(ds)), cfg, device, bar)
             for name, samples in written.items():
-                info = write_shard(root / name / shard_name(split, s), samples)
-                atomic_write_json(root / name / (shard_name(split, s)[:-4] + ".json"), {**info, "settings_hash": digests[name]})
-    return {n: finish_manifest(root / n, settings[n], digests[n], datasets, size) for n in suite.names}
-
-
-def finish_manifest(folder: Path, settings: dict, digest: str, datasets: dict, size: int):
-    """Write folder/manifest.json once every shard of every split is complete; None until then."""
-    files, counts = {}, {}
-    for split, ds in datasets.items():
-        for s in range(math.ceil(len(ds) / size)):
-            name = shard_name(split, s)
-            record = read_json(folder / (name[:-4] + ".json"))
-            if not (folder / name).is_file() or not record or record.get("settings_hash") != digest:
-                return None
-            files[name] = {"sha256": record["sha256"], "count": record["count"], "bytes": record["bytes"]}
-        counts[split] = len(ds)
-    return write_manifest(folder, {**settings, "counts": counts, "settings_hash": digest}, files)
+                write_shard_with_record(root / name / shard_name(split, s), samples, digests[name])
+    counts = {split: len(ds) for split, ds in datasets.items()}
+    return {n: finish_manifest(root / n, settings[n], digests[n], counts, size) for n in suite.names}
 
 
 def iter_maps(folder, split: str):

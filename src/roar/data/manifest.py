@@ -3,9 +3,12 @@
 A stage trusts a set only when its manifest verifies: every listed file exists with its sha256.
 """
 
+import hashlib
+import json
+import math
 from pathlib import Path
 
-from roar.data.shards import sha256_file
+from roar.data.shards import sha256_file, write_shard
 from roar.errors import RoarError
 from roar.utils.io import atomic_write_json, read_json
 
@@ -35,3 +38,53 @@ def verify_manifest(folder) -> dict:
     if problems:
         raise RoarError(f"{folder / MANIFEST} does not verify: " + "; ".join(problems) + ". Rerun the stage that wrote it with overwrite=true.")
     return manifest
+
+
+# Per-shard records: a shard is trusted when its sidecar .json names these settings and its sha256.
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}.tar"
+
+
+def settings_hash(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def shard_complete(folder: Path, name: str, digest: str, overwrite: bool) -> bool:
+    """True when the shard is complete for these settings. A shard made with other settings is an
+    error (never silently replaced) unless ``overwrite``."""
+    tar, side = folder / name, folder / (name[:-4] + ".json")
+    record = read_json(side)
+    if not tar.is_file() or record is None:
+        return False
+    if record.get("settings_hash") != digest:
+        if overwrite:
+            return False
+        raise RoarError(
+            f"{tar} was made with other settings (its inputs, model, data or parameters differ from this run's). "
+            f"Pass overwrite=true to recompute it, or use another name=."
+        )
+    return sha256_file(tar) == record.get("sha256")
+
+
+def write_shard_with_record(path: Path, samples, digest: str) -> dict:
+    """Write a shard and, after it, its sidecar record (both atomic): the record is the shard's seal."""
+    path.with_suffix(".json").unlink(missing_ok=True)  # a crash mid-write leaves no stale seal behind
+    info = write_shard(path, samples)
+    atomic_write_json(path.with_suffix(".json"), {**info, "settings_hash": digest})
+    return info
+
+
+def finish_manifest(folder: Path, settings: dict, digest: str, counts: dict, size: int):
+    """Write folder/manifest.json once every shard of every split is complete; None until then."""
+    files = {}
+    for split, n in counts.items():
+        for s in range(math.ceil(n / size)):
+            name = shard_name(split, s)
+            record = read_json(folder / (name[:-4] + ".json"))
+            if not (folder / name).is_file() or not record or record.get("settings_hash") != digest:
+                return None
+            files[name] = {"sha256": record["sha256"], "count": record["count"], "bytes": record["bytes"]}
+    return write_manifest(folder, {**settings, "counts": counts, "settings_hash": digest}, files)
+
+

@@ -1,0 +1,47 @@
+"""Which features are masked: exactly round(t x F) of the top-ranked (remove, ROAR) or all but the
+top round(t x F) (keep, KAR), from one ranking per image that serves every fraction."""
+
+import math
+
+import torch
+
+from roar.errors import RoarError
+from roar.masking.ranking import rank_features
+
+MODES = ("remove", "keep")
+
+
+def top_count(fraction: float, num_features: int) -> int:
+    """round(t x F), halves rounded up, the one rounding used everywhere."""
+    return int(math.floor(fraction * num_features + 0.5))
+
+
+def check_fractions(fractions) -> list:
+    out = []
+    for t in fractions:
+        try:
+            t = float(t)
+        except (TypeError, ValueError):
+            raise RoarError(f"fraction {t!r} is not a number; fractions are in [0, 1].") from None
+        if not 0.0 <= t <= 1.0:
+            raise RoarError(f"fraction {t} is outside [0, 1]; fractions are the share of features masked (ROAR t).")
+        out.append(t)
+    return out
+
+
+def feature_ranks(scores: torch.Tensor, ids, seed: int) -> torch.Tensor:
+    """(B, F) rank of every feature, 0 = most important: one sort per image for every fraction."""
+    order = rank_features(scores, ids, seed)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return ranks
+
+
+def removed_features(ranks: torch.Tensor, fraction: float, mode: str) -> torch.Tensor:
+    """(B, F) boolean: the features masked at ``fraction`` in ``mode``."""
+    k = top_count(fraction, ranks.shape[1])
+    if mode == "remove":
+        return ranks < k
+    if mode == "keep":
+        return ranks >= k
+    raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
