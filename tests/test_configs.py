@@ -20,7 +20,16 @@ def test_every_option_composes(override):
     if group in ("data", "model", "augment"):
         assert cfg[group].name == option
     validate(cfg)
-    assert cfg.run_dir.endswith(f"/base/{cfg.model.name}-{cfg.augment.name}")
+    if cfg.data.name == "shards":
+        assert cfg.stage == "retrain" and "/runs/" in cfg.run_dir
+    else:
+        assert cfg.stage == "base" and cfg.run_dir.endswith(f"/base/{cfg.model.name}-{cfg.augment.name}")
+
+
+def test_retrain_runs_are_named_by_their_setting():
+    cfg = compose_config("train", ["data=shards", "estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fraction=0.3", "seed=4"])
+    assert cfg.run_dir == "outputs/default/runs/sg_sq-ig.sum/keep/blur/0.3/seed=4"
+    assert cfg.data.estimator == "sg_sq-ig" and cfg.data.fill == "blur" and cfg.data.fraction == 0.3
 
 
 def test_groups_hold_options():

@@ -134,14 +134,17 @@ def attribute(cfg: DictConfig) -> dict:
     return {n: finish_manifest(root / n, settings[n], digests[n], counts, size) for n in suite.names}
 
 
+def iter_map_shard(tar: Path):
+    """(sample id, float32 map in the estimator's units, meta) for every sample of one shard."""
+    for sample in read_shard(tar):
+        meta = json.loads(sample["json"])
+        yield decode_key(sample["__key__"]), load_npy(sample["map.npy"]).astype(np.float32) * meta["scale"], meta
+
+
 def iter_maps(folder, split: str):
-    """(sample id, float32 map in the estimator's units, meta) for every sample of ``split`` in the
-    estimator folder, shard by shard in sample order."""
-    folder = Path(folder)
-    for tar in sorted(folder.glob(f"{split}-*.tar")):
-        for sample in read_shard(tar):
-            meta = json.loads(sample["json"])
-            yield decode_key(sample["__key__"]), load_npy(sample["map.npy"]).astype(np.float32) * meta["scale"], meta
+    """``iter_map_shard`` over every shard of ``split`` in the estimator folder, in sample order."""
+    for tar in sorted(Path(folder).glob(f"{split}-*.tar")):
+        yield from iter_map_shard(tar)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attribute")

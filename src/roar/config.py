@@ -5,7 +5,14 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from roar.artifacts import fraction_name, ranking_name
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+# Resolvers the configs use to name artifact folders (conf/paths/default.yaml) and pick a run's stage.
+OmegaConf.register_new_resolver("roar.ranking", lambda est, red: ranking_name(est, red) if est else "none", replace=True)
+OmegaConf.register_new_resolver("roar.fraction", lambda t: fraction_name(t) if t is not None else "none", replace=True)
+OmegaConf.register_new_resolver("roar.if_shards", lambda data, yes, no: yes if data == "shards" else no, replace=True)
 
 
 def compose_config(config_name: str = "train", overrides=()) -> DictConfig:

@@ -42,7 +42,10 @@ def validate(cfg: DictConfig) -> None:
 
 def identity(cfg) -> dict:
     """The settings that name a run: two runs with different identities never share a run_dir."""
-    return {"dataset": cfg.data.name, "model": cfg.model.name, "augment": cfg.augment.name, "seed": int(cfg.seed)}
+    ident = {"dataset": cfg.data.name, "model": cfg.model.name, "augment": cfg.augment.name, "seed": int(cfg.seed)}
+    if cfg.data.name == "shards":  # a retrain run on masked data
+        ident.update(estimator=cfg.estimator, reduce=cfg.reduce, mode=cfg.mode, fill=cfg.fill.name, fraction=float(cfg.fraction))
+    return ident
 
 
 def check_run_dir_identity(cfg, run_dir: Path) -> None:
@@ -124,15 +127,18 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
             **{k: float(v) for k, v in tested.items()},
             "train_acc": None if train_acc is None else float(train_acc),
             **identity(cfg),
+            "dataset": getattr(data.train_set, "dataset", cfg.data.name),
             "stage": cfg.stage,
             "name": cfg.name,
             "epochs": int(trainer.current_epoch),
             "world_size": int(trainer.world_size),
-            "num_train": len(data.train_set),
-            "num_test": len(data.test_set),
+            "num_train": int(getattr(data.train_set, "num_samples", len(data.train_set))),
+            "num_test": int(getattr(data.test_set, "num_samples", len(data.test_set))),
             "train_seconds": round(time.time() - started, 2),
             "checkpoint": str(resume),
         }
+        if hasattr(data.train_set, "skipped"):  # data.on_error=skip: broken samples are counted, not hidden
+            metrics["skipped_samples"] = int(data.train_set.skipped.value + data.test_set.skipped.value)
         if trainer.is_global_zero:
             atomic_write_json(run_dir / METRICS, metrics)
             for lg in trainer.loggers:

@@ -34,6 +34,10 @@ class ImageDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self[0]["image"].shape)
+
     def fingerprint(self) -> str:
         """sha256 over the name, split, image shape and every sample id: changes when the data do."""
         h = hashlib.sha256(f"{self.name}|{self.split}|{tuple(self[0]['image'].shape)}".encode())

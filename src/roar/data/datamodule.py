@@ -1,7 +1,7 @@
 """The LightningDataModule over any registered dataset: train and test loaders, channel stats."""
 
 import lightning as L
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from roar.data.registry import build_dataset
 from roar.data.stats import channel_stats
@@ -17,7 +17,7 @@ class ImageDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.train_set = build_dataset(self.cfg, "train")
             self.test_set = build_dataset(self.cfg, "test")
-            self.stats = channel_stats(self.train_set, self.cfg, self.cache_dir)
+            self.stats = getattr(self.train_set, "stats", None) or channel_stats(self.train_set, self.cfg, self.cache_dir)
 
     @property
     def num_classes(self):
@@ -25,14 +25,22 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def image_shape(self):
-        return tuple(self.train_set[0]["image"].shape)
+        return tuple(self.train_set.image_shape)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Streaming datasets reshuffle per epoch; map-style ones get it from their sampler."""
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
 
     def _loader(self, dataset, shuffle):
         # One sampler for one process and for DDP: the order is a function of (seed, epoch, rank),
         # so ranks see disjoint data and a resumed run sees the batches an uninterrupted one would.
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
         workers = int(self.cfg.get("num_workers", 0))
+        if isinstance(dataset, IterableDataset):  # shards: split by rank and worker inside the dataset
+            dataset.configure(rank, world, workers)
+            return DataLoader(dataset, batch_size=int(self.cfg.batch_size), num_workers=workers)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
         return DataLoader(
             dataset,
             batch_size=int(self.cfg.batch_size),

@@ -50,26 +50,54 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
+class ShardWriter:
+    """A tar shard written sample by sample, appearing under its final name only when closed
+    without error (temporary file, fsync, rename). ``info`` then holds sha256, count and bytes."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self.file = os.fdopen(fd, "wb")
+        self.sink = wds.TarWriter(self.file, encoder=False, mtime=0.0, user="roar", group="roar")
+        self.count, self.info = 0, None
+
+    def write(self, sample: dict) -> None:
+        self.sink.write(sample)
+        self.count += 1
+
+    def close(self) -> dict:
+        self.sink.close()  # closes the file too
+        with open(self.tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        self.info = {"sha256": sha256_file(self.path), "count": self.count, "bytes": self.path.stat().st_size}
+        return self.info
+
+    def abort(self) -> None:
+        try:
+            self.sink.close()
+        except Exception:
+            pass
+        Path(self.tmp).unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_shard(path, samples) -> dict:
     """Write ``samples`` (dicts of ``__key__`` plus field -> bytes) to the tar ``path`` atomically.
     Returns ``{"sha256", "count", "bytes"}`` of the written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    count = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with wds.TarWriter(f, encoder=False, mtime=0.0, user="roar", group="roar") as sink:
-                for sample in samples:
-                    sink.write(sample)
-                    count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return {"sha256": sha256_file(path), "count": count, "bytes": path.stat().st_size}
+    with ShardWriter(path) as writer:
+        for sample in samples:
+            writer.write(sample)
+    return writer.info
 
 
 def read_shard(path):

@@ -8,6 +8,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from roar.augment import BatchAugment
 from roar.errors import RoarError
 from roar.models.registry import build_model
+from roar.models.vit import patch_keep
 
 SCHEDULES = ("step", "cosine", "none")
 
@@ -48,14 +49,28 @@ class Classifier(L.LightningModule):
         return self.net(x, keep=keep)
 
     def on_train_epoch_start(self):
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
         # augmentation draws are a function of (seed, epoch, rank): a resumed run repeats them exactly
         self.augment.reseed(int(self.hparams.seed) * 1_000_003 + self.current_epoch * 7_919 + self.global_rank, self.device)
 
     def on_test_epoch_start(self):
         self.augment.reseed(int(self.hparams.seed) * 1_000_003 - 1 - self.global_rank, self.device)
 
+    def inputs(self, batch, train: bool):
+        """The batch's images after augmentation, and the patches a token-dropping model keeps: those
+        without removed pixels (fill=token_drop shards) and not dropped by the augmentation."""
+        x, keep = self.augment(batch["image"], train=train)
+        if "removed" in batch:
+            if not self.accepts_keep:
+                raise RoarError("fill=token_drop data need a model that drops tokens (model=vit_tiny or vit_small).")
+            data_keep = patch_keep(batch["removed"], self.net.patch_size)
+            keep = data_keep if keep is None else keep & data_keep
+        return x, keep
+
     def training_step(self, batch, batch_idx):
-        x, keep = self.augment(batch["image"], train=True)
+        x, keep = self.inputs(batch, train=True)
         logits = self(x, keep)
         loss = F.cross_entropy(logits, batch["label"])
         self.train_acc(logits, batch["label"])
@@ -64,7 +79,7 @@ class Classifier(L.LightningModule):
         return loss
 
     def test_step(self, batch, batch_idx):
-        x, keep = self.augment(batch["image"], train=False)
+        x, keep = self.inputs(batch, train=False)
         logits = self(x, keep)
         self.log("test_loss", F.cross_entropy(logits, batch["label"]), sync_dist=True)
         self.test_acc(logits, batch["label"])

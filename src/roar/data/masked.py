@@ -1,0 +1,159 @@
+"""``data=shards``: training on the masked WebDataset shards that ``roar-mask`` wrote.
+
+The pipeline, stage by stage: shard list (from the manifest, order shuffled per (seed, epoch)) ->
+split by worker (shard w::num_workers) -> samples (webdataset) -> split by node (a worker's j-th
+sample goes to rank j % world) -> shuffle (buffer, seeded by (seed, epoch, rank, worker)) ->
+decode (numpy/PIL, never pickle) -> batch (the DataLoader).
+
+Splitting by node at sample level, not shard level, is what makes every rank's epoch the same
+length whatever the shard sizes: a worker's quota is ceil(its samples / world) on every rank, and
+a rank one short repeats one sample (as DistributedSampler pads), so DDP never waits on a rank
+that ran out. Every sample is seen exactly once per epoch apart from those few repeats.
+"""
+
+import io
+import math
+import multiprocessing
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from roar.artifacts import shard_set_dir
+from roar.data.manifest import MANIFEST, verify_manifest
+from roar.data.registry import register_dataset
+from roar.data.shards import decode_key, load_npy, read_shard
+from roar.errors import RoarError
+from roar.utils.io import read_json
+
+ON_ERROR = ("raise", "skip")
+
+
+def decode_sample(sample: dict, with_mask: bool) -> dict:
+    """Tensors from one shard sample's raw bytes."""
+    if "image.npy" in sample:
+        image = torch.from_numpy(load_npy(sample["image.npy"]).astype(np.float32))
+    else:
+        pixels = np.asarray(Image.open(io.BytesIO(sample["image.png"])), dtype=np.uint8)
+        image = torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).float() / 255
+    out = {"image": image, "label": int(sample["cls"])}
+    if with_mask:
+        out["removed"] = torch.from_numpy(load_npy(sample["mask.npy"]).astype(bool))
+    return out
+
+
+class MaskedShards(IterableDataset):
+    name = "shards"
+
+    def __init__(self, folder, split: str, manifest: dict, seed: int = 0, on_error: str = "raise", shuffle_buffer: int = 1000):
+        self.folder, self.split, self.seed, self.on_error = folder, split, int(seed), on_error
+        self.files = [(folder / n, e["count"]) for n, e in sorted(manifest["files"].items()) if n.startswith(f"{split}-")]
+        self.num_samples = int(manifest["counts"][split])
+        self.classes, self.image_shape = list(manifest["classes"]), tuple(manifest["image_shape"])
+        self.dataset = manifest["dataset"]  # the source dataset, for metrics.json
+        self.stats = {"mean": manifest["mean"], "std": manifest["std"]}
+        self.token_drop = manifest["fill"]["name"] == "token_drop"
+        self.shuffle_buffer = int(shuffle_buffer) if split == "train" else 0
+        self.rank, self.world, self.workers, self.epoch = 0, 1, 0, 0
+        self.skipped = multiprocessing.Value("i", 0)
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    def configure(self, rank: int, world: int, workers: int) -> None:
+        self.rank, self.world, self.workers = int(rank), int(world), int(workers)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def worker_files(self, worker: int, workers: int):
+        files = list(self.files)
+        if self.split == "train":
+            random.Random(f"{self.seed}|{self.epoch}|shards").shuffle(files)  # same order on every rank
+        return files[worker::max(1, workers)]
+
+    def quota(self, files) -> int:
+        return math.ceil(sum(count for _, count in files) / self.world)
+
+    def __len__(self):
+        n = max(1, self.workers)
+        return sum(self.quota(self.worker_files(w, n)) for w in range(n))
+
+    def _rank_samples(self, files):
+        j = 0
+        for path, count in files:
+            mine = sum(1 for k in range(j, j + count) if k % self.world == self.rank)
+            try:
+                for sample in read_shard(path):
+                    if j % self.world == self.rank:
+                        try:
+                            yield decode_sample(sample, self.token_drop)
+                        except Exception as err:
+                            if self.on_error == "raise":
+                                raise RoarError(f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or pass data.on_error=skip.") from err
+                            with self.skipped.get_lock():
+                                self.skipped.value += 1
+                        mine -= 1
+                    j += 1
+            except RoarError:
+                if self.on_error == "raise":
+                    raise
+                with self.skipped.get_lock():
+                    self.skipped.value += max(mine, 0)
+                j += count  # a truncated shard: its unread samples are skipped
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        files = self.worker_files(worker, workers)
+        quota, stream = self.quota(files), self._rank_samples(files)
+        if self.shuffle_buffer:
+            stream = shuffled(stream, self.shuffle_buffer, random.Random(f"{self.seed}|{self.epoch}|{self.rank}|{worker}"))
+        first, given = None, 0
+        for sample in stream:
+            if given == quota:
+                break
+            first = first or sample
+            given += 1
+            yield sample
+        if given < quota and first is None:
+            raise RoarError(f"{self.folder}: no readable {self.split} sample for rank {self.rank}, worker {worker}.")
+        for _ in range(quota - given):  # pad to the quota every rank shares (DDP needs equal lengths)
+            yield first
+
+
+def shuffled(stream, size: int, rng: random.Random):
+    """Buffer shuffle (webdataset's ``shuffle`` stage) with an explicit, seeded generator."""
+    buffer = []
+    for sample in stream:
+        buffer.append(sample)
+        if len(buffer) >= size:
+            k = rng.randrange(len(buffer))
+            buffer[k], buffer[-1] = buffer[-1], buffer[k]
+            yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+@register_dataset("shards")
+def build_shards(cfg, split):
+    for key in ("estimator", "fraction"):
+        if cfg.get(key) is None:
+            raise RoarError(f"data=shards needs {key}=... (which masked data to train on), e.g. estimator=grad fraction=0.5 mode=remove.")
+    on_error = cfg.get("on_error", "raise")
+    if on_error not in ON_ERROR:
+        raise RoarError(f"data.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
+    folder = shard_set_dir(cfg.root, cfg.estimator, cfg.reduce, cfg.mode, cfg.fill, cfg.fraction)
+    if not (folder / MANIFEST).exists():
+        raise RoarError(
+            f"No masked shards at {folder} (estimator={cfg.estimator}, mode={cfg.mode}, fill={cfg.fill}, fraction={cfg.fraction}). "
+            f"Run roar-attribute and then roar-mask with these settings first."
+        )
+    if on_error == "raise":
+        manifest = verify_manifest(folder)
+    else:
+        manifest = read_json(folder / MANIFEST)
+    return MaskedShards(folder, split, manifest, seed=cfg.get("seed", 0), on_error=on_error, shuffle_buffer=cfg.get("shuffle_buffer", 1000))
