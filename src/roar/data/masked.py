@@ -38,7 +38,7 @@ def decode_sample(sample: dict, with_mask: bool) -> dict:
     else:
         pixels = np.asarray(Image.open(io.BytesIO(sample["image.png"])), dtype=np.uint8)
         image = torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).float() / 255
-    out = {"image": image, "label": int(sample["cls"])}
+    out = {"image": image, "label": int(sample["cls"]), "id": decode_key(sample["__key__"])}
     if with_mask:
         out["removed"] = torch.from_numpy(load_npy(sample["mask.npy"]).astype(bool))
     return out

@@ -1,5 +1,8 @@
-"""Which features are masked: exactly round(t x F) of the top-ranked (remove, ROAR) or all but the
-top round(t x F) (keep, KAR), from one ranking per image that serves every fraction."""
+"""Which features are masked: exactly round(t x F) of them in both modes, from one ranking per
+image that serves every fraction. ``remove`` (ROAR) masks the top-ranked t; ``keep`` (KAR) masks
+the bottom-ranked t, keeping the most important 1 - t. So t is always the fraction masked, and
+keep at t masks exactly the features that remove at 1 - t leaves (whenever t x F is not a half
+integer, where rounding makes the two counts differ by one)."""
 
 import math
 
@@ -43,5 +46,5 @@ def removed_features(ranks: torch.Tensor, fraction: float, mode: str) -> torch.T
     if mode == "remove":
         return ranks < k
     if mode == "keep":
-        return ranks >= k
+        return ranks >= ranks.shape[1] - k
     raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")

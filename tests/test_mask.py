@@ -1,0 +1,283 @@
+"""roar-mask and data=shards: exact counts, pinned direction, every fill, real tars, resumable
+writes, strict verification, and a loader that splits ranks exactly."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from roar.artifacts import shard_set_dir
+from roar.attribute import attribute, iter_maps
+from roar.config import compose_config
+from roar.data import build_dataset
+from roar.data.manifest import verify_manifest
+from roar.data.masked import MaskedShards
+from roar.data.shards import decode_key, load_npy, read_shard
+from roar.errors import RoarError
+from roar.estimators import reduce_maps
+from roar.mask import mask, verify_all
+from roar.masking import gaussian_blur
+from roar.train import train
+
+pytestmark = pytest.mark.slow
+FRACTIONS = "mask.fractions=[0,0.3,0.7,1.0]"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    out = tmp_path_factory.mktemp("outputs")
+    common = [f"paths.output_root={out}", "logger=csv", "trainer.enable_progress_bar=false"]
+    train(compose_config("train", [*common, "trainer.max_epochs=3"]))
+    attribute(compose_config("attribute", [*common, "estimators=[grad,random]", "attribute.shard_size=400"]))
+    mask(compose_config("mask", [*common, "estimators=[grad,random]", "mask.modes=[remove,keep]", FRACTIONS]))
+    return out
+
+
+def cfg(root, *overrides, config="mask"):
+    return compose_config(config, [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "estimators=[grad,random]", FRACTIONS, *overrides])
+
+
+def leaf(root, estimator="grad", mode="remove", fill="channel_mean", fraction=0.3, name="default"):
+    return shard_set_dir(root / name / "shards", estimator, "abs_sum", mode, fill, fraction)
+
+
+def samples(folder, split="test"):
+    out = {}
+    for tar in sorted(Path(folder).glob(f"{split}-*.tar")):
+        for s in read_shard(tar):
+            out[decode_key(s["__key__"])] = s
+    return out
+
+
+def test_every_set_verifies_and_lists_with_gnu_tar(root):
+    assert verify_all(root / "default" / "shards") == []
+    folder = leaf(root)
+    manifest = verify_manifest(folder)
+    assert manifest["counts"] == {"train": 1347, "test": 450} and set(manifest["files"]) == {"train-000000.tar", "train-000001.tar", "train-000002.tar", "train-000003.tar", "test-000000.tar", "test-000001.tar"}
+    names = subprocess.run(["tar", "-tf", str(folder / "test-000000.tar")], capture_output=True, text=True, check=True).stdout.split()
+    assert len(names) == 400 * 4 and {n.split(".", 1)[1] for n in names} == {"cls", "image.npy", "json", "mask.npy"}
+    one = next(iter(samples(folder).values()))
+    meta = json.loads(one["json"])
+    assert meta["estimator"] == "grad" and meta["mode"] == "remove" and meta["fraction"] == 0.3 and meta["fill"] == "channel_mean"
+
+
+@pytest.mark.parametrize("mode", ["remove", "keep"])
+@pytest.mark.parametrize("fraction", [0, 0.3, 0.7, 1.0])
+def test_exact_masked_counts(root, mode, fraction):
+    expected = round(fraction * 64)  # t is the fraction masked in both modes
+    counts = {int(load_npy(s["mask.npy"]).sum()) for s in samples(leaf(root, mode=mode, fraction=fraction)).values()}
+    assert counts == {expected}
+
+
+def test_keep_t_and_remove_1_minus_t_are_complementary(root):
+    keep, remove = samples(leaf(root, mode="keep", fraction=0.3)), samples(leaf(root, mode="remove", fraction=0.7))
+    assert keep.keys() == remove.keys()
+    assert all(np.array_equal(load_npy(keep[k]["mask.npy"]), ~load_npy(remove[k]["mask.npy"])) for k in keep)
+
+
+def test_direction_is_pinned_top_ranked_features_are_removed(root):
+    maps = {sid: m for sid, m, _ in iter_maps(root / "default" / "attributions" / "grad", "test")}
+    for sid, s in list(samples(leaf(root, fraction=0.3)).items())[:50]:
+        score = reduce_maps(torch.from_numpy(maps[sid])[None], "abs_sum")[0, 0].numpy().astype(np.float16)
+        removed = load_npy(s["mask.npy"])[0]
+        assert score[removed].min() >= score[~removed].max()
+    keep = samples(leaf(root, mode="keep", fraction=0.7))  # KAR: the bottom 70% masked, the top 30% kept
+    for sid, s in list(keep.items())[:50]:
+        score = reduce_maps(torch.from_numpy(maps[sid])[None], "abs_sum")[0, 0].numpy().astype(np.float16)
+        kept = ~load_npy(s["mask.npy"])[0]
+        assert score[kept].min() >= score[~kept].max()
+
+
+def test_channel_mean_fill_and_unmasked_pixels(root):
+    test = build_dataset(OmegaConf.create({"name": "digits"}), "test")
+    mean = json.loads((leaf(root) / "manifest.json").read_text())["mean"][0]
+    for sid, s in list(samples(leaf(root)).items())[:20]:
+        image, removed = load_npy(s["image.npy"]), load_npy(s["mask.npy"])
+        original = test[test.ids.index(sid)]["image"].numpy()
+        assert np.allclose(image[removed], mean) and np.array_equal(image[~removed], original[~removed])
+
+
+@pytest.mark.parametrize("fill", ["zero", "constant", "blur", "random_image", "token_drop", "mask_only"])
+def test_every_fill(root, fill):
+    mask(cfg(root, f"fill={fill}", "estimators=[grad]", "mask.fractions=[0.5]", "mask.splits=[test]", *(["fill.value=[0.25]"] if fill == "constant" else [])))
+    test = build_dataset(OmegaConf.create({"name": "digits"}), "test")
+    train_set = build_dataset(OmegaConf.create({"name": "digits"}), "train")
+    for sid, s in list(samples(leaf(root, fill=fill, fraction=0.5)).items())[:10]:
+        image, removed = torch.from_numpy(load_npy(s["image.npy"])), torch.from_numpy(load_npy(s["mask.npy"]))
+        original = test[test.ids.index(sid)]["image"]
+        expected = {
+            "zero": torch.zeros_like(original),
+            "constant": torch.full_like(original, 0.25),
+            "blur": gaussian_blur(original[None])[0],
+            "token_drop": original,
+            "mask_only": removed.float().expand_as(original),
+        }.get(fill)
+        if fill == "random_image":
+            donors = [x["image"] for x in train_set]
+            assert any(torch.equal(image[removed], d[removed]) for d in donors)
+        elif fill == "mask_only":
+            assert torch.equal(image, expected)
+        else:
+            assert torch.allclose(image[removed.expand_as(image)], expected[removed.expand_as(image)], atol=1e-6)
+            assert torch.equal(image[~removed.expand_as(image)], original[~removed.expand_as(image)])
+
+
+def test_killed_mask_run_resumes_to_verified_identical_shards(root, monkeypatch):
+    import roar.data.shards as shards
+
+    clean = {k: v["image.npy"] for k, v in samples(leaf(root, estimator="random")).items()}
+    calls = {"n": 0}
+    original = shards.ShardWriter.write
+
+    def dying(self, sample):
+        calls["n"] += 1
+        if calls["n"] == 1500:
+            raise KeyboardInterrupt("killed")
+        original(self, sample)
+
+    monkeypatch.setattr(shards.ShardWriter, "write", dying)
+    with pytest.raises(KeyboardInterrupt):
+        mask(cfg(root, "name=killed", "estimators=[random]", **{}))
+    monkeypatch.setattr(shards.ShardWriter, "write", original)
+    assert not list((root / "killed" / "shards").rglob("*.tmp")) and not list((root / "killed" / "shards").rglob("manifest.json"))
+    mask(cfg(root, "name=killed", "estimators=[random]"))
+    assert verify_all(root / "killed" / "shards") == []
+    again = {k: v["image.npy"] for k, v in samples(leaf(root, estimator="random", name="killed")).items()}
+    assert again == clean  # byte-identical
+
+
+@pytest.fixture(scope="module")
+def killed_setup(root):
+    import shutil
+
+    for part in ("base", "attributions"):
+        shutil.copytree(root / "default" / part, root / "killed" / part, dirs_exist_ok=True)
+
+
+test_killed_mask_run_resumes_to_verified_identical_shards = pytest.mark.usefixtures("killed_setup")(test_killed_mask_run_resumes_to_verified_identical_shards)
+
+
+def test_truncated_shard_is_reported_by_name(root, tmp_path):
+    import shutil
+
+    folder = tmp_path / "default" / "shards"
+    shutil.copytree(root / "default" / "shards" / "grad" / "remove" / "channel_mean" / "0.7", folder / "grad" / "remove" / "channel_mean" / "0.7")
+    tar = folder / "grad" / "remove" / "channel_mean" / "0.7" / "train-000001.tar"
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    problems = verify_all(folder)
+    assert len(problems) == 1 and "train-000001.tar has sha256" in problems[0]
+    out = subprocess.run([str(Path(sys.executable).parent / "roar-mask"), "verify", f"paths.output_root={tmp_path}"], capture_output=True, text=True)
+    assert out.returncode == 1 and "train-000001.tar" in out.stdout
+    run = [f"paths.output_root={tmp_path}", "logger=csv", "data=shards", "estimator=grad", "fraction=0.7", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+    with pytest.raises(RoarError, match="train-000001.tar has sha256"):
+        train(compose_config("train", run))
+    metrics = train(compose_config("train", [*run, "data.on_error=skip"]))
+    assert metrics["skipped_samples"] == 400 and metrics["num_train"] == 1347
+
+
+def test_loader_splits_ranks_exactly_once_per_epoch(root):
+    folder = leaf(root)
+    manifest = verify_manifest(folder)
+    all_ids = set(build_dataset(OmegaConf.create({"name": "digits"}), "train").ids)
+    for workers in (0, 3):
+        seen, lengths = [], []
+        for rank in (0, 1):
+            ds = MaskedShards(folder, "train", manifest, seed=0)
+            ds.configure(rank, 2, workers)
+            ds.set_epoch(1)
+            ids = []
+            if workers:
+                loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+                ids = [s["id"] for s in loader]
+            else:
+                ids = [s["id"] for s in ds]
+            assert len(ids) == len(ds)
+            seen.append(ids)
+            lengths.append(len(ids))
+        assert lengths[0] == lengths[1]  # equal epochs: DDP never waits on a finished rank
+        assert not set(seen[0]) & set(seen[1]) and set(seen[0]) | set(seen[1]) == all_ids
+        assert sum(lengths) - len(all_ids) <= max(1, workers)  # the odd sample out, repeated
+    order = lambda epoch: [s["id"] for s in _epoch(folder, manifest, epoch)]
+    assert order(0) != order(1) and order(1) == order(1)  # reshuffled per epoch, reproducibly
+
+
+def _epoch(folder, manifest, epoch):
+    ds = MaskedShards(folder, "train", manifest, seed=0)
+    ds.set_epoch(epoch)
+    return list(ds)
+
+
+def test_training_on_shards_matches_training_in_memory(root, tmp_path):
+    """The same masked images, streamed from tars or held in memory, train to the same accuracy."""
+    from roar.data.base import TensorImageDataset
+    from roar.data.registry import _DATASETS, register_dataset
+
+    folder = leaf(root, fraction=0.7)
+    tensors = {}
+    for split in ("train", "test"):
+        got = sorted(samples(folder, split).items())
+        images = torch.stack([torch.from_numpy(load_npy(s["image.npy"])) for _, s in got])
+        labels = torch.tensor([int(s["cls"]) for _, s in got])
+        tensors[split] = TensorImageDataset("masked_in_memory", split, images, labels, [k for k, _ in got], [str(c) for c in range(10)])
+    register_dataset("masked_in_memory")(lambda c, split: tensors[split])
+    try:
+        common = [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=8"]
+        streamed = train(compose_config("train", [*common, "data=shards", "estimator=grad", "fraction=0.7"]))
+        held = train(compose_config("train", [*common, "data=digits", "data.name=masked_in_memory", "name=in_memory"]))
+    finally:
+        del _DATASETS["masked_in_memory"]
+    print(f"shards {streamed['test_acc']:.4f} vs in memory {held['test_acc']:.4f}")
+    assert streamed["num_train"] == held["num_train"] == 1347
+    assert abs(streamed["test_acc"] - held["test_acc"]) <= 0.03
+
+
+def test_mask_only_leakage_control_trains(root):
+    mask(cfg(root, "fill=mask_only", "estimators=[grad]", "mask.fractions=[0.5]"))
+    metrics = train(compose_config("train", [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=8", "data=shards", "estimator=grad", "fraction=0.5", "fill=mask_only"]))
+    print(f"mask_only leakage: test_acc {metrics['test_acc']:.4f} (chance 0.1)")
+    assert metrics["fill"] == "mask_only" and 0 <= metrics["test_acc"] <= 1
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["mask.fractions=[0.5,1.5]"], r"fraction 1.5 is outside \[0, 1\]"),
+        (["mask.modes=[drop]"], "mask.modes has 'drop'"),
+        (["mask.format=jpg"], "never JPEG"),
+        (["estimators=[ig]"], "No complete maps for estimator ig"),
+        (["data.image_size=16"], "was made from other train data"),
+        (["fill=constant", "fill.value=[2]"], r"fill.value=\[2\]"),
+    ],
+)
+def test_bad_input_fails_before_writing(root, overrides, message):
+    before = sorted(p.name for p in (root / "default" / "shards").rglob("*"))
+    with pytest.raises(RoarError, match=message):
+        mask(cfg(root, *overrides))
+    assert sorted(p.name for p in (root / "default" / "shards").rglob("*")) == before
+
+
+def test_attribution_maps_not_matching_the_data_name_file_and_sample(root, tmp_path):
+    import shutil
+
+    from roar.mask import read_attribution_shard
+
+    tar = root / "default" / "attributions" / "grad" / "test-000000.tar"
+    ids = build_dataset(OmegaConf.create({"name": "digits"}), "test").ids[:400]
+    with pytest.raises(RoarError, match=f"{tar}: sample 0 is {ids[0]}, the dataset has digits-0001 there"):
+        read_attribution_shard(tar, ["digits-0001", *ids[1:]], (1, 8, 8))
+    with pytest.raises(RoarError, match=f"the map of sample {ids[0]} has shape \\(1, 8, 8\\), the images \\(3, 8, 8\\)"):
+        read_attribution_shard(tar, ids, (3, 8, 8))
+
+
+def test_retraining_on_token_drop_needs_a_vit(root):
+    mask(cfg(root, "fill=token_drop", "estimators=[grad]", "mask.fractions=[0.5]"))
+    common = [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=1", "data=shards", "estimator=grad", "fraction=0.5", "fill=token_drop"]
+    with pytest.raises(RoarError, match="fill=token_drop data need a model that drops tokens"):
+        train(compose_config("train", common))
+    vit = train(compose_config("train", [*common, "model=vit_tiny", "model.params.patch_size=2", "model.params.dim=16", "model.params.depth=1", "model.params.heads=2"]))
+    assert vit["model"] == "vit_tiny" and vit["fill"] == "token_drop"
