@@ -279,5 +279,5 @@ def test_retraining_on_token_drop_needs_a_vit(root):
     common = [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=1", "data=shards", "estimator=grad", "fraction=0.5", "fill=token_drop"]
     with pytest.raises(RoarError, match="fill=token_drop data need a model that drops tokens"):
         train(compose_config("train", common))
-    vit = train(compose_config("train", [*common, "model=vit_tiny", "model.params.patch_size=2", "model.params.dim=16", "model.params.depth=1", "model.params.heads=2"]))
+    vit = train(compose_config("train", [*common, f"run_dir={root}/vit_run", "model=vit_tiny", "model.params.patch_size=2", "model.params.dim=16", "model.params.depth=1", "model.params.heads=2"]))
     assert vit["model"] == "vit_tiny" and vit["fill"] == "token_drop"
