@@ -46,7 +46,7 @@ def encode_image(image: torch.Tensor, fmt: str) -> dict:
         return {"image.npy": npy_bytes(image.numpy().astype(np.float32))}
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buf = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, format="PNG")
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, format="PNG", compress_level=1)  # fast, still lossless
     return {"image.png": buf.getvalue()}
 
 
@@ -160,20 +160,22 @@ def write_masked_shard(cfg, ds, train_set, mean, lo, ids, maps, split, s, todo, 
     writers = {folder: ShardWriter(folder / shard_name(split, s)) for folder, _ in todo}
     for folder, _ in todo:
         (folder / shard_name(split, s)).with_suffix(".json").unlink(missing_ok=True)
+    reduce, fill, fmt, seed, bs = cfg.reduce, cfg.fill.name, cfg.mask.format, int(cfg.seed), int(cfg.mask.batch_size)
     try:
-        bs = int(cfg.mask.batch_size)
         for a in range(0, len(ids), bs):
             batch_ids = ids[a : a + bs]
             samples = [ds[lo + a + k] for k in range(len(batch_ids))]
             images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
-            ranks = feature_ranks(reduce_maps(maps[a : a + bs], cfg.reduce).flatten(1), batch_ids, int(cfg.seed))
+            ranks = feature_ranks(reduce_maps(maps[a : a + bs], reduce).flatten(1), batch_ids, seed)
             for folder, (settings, _, _) in todo:
                 masked, removed = mask_batch(images, None, batch_ids, cfg, settings["mode"], settings["fraction"], mean, train_set, ranks=ranks)
+                removed_np = removed.numpy()
+                common = {key: settings[key] for key in ("estimator", "reduce", "mode", "fraction")}
                 for k, sid in enumerate(batch_ids):
-                    meta = {"id": sid, "label": labels[k], **{key: settings[key] for key in ("estimator", "reduce", "mode", "fraction")}, "fill": cfg.fill.name}
                     writers[folder].write({
-                        "__key__": encode_key(sid), **encode_image(masked[k], cfg.mask.format),
-                        "mask.npy": npy_bytes(removed[k].numpy()), "cls": str(labels[k]).encode(), "json": json_bytes(meta),
+                        "__key__": encode_key(sid), **encode_image(masked[k], fmt),
+                        "mask.npy": npy_bytes(removed_np[k]), "cls": str(labels[k]).encode(),
+                        "json": json_bytes({"id": sid, "label": labels[k], **common, "fill": fill}),
                     })
             bar.update(len(batch_ids))
     except BaseException:
