@@ -82,28 +82,35 @@ class MaskedShards(IterableDataset):
         n = max(1, self.workers)
         return sum(self.quota(self.worker_files(w, n)) for w in range(n))
 
+    def _skip(self, n: int) -> None:
+        with self.skipped.get_lock():
+            self.skipped.value += n
+
     def _rank_samples(self, files):
+        """This rank's samples of ``files``: the j-th sample of the worker's stream goes to rank j % world.
+        A shard that ends early (truncated at a member boundary reads as a shorter valid tar) is
+        caught by its count in the manifest."""
         j = 0
         for path, count in files:
-            mine = sum(1 for k in range(j, j + count) if k % self.world == self.rank)
+            start, mine = j, sum(1 for k in range(j, j + count) if k % self.world == self.rank)
             try:
                 for sample in read_shard(path):
                     if j % self.world == self.rank:
+                        mine -= 1
                         try:
                             yield decode_sample(sample, self.token_drop)
                         except Exception as err:
                             if self.on_error == "raise":
                                 raise RoarError(f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or pass data.on_error=skip.") from err
-                            with self.skipped.get_lock():
-                                self.skipped.value += 1
-                        mine -= 1
+                            self._skip(1)
                     j += 1
+                if j - start != count:
+                    raise RoarError(f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. Rerun roar-mask, or pass data.on_error=skip.")
             except RoarError:
                 if self.on_error == "raise":
                     raise
-                with self.skipped.get_lock():
-                    self.skipped.value += max(mine, 0)
-                j += count  # a truncated shard: its unread samples are skipped
+                self._skip(max(mine, 0))  # this rank's unread samples of the broken shard
+            j = start + count
 
     def __iter__(self):
         info = get_worker_info()
