@@ -1,5 +1,7 @@
 """Where the Hydra configs live, and composing them outside a Hydra app (tests, scripts, notebooks)."""
 
+import os
+import uuid
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -13,6 +15,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 OmegaConf.register_new_resolver("roar.ranking", lambda est, red: ranking_name(est, red) if est else "none", replace=True)
 OmegaConf.register_new_resolver("roar.fraction", lambda t: fraction_name(t) if t is not None else "none", replace=True)
 OmegaConf.register_new_resolver("roar.if_shards", lambda data, yes, no: yes if data == "shards" else no, replace=True)
+OmegaConf.register_new_resolver("roar.unique", lambda: f"{os.getpid()}-{uuid.uuid4().hex[:6]}", replace=True)
+OmegaConf.register_new_resolver("roar.with_zero", lambda ts: [0.0] + [t for t in ts if float(t) != 0.0], replace=True)
 
 
 def compose_config(config_name: str = "train", overrides=()) -> DictConfig:

@@ -10,7 +10,12 @@ LOGGERS = ("wandb", "csv", "none")
 
 def setting_name(cfg) -> str:
     """The run's setting without its seed: the wandb group, so the seeds of one setting plot together."""
-    return f"{cfg.name}/{cfg.stage}/{cfg.model.name}-{cfg.augment.name}"
+    name = f"{cfg.name}/{cfg.stage}/{cfg.model.name}-{cfg.augment.name}"
+    if cfg.data.name == "shards":
+        from roar.artifacts import fraction_name, ranking_name
+
+        name += f"/{ranking_name(cfg.estimator, cfg.reduce)}/{cfg.mode}/{cfg.fill.name}/{fraction_name(cfg.fraction)}"
+    return name
 
 
 def build_logger(cfg, run_dir):

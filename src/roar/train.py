@@ -101,9 +101,15 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
     )
     ckpt_path = None
     if resume.is_file():
-        check_compatible(read_checkpoint(resume), resume, model=to_plain(cfg.model), num_classes=data.num_classes, image_shape=list(data.image_shape))
-        ckpt_path = str(resume)
-        print(f"[roar-train] resuming from {resume}")
+        try:
+            saved = read_checkpoint(resume)
+        except RoarError as err:  # a checkpoint cut off mid-write: start again rather than trust it
+            print(f"[roar-train] {err} Starting this run from scratch.")
+            resume.unlink()
+        else:
+            check_compatible(saved, resume, model=to_plain(cfg.model), num_classes=data.num_classes, image_shape=list(data.image_shape))
+            ckpt_path = str(resume)
+            print(f"[roar-train] resuming from {resume}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())

@@ -1,0 +1,97 @@
+"""Retraining sweeps: the pipeline's grid, Hydra multiruns, and what happens when they are cut short."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from roar.config import compose_config
+from roar.errors import RoarError
+from roar.logging_setup import setting_name
+from roar.pipeline import retrain_settings, run_pipeline
+from roar.train import train
+
+pytestmark = pytest.mark.slow
+TINY = ["experiment=roar_digits", "grid.estimators=[grad,random]", "grid.fractions=[0.5]", "grid.seeds=2", "trainer.max_epochs=2",
+        "trainer.limit_train_batches=4", "logger=csv", "trainer.enable_progress_bar=false", "estimator_params.samples=2"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    overrides = [f"paths.output_root={root}", *TINY]
+    runs = run_pipeline(overrides)
+    return root, overrides, runs
+
+
+def run_dirs(root):
+    return sorted(p.parent for p in (root / "roar_digits" / "runs").rglob("metrics.json"))
+
+
+def test_pipeline_retrains_every_setting_and_seed(sweep):
+    root, _, runs = sweep
+    assert len(runs) == 6  # (random t=0, grad t=0.5, random t=0.5) x 2 seeds
+    names = {str(d.relative_to(root / "roar_digits" / "runs")) for d in run_dirs(root)}
+    assert names == {f"{e}/remove/channel_mean/{t}/seed={s}" for e, t in [("random", "0"), ("grad", "0.5"), ("random", "0.5")] for s in (0, 1)}
+    for d in run_dirs(root):
+        m = json.loads((d / "metrics.json").read_text())
+        assert {"test_acc", "estimator", "mode", "fill", "fraction", "seed", "model", "augment", "dataset"} <= set(m)
+        assert m["dataset"] == "digits" and m["stage"] == "retrain" and str(d).endswith(f"seed={m['seed']}")
+
+
+def test_interrupted_sweep_reruns_only_the_missing_runs(sweep, capsys):
+    root, overrides, _ = sweep
+    dirs = run_dirs(root)
+    for d in dirs[:2]:  # never finished: no metrics, no checkpoint
+        (d / "metrics.json").unlink()
+        (d / "checkpoints" / "last.ckpt").unlink()
+    (dirs[2] / "metrics.json").write_text('{"test_acc": ')  # cut off mid-write: not trusted
+    capsys.readouterr()
+    run_pipeline(overrides)
+    out = capsys.readouterr().out
+    assert out.count("is complete") == 1 + 3  # the base model and the 3 untouched runs
+    assert out.count("resuming from") == 1  # the run whose metrics.json was cut off: re-tested from its checkpoint
+    assert all(json.loads((d / "metrics.json").read_text())["test_acc"] >= 0 for d in dirs)
+
+
+def test_multirun_equals_the_pipeline(sweep):
+    root, _, runs = sweep
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-train"), "-m", f"paths.output_root={root}", *TINY, "name=multirun",
+         f"paths.shards={root}/roar_digits/shards", "data=shards", "estimator=grad,random", "fraction=0.5", "seed=0,1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = {(m["estimator"], m["seed"]): m["test_acc"] for m in (json.loads(p.read_text()) for p in (root / "multirun" / "runs").rglob("metrics.json"))}
+    want = {(m["estimator"], m["seed"]): m["test_acc"] for m in runs if m["fraction"] == 0.5}
+    assert got == want and len(got) == 4
+
+
+def test_two_sweeps_at_the_same_second_get_their_own_folders():
+    from hydra import compose, initialize_config_dir
+
+    from roar.config import CONFIG_DIR
+
+    dirs = set()
+    for _ in range(2):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", return_hydra_config=True)
+            dirs.add(cfg.hydra.sweep.dir)
+    assert len(dirs) == 2
+
+
+def test_grid_without_shards_says_which_stage_to_run(tmp_path):
+    with pytest.raises(RoarError, match="Run roar-attribute and then roar-mask with these settings first"):
+        train(compose_config("train", [f"paths.output_root={tmp_path}", "data=shards", "estimator=ig", "fraction=0.5"]))
+    with pytest.raises(RoarError, match="data=shards needs fraction="):
+        train(compose_config("train", [f"paths.output_root={tmp_path}", "data=shards", "estimator=ig"]))
+
+
+def test_settings_and_wandb_groups():
+    cfg = compose_config("train", TINY)
+    assert retrain_settings(cfg) == [("random", "remove", 0.0), ("grad", "remove", 0.5), ("random", "remove", 0.5)]
+    run = compose_config("train", [*TINY, "data=shards", "estimator=grad", "fraction=0.5", "seed=3"])
+    assert setting_name(run) == "roar_digits/retrain/resnet8-none/grad/remove/channel_mean/0.5" and run.stage == "retrain"
+    assert setting_name(compose_config("train", TINY)) == "roar_digits/base/resnet8-none"
