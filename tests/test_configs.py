@@ -6,7 +6,7 @@ from roar.config import CONFIG_DIR, compose_config
 from roar.errors import RoarError
 from roar.train import validate
 
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 
 
 def options(group):
@@ -30,6 +30,20 @@ def test_retrain_runs_are_named_by_their_setting():
     cfg = compose_config("train", ["data=shards", "estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fraction=0.3", "seed=4"])
     assert cfg.run_dir == "outputs/default/runs/sg_sq-ig.sum/keep/blur/0.3/seed=4"
     assert cfg.data.estimator == "sg_sq-ig" and cfg.data.fill == "blur" and cfg.data.fraction == 0.3
+
+
+@pytest.mark.parametrize("launcher", sorted(p.stem for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")))
+def test_every_launcher_composes(launcher):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", [f"hydra/launcher={launcher}", "trainer=ddp"], return_hydra_config=True)
+    if launcher == "local":
+        assert cfg.hydra.launcher._target_.endswith("BasicLauncher")
+    else:
+        assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.max_num_timeout > 0
+    if launcher == "slurm_ddp":
+        assert cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices == 2
 
 
 def test_groups_hold_options():

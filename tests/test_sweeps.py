@@ -95,3 +95,12 @@ def test_settings_and_wandb_groups():
     run = compose_config("train", [*TINY, "data=shards", "estimator=grad", "fraction=0.5", "seed=3"])
     assert setting_name(run) == "roar_digits/retrain/resnet8-none/grad/remove/channel_mean/0.5" and run.stage == "retrain"
     assert setting_name(compose_config("train", TINY)) == "roar_digits/base/resnet8-none"
+
+
+def test_local_sweep_over_missing_shards_stops_before_any_run(tmp_path):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-train"), "-m", f"paths.output_root={tmp_path}", *TINY, "data=shards", "estimator=grad,ig", "fraction=0.5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2 and "2 setting(s) of this sweep have no masked shards" in out.stderr and "Nothing was launched" in out.stderr
+    assert not (tmp_path / "roar_digits" / "runs").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from roar.augment import BatchAugment
@@ -122,6 +123,8 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
             default_root_dir=str(run_dir),
             limit_val_batches=0,
             use_distributed_sampler=False,  # ImageDataModule shards by rank itself
+            # under SLURM, ranks come from SLURM; requeueing is submitit's job (max_num_timeout), not Lightning's
+            plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
             num_sanity_val_steps=0,
         )
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
