@@ -154,3 +154,20 @@ def test_gradients_find_the_object_on_shapes(tmp_path):
         inside[name] = float(((mass * objects).sum((1, 2)) / mass.sum((1, 2))).mean())
     print(inside)
     assert inside["grad"] > inside["random"] + 0.1 and inside["sg-grad"] > inside["random"] + 0.1
+
+
+def test_attribution_job_array_through_hydra_multirun(outputs):
+    """The shape of a SLURM job array, run by the local launcher: one task per shard_id."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    shutil.copytree(outputs / "default" / "base", outputs / "array" / "base")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-attribute"), "-m", f"paths.output_root={outputs}", "name=array", "logger=csv",
+         "estimators=[grad,random]", *SMALL, "attribute.num_shards=2", "attribute.shard_id=0,1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("grad", "random"):
+        assert verify_manifest(outputs / "array" / "attributions" / name)["count"] == 1797

@@ -18,7 +18,8 @@ def setting_name(cfg) -> str:
     return name
 
 
-def build_logger(cfg, run_dir):
+def build_logger(cfg, run_dir, dataset: str):
+    """The run's logger; ``dataset`` is the data's real name (a retrain run's shards come from one)."""
     kind = cfg.logger.name
     if kind not in LOGGERS:
         raise RoarError(f"logger={kind}: valid loggers are {', '.join(LOGGERS)}.")
@@ -44,7 +45,7 @@ def build_logger(cfg, run_dir):
         name=f"{setting_name(cfg)}/seed={cfg.seed}",
         group=setting_name(cfg),
         job_type=cfg.stage,
-        tags=[cfg.name, cfg.data.name, *cfg.get("tags", [])],
+        tags=list(dict.fromkeys([cfg.name, dataset, *cfg.get("tags", [])])),
         config=to_plain(cfg),
         offline=mode == "offline",
         **extra,

@@ -118,7 +118,7 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
     with finishing_wandb():
         trainer = L.Trainer(
             **to_plain(cfg.trainer),
-            logger=build_logger(cfg, run_dir),
+            logger=build_logger(cfg, run_dir, getattr(data.train_set, "dataset", cfg.data.name)),
             callbacks=[ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False), *callbacks],
             default_root_dir=str(run_dir),
             limit_val_batches=0,
