@@ -250,7 +250,7 @@ def test_mask_only_leakage_control_trains(root):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["mask.fractions=[0.5,1.5]"], r"fraction 1.5 is outside \[0, 1\]"),
+        (["mask.fractions=[0.5,1.5]"], r"fraction=1.5 is outside \[0, 1\]; it is the share of features masked"),
         (["mask.modes=[drop]"], "mask.modes has 'drop'"),
         (["mask.format=jpg"], "never JPEG"),
         (["estimators=[ig]"], "No complete maps for estimator ig"),
@@ -266,8 +266,6 @@ def test_bad_input_fails_before_writing(root, overrides, message):
 
 
 def test_attribution_maps_not_matching_the_data_name_file_and_sample(root, tmp_path):
-    import shutil
-
     from roar.mask import read_attribution_shard
 
     tar = root / "default" / "attributions" / "grad" / "test-000000.tar"

@@ -104,3 +104,14 @@ def test_local_sweep_over_missing_shards_stops_before_any_run(tmp_path):
     )
     assert out.returncode == 2 and "2 setting(s) of this sweep have no masked shards" in out.stderr and "Nothing was launched" in out.stderr
     assert not (tmp_path / "roar_digits" / "runs").exists()
+
+
+def test_estimator_glob_sweeps_every_registered_estimator(tmp_path):
+    from roar.estimators import available
+
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-train"), "-m", f"paths.output_root={tmp_path}", *TINY, "data=shards", "estimator=glob(*)", "fraction=0.5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2 and f"{len(available())} setting(s) of this sweep have no masked shards" in out.stderr
+    assert compose_config("train", ["estimator=vargrad-ig"]).estimator == "vargrad-ig"

@@ -12,7 +12,6 @@ sha256) is skipped; everything is written atomically.
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import hydra
@@ -25,7 +24,7 @@ from roar.config import CONFIG_DIR, to_plain
 from roar.data import build_dataset
 from roar.data.manifest import finish_manifest, settings_hash, shard_complete, shard_name, write_shard_with_record
 from roar.data.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes, read_shard, sha256_file
-from roar.errors import RoarError
+from roar.errors import RoarError, reported
 from roar.estimators import EstimatorSuite
 from roar.models.checkpoint import load_classifier
 from roar.utils.device import resolve_device
@@ -149,11 +148,8 @@ def iter_maps(folder, split: str):
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attribute")
 def main(cfg: DictConfig):
-    try:
+    with reported("roar-attribute"):
         manifests = attribute(cfg)
-    except RoarError as err:
-        print(f"roar-attribute: error: {err}", file=sys.stderr)
-        sys.exit(2)
     done = [n for n, m in manifests.items() if m]
     print(f"[roar-attribute] complete: {len(done)}/{len(manifests)} estimators -> {cfg.paths.attributions}")
 

@@ -1,5 +1,8 @@
 """The one exception type users see: a readable paragraph, raised before any long work starts."""
 
+import contextlib
+import sys
+
 
 class RoarError(Exception):
     """Bad input (config, data root, checkpoint): the message says what was wrong and what to do."""
@@ -13,12 +16,22 @@ def unknown_name(kind: str, name: str, valid) -> RoarError:
     )
 
 
-def check_probability(key: str, value) -> float:
-    """A probability config value, or an error naming the key."""
+def check_probability(key: str, value, what: str = "a probability") -> float:
+    """A config value that must lie in [0, 1] (a probability, a fraction), or an error naming the key."""
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise RoarError(f"{key}={value!r} is not a number; it must be a probability in [0, 1].") from None
+        raise RoarError(f"{key}={value!r} is not a number; it must be {what} in [0, 1].") from None
     if not 0.0 <= p <= 1.0:
-        raise RoarError(f"{key}={value} is outside [0, 1]; it is a probability. Set it to a value in [0, 1].")
+        raise RoarError(f"{key}={value} is outside [0, 1]; it is {what}. Set it to a value in [0, 1].")
     return p
+
+
+@contextlib.contextmanager
+def reported(command: str):
+    """Bad input ends a command with its one-paragraph message and exit status 2, no traceback."""
+    try:
+        yield
+    except RoarError as err:
+        print(f"{command}: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -9,10 +9,12 @@ import itertools
 import sys
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from roar.artifacts import shard_set_dir
+from roar.config import CONFIG_DIR
 from roar.data.manifest import MANIFEST
 from roar.errors import RoarError
 
@@ -41,9 +43,12 @@ def check_cluster(config) -> None:
 
 
 def sweep_values(config, key: str, default):
-    """The values a multirun override sweeps for ``key`` (e.g. estimator=grad,ig), else [default]."""
+    """The values a multirun override sweeps for ``key`` (estimator=grad,ig or estimator=glob(*)), else [default]."""
     for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
         if override.get_key_element() == key:
+            if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+                options = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+                return override.value().filter(options)
             return list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
     return [default]
 

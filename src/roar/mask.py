@@ -31,7 +31,7 @@ from roar.data import build_dataset
 from roar.data.manifest import MANIFEST, finish_manifest, settings_hash, shard_complete, shard_name, verify_manifest
 from roar.data.shards import ShardWriter, encode_key, json_bytes, npy_bytes
 from roar.data.stats import channel_stats
-from roar.errors import RoarError
+from roar.errors import RoarError, reported
 from roar.estimators import parse, reduce_maps
 from roar.estimators.controls import sample_seed
 from roar.masking import MODES, apply_fill, check_fill, check_fractions, feature_ranks, removed_features
@@ -207,13 +207,10 @@ def verify_all(shards_root) -> list:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="mask")
 def _main(cfg: DictConfig):
-    try:
+    with reported("roar-mask"):
         if cfg.action == "verify":
             sys.exit(1 if verify_all(cfg.paths.shards) else 0)
         sets = mask(cfg)
-    except RoarError as err:
-        print(f"roar-mask: error: {err}", file=sys.stderr)
-        sys.exit(2)
     done = sum(1 for m in sets.values() if m)
     print(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {cfg.paths.shards}")
 

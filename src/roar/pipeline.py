@@ -16,7 +16,7 @@ import time
 from roar.artifacts import fraction_name
 from roar.attribute import attribute
 from roar.config import compose_config
-from roar.errors import RoarError
+from roar.errors import RoarError, reported
 from roar.logging_setup import finishing_wandb
 from roar.mask import mask
 from roar.train import train
@@ -82,11 +82,8 @@ def main():
     if any(o in ("-m", "--multirun") for o in overrides):
         print("roar-pipeline: error: the pipeline sweeps its own grid (grid.*); drop -m.", file=sys.stderr)
         sys.exit(2)
-    try:
+    with reported("roar-pipeline"):
         run_pipeline(overrides)
-    except RoarError as err:
-        print(f"roar-pipeline: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

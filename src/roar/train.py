@@ -7,7 +7,6 @@ Writes into ``run_dir``: ``metrics.json`` (test accuracy and the settings that n
 skipped; one with a last.ckpt resumes from it; ``overwrite=true`` redoes it.
 """
 
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from roar.augment import BatchAugment
 from roar.config import CONFIG_DIR, to_plain
 from roar.data import ImageDataModule, available as datasets_available
-from roar.errors import RoarError, unknown_name
+from roar.errors import RoarError, reported, unknown_name
 from roar.logging_setup import build_logger, finishing_wandb
 from roar.models import available as models_available
 from roar.models.checkpoint import check_compatible, read_checkpoint
@@ -158,11 +157,8 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig):
-    try:
+    with reported("roar-train"):
         metrics = train(cfg)
-    except RoarError as err:
-        print(f"roar-train: error: {err}", file=sys.stderr)
-        sys.exit(2)
     print(f"[roar-train] test_acc={metrics['test_acc']:.4f} -> {Path(cfg.run_dir) / METRICS}")
     return metrics["test_acc"]
 

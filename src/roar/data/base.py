@@ -2,7 +2,6 @@
 
 import hashlib
 
-import torch
 from torch.utils.data import Dataset
 
 

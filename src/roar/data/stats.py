@@ -6,7 +6,6 @@ model's input normalization.
 
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 from roar.data.base import TensorImageDataset

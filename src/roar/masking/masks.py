@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from roar.errors import RoarError
+from roar.errors import RoarError, check_probability
 from roar.masking.ranking import rank_features
 
 MODES = ("remove", "keep")
@@ -20,16 +20,7 @@ def top_count(fraction: float, num_features: int) -> int:
 
 
 def check_fractions(fractions) -> list:
-    out = []
-    for t in fractions:
-        try:
-            t = float(t)
-        except (TypeError, ValueError):
-            raise RoarError(f"fraction {t!r} is not a number; fractions are in [0, 1].") from None
-        if not 0.0 <= t <= 1.0:
-            raise RoarError(f"fraction {t} is outside [0, 1]; fractions are the share of features masked (ROAR t).")
-        out.append(t)
-    return out
+    return [check_probability("fraction", t, "the share of features masked (ROAR's t)") for t in fractions]
 
 
 def feature_ranks(scores: torch.Tensor, ids, seed: int) -> torch.Tensor:
