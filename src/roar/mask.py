@@ -111,7 +111,9 @@ def mask(cfg: DictConfig) -> dict:
     train_set = datasets["train"]
     c = train_set[0]["image"].shape[0]
     check_fill(cfg.fill, c)
-    mean = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)["mean"]
+    stats = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)
+    mean, image_shape = stats["mean"], list(train_set[0]["image"].shape)
+    fingerprints = {split: datasets[split].fingerprint() for split in cfg.mask.splits}  # hashes every id: once
     attributions = Path(cfg.paths.attributions)
     sources = {}
     for est in cfg.estimators:
@@ -119,7 +121,7 @@ def mask(cfg: DictConfig) -> dict:
         if manifest is None:
             raise RoarError(f"No complete maps for estimator {est} at {attributions / est}. Run roar-attribute with estimators=[{est}] first.")
         for split in cfg.mask.splits:
-            if manifest["dataset_fingerprints"].get(split) != datasets[split].fingerprint():
+            if manifest["dataset_fingerprints"].get(split) != fingerprints[split]:
                 raise RoarError(f"{attributions / est / MANIFEST} was made from other {split} data than data={cfg.data.name} gives now. Rerun roar-attribute.")
         sources[est] = manifest
     fill_cfg = to_plain(cfg.fill)
@@ -132,8 +134,8 @@ def mask(cfg: DictConfig) -> dict:
                 settings = {
                     "estimator": est, "reduce": cfg.reduce, "mode": mode, "fill": fill_cfg, "fraction": t,
                     "format": cfg.mask.format, "seed": int(cfg.seed), "source_settings_hash": source["settings_hash"],
-                    "dataset": cfg.data.name, "classes": train_set.classes, "image_shape": list(train_set[0]["image"].shape),
-                    "mean": mean, "std": channel_stats(train_set, cfg.data, cfg.paths.cache_dir)["std"], "shard_size": size,
+                    "dataset": cfg.data.name, "classes": train_set.classes, "image_shape": image_shape,
+                    "mean": mean, "std": stats["std"], "shard_size": size,
                 }
                 sets[folder] = (settings, settings_hash(settings), size)
         for split in cfg.mask.splits:
