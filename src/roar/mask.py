@@ -61,15 +61,12 @@ def donor_images(train_set, ids, seed: int) -> torch.Tensor:
     return torch.stack(picks)
 
 
-def mask_batch(images, maps, ids, cfg, mode: str, fraction: float, mean, train_set=None, ranks=None):
-    """(masked images, removed mask) for one batch: the one masking function of every stage.
-    ``ranks`` may be passed in to share one ranking between fractions."""
-    if ranks is None:
-        ranks = feature_ranks(reduce_maps(maps, cfg.reduce).flatten(1), ids, int(cfg.seed))
+def mask_batch(images, ranks, cfg, mode: str, fraction: float, mean, donors=None):
+    """(masked images, removed mask) of one batch from its feature ranks (``feature_ranks``, computed
+    once per batch for every fraction); ``donors`` are the ``random_image`` fill's other images."""
     per_pixel = cfg.reduce != "none"
     shape = (images.shape[0], 1 if per_pixel else images.shape[1], *images.shape[2:])
     removed = removed_features(ranks, fraction, mode).view(shape)
-    donors = donor_images(train_set, ids, int(cfg.seed)) if cfg.fill.name == "random_image" else None
     return apply_fill(images, removed, cfg.fill, mean=mean, donors=donors), removed
 
 
@@ -169,8 +166,9 @@ def write_masked_shard(cfg, ds, train_set, mean, lo, ids, maps, split, s, todo, 
             samples = [ds[lo + a + k] for k in range(len(batch_ids))]
             images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
             ranks = feature_ranks(reduce_maps(maps[a : a + bs], reduce).flatten(1), batch_ids, seed)
+            donors = donor_images(train_set, batch_ids, seed) if fill == "random_image" else None
             for folder, (settings, _, _) in todo:
-                masked, removed = mask_batch(images, None, batch_ids, cfg, settings["mode"], settings["fraction"], mean, train_set, ranks=ranks)
+                masked, removed = mask_batch(images, ranks, cfg, settings["mode"], settings["fraction"], mean, donors)
                 removed_np = removed.numpy()
                 common = {key: settings[key] for key in ("estimator", "reduce", "mode", "fraction")}
                 for k, sid in enumerate(batch_ids):
