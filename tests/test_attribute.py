@@ -42,7 +42,7 @@ def all_maps(folder):
 
 def test_writes_verified_shards_of_every_sample(outputs):
     manifests = attribute(cfg_for(outputs))
-    root = outputs / "default" / "attributions"
+    root = outputs / "default" / "attributions" / "resnet8-none"
     for name in ("grad", "sg_sq-grad", "ig", "random"):
         manifest = verify_manifest(root / name)
         assert manifests[name]["counts"] == {"train": 1347, "test": 450} and manifest["count"] == 1797
@@ -59,7 +59,7 @@ def test_writes_verified_shards_of_every_sample(outputs):
 def test_rerun_skips_complete_shards_and_redoes_broken_ones(outputs, capsys):
     cfg = cfg_for(outputs, name="rerun")
     attribute(cfg)
-    folder = outputs / "rerun" / "attributions" / "grad"
+    folder = outputs / "rerun" / "attributions" / "resnet8-none" / "grad"
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.tar")}
     capsys.readouterr()
     attribute(cfg)
@@ -83,20 +83,20 @@ def test_maps_identical_whatever_num_shards_and_batch_size(outputs):
         attribute(cfg_for(outputs, "attribute.num_shards=2", f"attribute.shard_id={shard_id}", name="split"))
     attribute(cfg_for(outputs, "attribute.batch_size=7", name="batch7"))
     for name in ("grad", "sg_sq-grad", "ig", "random"):
-        whole = all_maps(outputs / "whole" / "attributions" / name)
-        split = all_maps(outputs / "split" / "attributions" / name)
-        batch7 = all_maps(outputs / "batch7" / "attributions" / name)
+        whole = all_maps(outputs / "whole" / "attributions" / "resnet8-none" / name)
+        split = all_maps(outputs / "split" / "attributions" / "resnet8-none" / name)
+        batch7 = all_maps(outputs / "batch7" / "attributions" / "resnet8-none" / name)
         assert whole.keys() == split.keys() == batch7.keys()
         assert all(np.array_equal(whole[k], split[k]) for k in whole)
         assert all(np.abs(whole[k] - batch7[k]).max() <= 2**-10 * np.abs(whole[k]).max() for k in whole)
-        verify_manifest(outputs / "split" / "attributions" / name)
+        verify_manifest(outputs / "split" / "attributions" / "resnet8-none" / name)
 
 
 def test_one_of_two_tasks_leaves_no_manifest(outputs):
     manifests = attribute(cfg_for(outputs, "attribute.num_shards=2", "attribute.shard_id=1", name="half"))
     assert all(m is None for m in manifests.values())
     with pytest.raises(RoarError, match="manifest.json is missing"):
-        verify_manifest(outputs / "half" / "attributions" / "grad")
+        verify_manifest(outputs / "half" / "attributions" / "resnet8-none" / "grad")
 
 
 def test_changed_settings_are_never_mixed_silently(outputs):
@@ -135,7 +135,7 @@ def test_non_finite_maps_name_their_samples(outputs, monkeypatch):
     monkeypatch.setattr(EstimatorSuite, "__call__", poisoned)
     with pytest.raises(RoarError, match=r"Estimator grad gave NaN or infinite maps for samples \['digits-0000'\]"):
         attribute(cfg_for(outputs, name="nan"))
-    assert not list((outputs / "nan" / "attributions").glob("*/*.tar"))
+    assert not list((outputs / "nan" / "attributions").rglob("*.tar"))
 
 
 def test_gradients_find_the_object_on_shapes(tmp_path):
@@ -149,7 +149,7 @@ def test_gradients_find_the_object_on_shapes(tmp_path):
     objects = test.extras["object_mask"].float()
     inside = {}
     for name in ("grad", "sg-grad", "random"):
-        maps = torch.stack([torch.from_numpy(m) for _, m, _ in iter_maps(tmp_path / "default" / "attributions" / name, "test")])
+        maps = torch.stack([torch.from_numpy(m) for _, m, _ in iter_maps(tmp_path / "default" / "attributions" / "resnet8-none" / name, "test")])
         mass = reduce_maps(maps, "abs_sum")[:, 0]
         inside[name] = float(((mass * objects).sum((1, 2)) / mass.sum((1, 2))).mean())
     print(inside)
@@ -170,4 +170,4 @@ def test_attribution_job_array_through_hydra_multirun(outputs):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ("grad", "random"):
-        assert verify_manifest(outputs / "array" / "attributions" / name)["count"] == 1797
+        assert verify_manifest(outputs / "array" / "attributions" / "resnet8-none" / name)["count"] == 1797

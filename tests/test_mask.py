@@ -81,7 +81,7 @@ def test_keep_t_and_remove_1_minus_t_are_complementary(root):
 
 
 def test_direction_is_pinned_top_ranked_features_are_removed(root):
-    maps = {sid: m for sid, m, _ in iter_maps(root / "default" / "attributions" / "grad", "test")}
+    maps = {sid: m for sid, m, _ in iter_maps(root / "default" / "attributions" / "resnet8-none" / "grad", "test")}
     for sid, s in list(samples(leaf(root, fraction=0.3)).items())[:50]:
         score = reduce_maps(torch.from_numpy(maps[sid])[None], "abs_sum")[0, 0].numpy().astype(np.float16)
         removed = load_npy(s["mask.npy"])[0]
@@ -270,7 +270,7 @@ def test_bad_input_fails_before_writing(root, overrides, message):
 def test_attribution_maps_not_matching_the_data_name_file_and_sample(root, tmp_path):
     from roar.mask import read_attribution_shard
 
-    tar = root / "default" / "attributions" / "grad" / "test-000000.tar"
+    tar = root / "default" / "attributions" / "resnet8-none" / "grad" / "test-000000.tar"
     ids = build_dataset(OmegaConf.create({"name": "digits"}), "test").ids[:400]
     with pytest.raises(RoarError, match=f"{tar}: sample 0 is {ids[0]}, the dataset has digits-0001 there"):
         read_attribution_shard(tar, ["digits-0001", *ids[1:]], (1, 8, 8))

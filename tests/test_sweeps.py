@@ -41,6 +41,18 @@ def test_pipeline_retrains_every_setting_and_seed(sweep):
         assert m["dataset"] == "digits" and m["stage"] == "retrain" and str(d).endswith(f"seed={m['seed']}")
 
 
+def test_pipeline_ends_with_no_retrain_evaluation_and_the_report(sweep):
+    root, _, _ = sweep
+    exp = root / "roar_digits"
+    for ranking in ("grad", "random"):
+        result = json.loads((exp / "eval" / "resnet8-none" / "channel_mean" / f"{ranking}.json").read_text())
+        assert result["deletion"]["remove"]["fractions"] == [0.0, 0.5] and result["fidelity"]["n"] == 450
+    lines = (exp / "report" / "results.csv").read_text().splitlines()
+    assert len(lines) == 1 + 6 and lines[0].startswith("estimator,reduce,mode,fill,fraction,seed,test_acc")
+    page = (exp / "report" / "index.html").read_text()
+    assert "Verdict" in page and page.count("<img") >= 3
+
+
 def test_interrupted_sweep_reruns_only_the_missing_runs(sweep, capsys):
     root, overrides, _ = sweep
     dirs = run_dirs(root)

@@ -18,6 +18,15 @@ def setting_name(cfg) -> str:
     return name
 
 
+def wandb_mode(cfg) -> str:
+    """logger.mode, checked: online | offline | disabled."""
+    mode = cfg.logger.get("mode", "offline")
+    if mode not in ("online", "offline", "disabled"):
+        raise RoarError(f"logger.mode={mode!r}: use online, offline or disabled.")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return mode
+
+
 def build_logger(cfg, run_dir, dataset: str):
     """The run's logger; ``dataset`` is the data's real name (a retrain run's shards come from one)."""
     kind = cfg.logger.name
@@ -33,10 +42,7 @@ def build_logger(cfg, run_dir, dataset: str):
 
     from roar.config import to_plain
 
-    mode = cfg.logger.get("mode", "offline")
-    if mode not in ("online", "offline", "disabled"):
-        raise RoarError(f"logger.mode={mode!r}: use online, offline or disabled.")
-    os.environ.setdefault("WANDB_SILENT", "true")
+    mode = wandb_mode(cfg)
     extra = {"mode": "disabled"} if mode == "disabled" else {}
     return WandbLogger(
         project=cfg.logger.project,
@@ -49,6 +55,24 @@ def build_logger(cfg, run_dir, dataset: str):
         config=to_plain(cfg),
         offline=mode == "offline",
         **extra,
+    )
+
+
+def start_wandb_run(cfg, directory, job_type: str, name: str):
+    """A plain wandb run for the stages that do not train (``eval``, ``report``), or None when the
+    logger is not wandb or is disabled. Same project, entity, mode and tags as the training runs;
+    the caller finishes it (``finishing_wandb``)."""
+    if cfg.logger.name != "wandb" or wandb_mode(cfg) == "disabled":
+        return None
+    import wandb
+
+    from roar.config import to_plain
+
+    os.makedirs(directory, exist_ok=True)
+    return wandb.init(
+        project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=str(directory), mode=wandb_mode(cfg),
+        job_type=job_type, group=f"{cfg.name}/{job_type}", name=name,
+        tags=list(dict.fromkeys([cfg.name, cfg.data.name, job_type, *cfg.get("tags", [])])), config=to_plain(cfg),
     )
 
 

@@ -34,7 +34,7 @@ from roar.data.stats import channel_stats
 from roar.errors import RoarError, reported
 from roar.estimators import parse, reduce_maps
 from roar.estimators.controls import sample_seed
-from roar.masking import MODES, apply_fill, check_fill, check_fractions, feature_ranks, removed_features
+from roar.masking import MODES, check_fill, check_fractions, feature_ranks, mask_images
 from roar.utils.io import atomic_write_json
 
 FORMATS = ("npy", "png")
@@ -59,15 +59,6 @@ def donor_images(train_set, ids, seed: int) -> torch.Tensor:
             j = (j + 1) % n
         picks.append(train_set[j]["image"])
     return torch.stack(picks)
-
-
-def mask_batch(images, ranks, cfg, mode: str, fraction: float, mean, donors=None):
-    """(masked images, removed mask) of one batch from its feature ranks (``feature_ranks``, computed
-    once per batch for every fraction); ``donors`` are the ``random_image`` fill's other images."""
-    per_pixel = cfg.reduce != "none"
-    shape = (images.shape[0], 1 if per_pixel else images.shape[1], *images.shape[2:])
-    removed = removed_features(ranks, fraction, mode).view(shape)
-    return apply_fill(images, removed, cfg.fill, mean=mean, donors=donors), removed
 
 
 def check_config(cfg):
@@ -168,7 +159,7 @@ def write_masked_shard(cfg, ds, train_set, mean, lo, ids, maps, split, s, todo, 
             ranks = feature_ranks(reduce_maps(maps[a : a + bs], reduce).flatten(1), batch_ids, seed)
             donors = donor_images(train_set, batch_ids, seed) if fill == "random_image" else None
             for folder, (settings, _, _) in todo:
-                masked, removed = mask_batch(images, ranks, cfg, settings["mode"], settings["fraction"], mean, donors)
+                masked, removed = mask_images(images, ranks, settings["mode"], settings["fraction"], cfg.fill, mean, donors)
                 removed_np = removed.numpy()
                 common = {key: settings[key] for key in ("estimator", "reduce", "mode", "fraction")}
                 for k, sid in enumerate(batch_ids):

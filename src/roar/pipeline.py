@@ -4,7 +4,9 @@
 
 train base -> attribute (grid.estimators) -> mask (grid.modes x grid.fractions, plus t = 0)
 -> retrain grid.seeds seeds of every (estimator, mode, fraction) on the masked shards, and the
-unmodified baseline (t = 0) under ``random``. Every stage composes its own config from the same
+unmodified baseline (t = 0) under ``random`` -> roar-eval (no-retrain curves of the base model)
+-> roar-report (tables, figures, index.html). ``experiment=roar_toy`` runs ROAR's toy check
+instead and reports it. Every stage composes its own config from the same
 overrides (conf/train.yaml, attribute.yaml, mask.yaml), so running a stage by hand with those
 overrides finds the same artifacts. Finished runs are skipped, interrupted ones resume.
 """
@@ -17,9 +19,13 @@ from roar.artifacts import fraction_name
 from roar.attribute import attribute
 from roar.config import compose_config
 from roar.errors import RoarError, reported
+from roar.eval import evaluate
+from roar.evaluate.toy import run_toy
 from roar.logging_setup import finishing_wandb
 from roar.mask import mask
+from roar.report import build_report
 from roar.train import train
+from roar.utils.io import atomic_write_json
 
 
 def retrain_settings(cfg):
@@ -35,6 +41,8 @@ def run_pipeline(overrides) -> list:
     """Run every stage; returns the retrain runs' metrics."""
     overrides = list(overrides)
     cfg = compose_config("train", overrides)
+    if cfg.get("toy") is not None:
+        return run_toy_check(cfg, overrides)
     if int(cfg.grid.seeds) < 1:
         raise RoarError(f"grid.seeds={cfg.grid.seeds}: retrain at least one seed per setting.")
     started = time.time()
@@ -56,9 +64,29 @@ def run_pipeline(overrides) -> list:
         accs = [r["test_acc"] for r in runs[-len(seeds):]]
         spread = f" ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else ""
         print(f"  [{k + 1}/{len(settings)}] {est:14s} {mode:6s} t={fraction_name(t):4s} test_acc {statistics.mean(accs):.4f}{spread}", flush=True)
-    print(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s; runs under {cfg.paths.experiment_dir}/runs")
+    print(f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under {cfg.paths.experiment_dir}/runs")
     print_summary(runs, base)
+    print(f"[roar-pipeline] {cfg.name}: no-retrain evaluation of the base model", flush=True)
+    evaluate(compose_config("eval", overrides))
+    report = build_report(compose_config("report", overrides))
+    print(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s. Report: {report.resolve()}")
     return runs
+
+
+def run_toy_check(cfg, overrides) -> dict:
+    """ROAR's toy check (roar.evaluate.toy): results.json under <experiment>/toy/, then the report."""
+    import numpy as np
+
+    toy = run_toy(**{k: v for k, v in dict(cfg.toy).items() if k != "seeds"}, seeds=list(cfg.toy.seeds))
+    atomic_write_json(f"{cfg.paths.experiment_dir}/toy/results.json", toy)
+    print(f"[roar-pipeline] toy check, test accuracy (mean over {len(toy['seeds'])} datasets) vs fraction removed")
+    print("  " + " " * 24 + " ".join(f"{t:5.2f}" for t in toy["fractions"]))
+    for name, kinds in toy["accuracy"].items():
+        for kind, curves in kinds.items():
+            print(f"  {name:12s} {kind:11s} " + " ".join(f"{a:5.2f}" for a in np.mean(curves, 0)))
+    report = build_report(compose_config("report", overrides))
+    print(f"[roar-pipeline] {cfg.name}: done. Report: {report.resolve()}")
+    return toy
 
 
 def print_summary(runs, base) -> None:

@@ -140,6 +140,7 @@ def train(cfg: DictConfig, callbacks=()) -> dict:
             "name": cfg.name,
             "epochs": int(trainer.current_epoch),
             "world_size": int(trainer.world_size),
+            "num_classes": int(data.num_classes),
             "num_train": int(getattr(data.train_set, "num_samples", len(data.train_set))),
             "num_test": int(getattr(data.test_set, "num_samples", len(data.test_set))),
             "train_seconds": round(time.time() - started, 2),

@@ -9,6 +9,7 @@ import math
 import torch
 
 from roar.errors import RoarError, check_probability
+from roar.masking.fills import apply_fill
 from roar.masking.ranking import rank_features
 
 MODES = ("remove", "keep")
@@ -39,3 +40,16 @@ def removed_features(ranks: torch.Tensor, fraction: float, mode: str) -> torch.T
     if mode == "keep":
         return ranks >= ranks.shape[1] - k
     raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
+
+
+def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None):
+    """(masked images, removed mask) of a batch from its feature ranks (``feature_ranks``, one sort
+    serving every fraction). Ranks over H x W features mask whole pixels (reduced maps), over
+    C x H x W single elements. ``donors``: the ``random_image`` fill's other images. The one masking
+    function: roar-mask writes its output, roar-eval feeds it to the model."""
+    b, c, h, w = images.shape
+    per_pixel = ranks.shape[1] == h * w
+    if not per_pixel and ranks.shape[1] != c * h * w:
+        raise RoarError(f"ranks have {ranks.shape[1]} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} elements.")
+    removed = removed_features(ranks, fraction, mode).view(b, 1 if per_pixel else c, h, w)
+    return apply_fill(images, removed, fill, mean=mean, donors=donors), removed

@@ -1,0 +1,106 @@
+"""Reading a (finished or partly finished) experiment folder into rows, and what is wrong with it.
+
+Nothing here raises on bad files: every unreadable, unfinished or foreign file becomes a problem
+naming the file and what to do, and the report is built from the rest.
+"""
+
+from collections import Counter
+from pathlib import Path
+
+from roar.evaluate.stats import mean_ci
+from roar.utils.io import read_json
+
+RUN_COLUMNS = ["estimator", "reduce", "mode", "fill", "fraction", "seed", "test_acc", "test_loss", "test_acc5",
+               "train_acc", "epochs", "train_seconds", "dataset", "model", "augment", "num_classes", "path"]
+SETTING = ("estimator", "reduce", "mode", "fill", "fraction")
+SUMMARY_COLUMNS = [*SETTING, "n", "mean", "std", "ci_low", "ci_high", "status"]
+
+
+def read_runs(experiment_dir, dataset: str):
+    """(rows, problems): one row per finished retrain run below ``runs/``, of ``dataset``."""
+    rows, problems, found = [], [], []
+    for path in sorted(Path(experiment_dir, "runs").rglob("metrics.json")):
+        metrics = read_json(path)
+        if not isinstance(metrics, dict):
+            problems.append(f"{path} is not valid JSON (an interrupted write?): skipped. Rerun that roar-train command to redo it.")
+            continue
+        missing = [k for k in ("test_acc", *SETTING, "seed") if metrics.get(k) is None]
+        if missing:
+            problems.append(f"{path} has no {', '.join(missing)}: skipped. The run did not finish; rerun the same roar-train command to resume it.")
+            continue
+        found.append((path, metrics))
+    datasets = Counter(m.get("dataset") for _, m in found)
+    if len(datasets) > 1:
+        foreign = [str(p) for p, m in found if m.get("dataset") != dataset]
+        problems.append(
+            f"{len(foreign)} run(s) in {experiment_dir} are not of dataset {dataset!r} (found {dict(datasets)}) and are left out: "
+            + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "") + ". Give each dataset its own experiment name (name=...)."
+        )
+    for path, m in found:
+        if len(datasets) > 1 and m.get("dataset") != dataset:
+            continue
+        row = {k: m.get(k) for k in RUN_COLUMNS}
+        row.update(fraction=float(m["fraction"]), seed=int(m["seed"]), test_acc=float(m["test_acc"]), path=str(path))
+        rows.append(row)
+    return rows, problems
+
+
+def majority_dataset(experiment_dir, preferred: str) -> str:
+    """The dataset the experiment's runs are of: ``preferred`` (the config's) when any run has it."""
+    names = Counter((read_json(p) or {}).get("dataset") for p in Path(experiment_dir, "runs").rglob("metrics.json"))
+    names.pop(None, None)
+    if not names or preferred in names:
+        return preferred
+    return names.most_common(1)[0][0]
+
+
+def read_base_models(experiment_dir) -> list:
+    """The base models' metrics (model, augment, test_acc), one per ``base/<model>-<augment>/``."""
+    out = []
+    for path in sorted(Path(experiment_dir, "base").glob("*/metrics.json")):
+        m = read_json(path)
+        if isinstance(m, dict) and "test_acc" in m:
+            out.append({"model": m.get("model"), "augment": m.get("augment"), "test_acc": m["test_acc"], "dataset": m.get("dataset"), "num_classes": m.get("num_classes"), "path": str(path)})
+    return out
+
+
+def read_evaluations(experiment_dir) -> tuple:
+    """(results, problems): every roar-eval result below ``eval/<model>-<augment>/<fill>/``."""
+    results, problems = [], []
+    for path in sorted(Path(experiment_dir, "eval").glob("*/*/*.json")):
+        r = read_json(path)
+        if not isinstance(r, dict) or "fidelity" not in r:
+            problems.append(f"{path} is not a complete roar-eval result: skipped. Rerun roar-eval with the same overrides.")
+            continue
+        results.append({**r, "fill": r["fill"]["name"] if isinstance(r["fill"], dict) else r["fill"], "path": str(path)})
+    return results, problems
+
+
+def expected_settings(grid, fill: str, reduce: str = "abs_sum") -> list:
+    """The settings a complete experiment of ``grid`` has (what roar-pipeline retrains)."""
+    settings = []
+    if "random" in grid.estimators:
+        settings.append(("random", reduce, grid.modes[0], fill, 0.0))
+    for est in grid.estimators:
+        for mode in grid.modes:
+            settings += [(est, reduce, mode, fill, float(t)) for t in grid.fractions if float(t) != 0.0]
+    return settings
+
+
+def summarize(rows, expected=(), seeds: int = 1) -> list:
+    """Mean, std and 95% CI over seeds per setting; expected settings without runs appear as
+    missing, those with fewer than ``seeds`` runs as partial."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in SETTING), []).append(r["test_acc"])
+    out = []
+    for key in sorted(set(groups) | set(expected), key=lambda k: (k[2], k[3], k[1], k[0], k[4])):
+        accs = groups.get(key, [])
+        status = "missing" if not accs else ("partial" if len(accs) < seeds else "complete")
+        out.append({**dict(zip(SETTING, key)), **mean_ci(accs), "status": status})
+    return out
+
+
+def baselines(summary) -> dict:
+    """{fill: the t = 0 summary row}: the unmodified data, the first point of every curve."""
+    return {s["fill"]: s for s in summary if s["fraction"] == 0.0 and s["n"] and s["fill"] != "mask_only"}

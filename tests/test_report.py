@@ -1,0 +1,140 @@
+"""roar-report on a synthetic experiment with gaps and bad files, rendered in headless Chromium."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from roar.config import compose_config
+from roar.errors import RoarError
+from roar.report import build_report
+
+GRID = ["grid.estimators=[grad,sobel,random]", "grid.fractions=[0.3,0.6,0.9]", "grid.seeds=3"]
+# Accuracy per (estimator, fraction), seed offsets added: grad falls far below random, sobel follows random.
+ACC = {"random": {0.3: 0.90, 0.6: 0.80, 0.9: 0.60}, "grad": {0.3: 0.70, 0.6: 0.50, 0.9: 0.30}, "sobel": {0.3: 0.90, 0.6: 0.80, 0.9: 0.60}}
+OFFSET = {0: 0.004, 1: -0.006, 2: 0.002}
+SOBEL_OFFSET = {0: -0.005, 1: 0.003, 2: 0.004}
+
+
+def write_run(exp, est, t, seed, acc, dataset="digits", mode="remove", fill="channel_mean", **extra):
+    d = exp / "runs" / est / mode / fill / format(t, "g") / f"seed={seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    metrics = {"test_acc": acc, "test_loss": 1.0, "estimator": est, "reduce": "abs_sum", "mode": mode, "fill": fill, "fraction": t,
+               "seed": seed, "dataset": dataset, "model": "resnet8", "augment": "none", "num_classes": 10, **extra}
+    (d / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if v is not None}))
+    return d / "metrics.json"
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    """An experiment with gaps: grad at t=0.9 never ran, sobel t=0.6 seed 2 is unfinished (no test_acc),
+    one metrics.json is cut off, one run is of another dataset; plus mask_only leakage runs."""
+    exp = tmp_path / "synthetic"
+    for seed in range(3):
+        write_run(exp, "random", 0.0, seed, 0.98 + OFFSET[seed] / 2)
+        for est, curve in ACC.items():
+            for t, acc in curve.items():
+                if (est, t) == ("grad", 0.9):
+                    continue
+                if (est, t, seed) == ("sobel", 0.6, 2):
+                    bad = write_run(exp, est, t, seed, None)
+                    continue
+                write_run(exp, est, t, seed, acc + (SOBEL_OFFSET if est == "sobel" else OFFSET)[seed])
+        write_run(exp, "grad", 0.5, seed, 0.4 + OFFSET[seed], fill="mask_only")
+        for est, acc in (("grad", 0.95), ("random", 0.85)):  # KAR: keeping grad's top half keeps more
+            write_run(exp, est, 0.5, seed, acc + OFFSET[seed], mode="keep")
+    cut = write_run(exp, "random", 0.3, 7, 0.9)
+    cut.write_text('{"test_acc": 0.9')
+    foreign = write_run(exp, "grad", 0.3, 5, 0.2, dataset="shapes")
+    return tmp_path, exp, {"unfinished": bad, "cut": cut, "foreign": foreign}
+
+
+def report_cfg(root, *extra):
+    return compose_config("report", [f"paths.output_root={root}", "name=synthetic", "logger=csv", *GRID, *extra])
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_report_from_a_folder_with_gaps(synthetic, capsys):
+    root, exp, bad = synthetic
+    index = build_report(report_cfg(root))
+    out = capsys.readouterr().out
+    rows = read_csv(exp / "report" / "results.csv")
+    assert len(rows) == 3 + 3 * 3 * 3 - 3 - 1 + 3 + 6  # baseline + grid - grad@0.9 - unfinished + mask_only + keep
+    assert {r["dataset"] for r in rows} == {"digits"}
+    summary = {(r["estimator"], r["fill"], float(r["fraction"])): r for r in read_csv(exp / "report" / "summary.csv")}
+    assert summary["grad", "channel_mean", 0.9]["status"] == "missing" and summary["grad", "channel_mean", 0.9]["mean"] == ""  # missing, not zero
+    assert summary["sobel", "channel_mean", 0.6]["status"] == "partial" and summary["sobel", "channel_mean", 0.6]["n"] == "2"
+    base = summary["random", "channel_mean", 0.0]
+    assert base["status"] == "complete" and float(base["mean"]) == pytest.approx(0.98)
+    grad = summary["grad", "channel_mean", 0.3]
+    assert float(grad["mean"]) == pytest.approx(0.70) and float(grad["ci_low"]) < 0.70 < float(grad["ci_high"])
+    verdict = {(r["estimator"], r["mode"]): r for r in read_csv(exp / "report" / "verdict.csv")}
+    assert len(verdict) == 3  # mask_only is a leakage control, not judged against random
+    assert verdict["grad", "remove"]["verdict"] == "better than random" and verdict["grad", "remove"]["fractions"] == "0.3 0.6"
+    assert verdict["sobel", "remove"]["verdict"] == "no different"
+    assert verdict["grad", "keep"]["verdict"] == "better than random"  # under KAR higher is better
+    for path in bad.values():  # every file left out is named, with what to do
+        assert str(path) in out
+    assert "rerun the same roar-train command" in out and "name=..." in out
+    page = index.read_text()
+    assert "missing" in page and "Leakage" in page and page.count("<img") >= 2 and str(bad["foreign"]) in page
+    leak = [r for r in read_csv(exp / "report" / "summary.csv") if r["fill"] == "mask_only"]
+    assert len(leak) == 1 and float(leak[0]["mean"]) == pytest.approx(0.4)
+
+
+def test_report_of_an_experiment_without_runs_says_so_and_still_builds(tmp_path, capsys):
+    (tmp_path / "synthetic" / "base" / "resnet8-none").mkdir(parents=True)
+    (tmp_path / "synthetic" / "base" / "resnet8-none" / "metrics.json").write_text(json.dumps({"test_acc": 0.97, "model": "resnet8", "augment": "none"}))
+    index = build_report(report_cfg(tmp_path))
+    assert "No finished retrain runs under" in capsys.readouterr().out
+    assert index.is_file() and "0.970" in index.read_text()
+    summary = read_csv(tmp_path / "synthetic" / "report" / "summary.csv")
+    assert summary and all(r["status"] == "missing" for r in summary)
+    with pytest.raises(RoarError, match="No experiment folder at .*nowhere"):
+        build_report(compose_config("report", [f"paths.output_root={tmp_path}", "name=nowhere", "logger=csv"]))
+
+
+def test_report_goes_to_an_offline_wandb_run(synthetic):
+    root, exp, _ = synthetic
+    build_report(report_cfg(root, "logger=wandb", "logger.mode=offline"))
+    runs = list((exp / "report" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 1000
+    media = runs[0].parent / "files" / "media"  # what the run logged, as wandb wrote it for upload
+    tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in media.glob("table/*.table.json")}
+    assert {"results", "summary", "verdict"} <= set(tables)
+    verdict = tables["verdict"]
+    rows = [dict(zip(verdict["columns"], row)) for row in verdict["data"]]
+    assert {(r["estimator"], r["mode"], r["verdict"]) for r in rows} >= {("grad", "remove", "better than random"), ("sobel", "remove", "no different")}
+    assert {p.name.split("_")[0] for p in media.glob("images/*.png")} == {"roar-channel", "kar-channel"}
+
+
+def chromium() -> str:
+    """Debian's chromium, installed when missing (as root, like the SLURM tests' packages)."""
+    path = shutil.which("chromium")
+    if path is None and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, capture_output=True)
+        path = shutil.which("chromium")
+    assert path, "chromium is not installed and cannot be installed here (needs root): apt-get install chromium"
+    return path
+
+
+def test_report_renders_in_headless_chromium_with_every_figure_loaded(synthetic):
+    root, exp, _ = synthetic
+    index = build_report(report_cfg(root))
+    images = index.read_text().count("<img")
+    dom = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--disable-background-networking", "--virtual-time-budget=10000", "--dump-dom", index.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert images >= 2 and f'data-images-loaded="{images}/{images}"' in dom
+    assert "better than random" in dom
