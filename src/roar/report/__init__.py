@@ -59,8 +59,9 @@ def fidelity_columns(data) -> list:
 def gather(cfg) -> dict:
     """Everything the report shows, read from the experiment folder."""
     exp = Path(cfg.paths.experiment_dir)
-    if not exp.is_dir():
-        raise RoarError(f"No experiment folder at {exp}. Check name= (and paths.output_root=), or run roar-pipeline experiment=... first.")
+    if not any((exp / part).exists() for part in ("runs", "base", "eval", "toy")):
+        raise RoarError(f"No experiment folder at {exp} (no runs/, base/, eval/ or toy/ in it). Check name= (and paths.output_root=), "
+                        f"or run roar-pipeline experiment=... first.")
     toy = read_json(exp / "toy" / "results.json")
     dataset = f"toy ({toy['features']} features)" if toy is not None else collect.majority_dataset(exp, cfg.data.name)
     rows, problems = collect.read_runs(exp, dataset)
@@ -185,6 +186,8 @@ def build_report(cfg: DictConfig) -> Path:
     write_csv(out / "agreement.csv", ["a", "b", "rho", "n", "estimators"], [{**a, "estimators": " ".join(a["estimators"])} for a in data["agreement"]])
     write_csv(out / "fidelity.csv", ["model", "augment", *fidelity_columns(data)], data["fidelity"])
     figures = draw(cfg, data, out)
+    for stale in set(out.glob("*.png")) - {Path(p) for p, _ in figures}:  # a figure this report no longer has
+        stale.unlink()
     path = render(cfg, data, figures, out)
     log_to_wandb(cfg, data, figures)
     print_verdicts(data)

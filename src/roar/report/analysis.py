@@ -56,11 +56,12 @@ def verdicts(rows) -> list:
     for est, red, mode, fill in sorted({(r["estimator"], r["reduce"], r["mode"], r["fill"]) for r in rows if r["fraction"] > 0}):
         if est == "random" or fill == "mask_only":
             continue
-        common = sorted(fractions_of(rows, est, red, mode, fill) & fractions_of(rows, "random", "abs_sum", mode, fill))
+        rand_red = red if fractions_of(rows, "random", red, mode, fill) else "abs_sum"  # random's ranking ignores the reduction
+        common = sorted(fractions_of(rows, est, red, mode, fill) & fractions_of(rows, "random", rand_red, mode, fill))
         if not common:
             out.append({"estimator": ranking_name(est, red), "mode": mode, "fill": fill, "verdict": "no random curve to compare with", "fractions": []})
             continue
-        mine, rand = seed_areas(rows, est, red, mode, fill, common), seed_areas(rows, "random", "abs_sum", mode, fill, common)
+        mine, rand = seed_areas(rows, est, red, mode, fill, common), seed_areas(rows, "random", rand_red, mode, fill, common)
         test = compare_with_random(list(mine.values()), list(rand.values()), lower_is_better=mode == "remove")
         out.append({
             "estimator": ranking_name(est, red), "mode": mode, "fill": fill, "fractions": common,
