@@ -150,3 +150,12 @@ def test_cli_errors_are_one_paragraph_and_exit_2(tmp_path):
     assert report.returncode == 2 and "roar-report: error: No experiment folder at" in report.stderr and "Traceback" not in report.stderr
     evaluate = subprocess.run([str(bin_dir / "roar-eval"), "eval.rankings=[ig.bogus]", "logger=csv"], capture_output=True, text=True, env=env)
     assert evaluate.returncode == 2 and "roar-eval: error: eval.rankings has 'ig.bogus'" in evaluate.stderr
+
+
+def test_roar_curve_panels_follow_roar_figure_4():
+    from roar.report.plots import family
+
+    assert family("grad") == family("ig.sum") == family("gb") == "Base estimators"
+    assert family("sg-ig") == "SmoothGrad"
+    assert family("sg_sq-grad") == family("vargrad-gb") == "SmoothGrad-squared and VarGrad"
+    assert family("random") == family("sobel") == "controls"  # drawn dashed in every panel

@@ -50,7 +50,9 @@ def test_pipeline_ends_with_no_retrain_evaluation_and_the_report(sweep):
     lines = (exp / "report" / "results.csv").read_text().splitlines()
     assert len(lines) == 1 + 6 and lines[0].startswith("estimator,reduce,mode,fill,fraction,seed,test_acc")
     page = (exp / "report" / "index.html").read_text()
-    assert "Verdict" in page and page.count("<img") >= 3
+    figures = {p.name for p in (exp / "report").glob("*.png")}
+    assert figures == {"roar-channel_mean.png", "retrain-vs-no-retrain.png", "mif-lif-channel_mean.png", "images.png"}
+    assert "Verdict" in page and page.count("<img") == len(figures)
 
 
 def test_interrupted_sweep_reruns_only_the_missing_runs(sweep, capsys):

@@ -11,9 +11,11 @@ overrides (conf/train.yaml, attribute.yaml, mask.yaml), so running a stage by ha
 overrides finds the same artifacts. Finished runs are skipped, interrupted ones resume.
 """
 
+import logging
 import statistics
 import sys
 import time
+import warnings
 
 from roar.artifacts import fraction_name
 from roar.attribute import attribute
@@ -105,7 +107,18 @@ def print_summary(runs, base) -> None:
         print(f"  {est:14s} {mode:6s} " + " ".join(f"{c:>15s}" for c in row))
 
 
+def quiet_lightning() -> None:
+    """Dozens of runs in one process: keep Lightning's per-run banners (devices, tips) off the console;
+    its warnings still show."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")  # inside Lightning, not ours to fix
+    # data=shards splits its samples by worker itself (roar.data.masked), which this warning cannot see
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+
+
 def main():
+    quiet_lightning()
     overrides = sys.argv[1:]
     if any(o in ("-m", "--multirun") for o in overrides):
         print("roar-pipeline: error: the pipeline sweeps its own grid (grid.*); drop -m.", file=sys.stderr)

@@ -74,19 +74,21 @@ class Classifier(L.LightningModule):
         logits = self(x, keep)
         loss = F.cross_entropy(logits, batch["label"])
         self.train_acc(logits, batch["label"])
-        self.log("train_loss", loss, prog_bar=True)
-        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        n = batch["label"].shape[0]  # said, not inferred: the batch dict has several tensors
+        self.log("train_loss", loss, prog_bar=True, batch_size=n)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def test_step(self, batch, batch_idx):
         x, keep = self.inputs(batch, train=False)
         logits = self(x, keep)
-        self.log("test_loss", F.cross_entropy(logits, batch["label"]), sync_dist=True)
+        n = batch["label"].shape[0]
+        self.log("test_loss", F.cross_entropy(logits, batch["label"]), sync_dist=True, batch_size=n)
         self.test_acc(logits, batch["label"])
-        self.log("test_acc", self.test_acc)
+        self.log("test_acc", self.test_acc, batch_size=n)
         if self.test_acc5 is not None:
             self.test_acc5(logits, batch["label"])
-            self.log("test_acc5", self.test_acc5)
+            self.log("test_acc5", self.test_acc5, batch_size=n)
 
     def configure_optimizers(self):
         o = self.hparams.optim

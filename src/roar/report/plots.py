@@ -17,7 +17,7 @@ from roar.estimators import parse  # noqa: E402
 from roar.report.analysis import curve, curves_of  # noqa: E402
 
 CONTROLS = {"random": ("0.35", "--"), "sobel": ("0.6", "--")}
-FAMILIES = {"base": "Base estimators", "sq": "Base estimators", "sg": "SmoothGrad", "sg_sq": "SmoothGrad-squared", "vargrad": "VarGrad"}
+FAMILIES = {"base": "Base estimators", "sq": "Base estimators", "sg": "SmoothGrad", "sg_sq": "SmoothGrad-squared and VarGrad", "vargrad": "SmoothGrad-squared and VarGrad"}  # ROAR Fig. 4
 CURVE_TITLES = {"mif": "MIF: most important first", "lif": "LIF: least important first"}
 
 
