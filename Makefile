@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-demo: $(STAMP)  ## train the demo model on the embedded digits data and print its test accuracy
+demo: $(STAMP)  ## the whole ROAR pipeline on the embedded digits, ending with the report's path
 	$(BIN)/python scripts/demo.py
 
 test: $(STAMP)  ## run the test suite
