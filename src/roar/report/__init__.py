@@ -102,7 +102,7 @@ def draw(cfg, data, out: Path) -> list:
         path = plots.mif_lif_curves(data["evaluations"], fill, out / f"mif-lif-{fill}.png", palette)
         if path:
             figures.append((path, f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; A = area between them."))
-    path = plots.image_grid(cfg.paths.shards, data["summary"], "remove", cfg.fill.name, out / "images.png")
+    path = plots.image_grid(cfg.paths.shards, data["summary"], data["baselines"].get(cfg.fill.name), "remove", cfg.fill.name, out / "images.png")
     if path:
         figures.append((path, "ROAR Fig. 1: one test image as each ranking masks it at each fraction; above: mean test accuracy after retraining."))
     if data["toy"]:

@@ -134,14 +134,14 @@ def mif_lif_curves(evaluations, fill: str, path, palette: Palette):
     return save(fig, path)
 
 
-def image_grid(shards_root, summary, mode: str, fill: str, path):
-    """ROAR Fig. 1: the first test image masked by every ranking at every fraction, the mean test
-    accuracy after retraining above each."""
+def image_grid(shards_root, summary, baseline, mode: str, fill: str, path):
+    """ROAR Fig. 1: the first test image masked by every ranking at every fraction (t = 0, the
+    unmodified image, first), the mean test accuracy after retraining above each."""
     from roar.data.masked import decode_sample
     from roar.data.shards import read_shard
 
     keys = [k for k in curves_of(summary) if k[2] == mode and k[3] == fill]
-    fractions = sorted({s["fraction"] for s in summary if s["n"] and s["mode"] == mode and s["fill"] == fill and s["fraction"] > 0})
+    fractions = [0.0] + sorted({s["fraction"] for s in summary if s["n"] and s["mode"] == mode and s["fill"] == fill and s["fraction"] > 0})
     cells = {}
     for k in keys:
         for t in fractions:
@@ -151,6 +151,8 @@ def image_grid(shards_root, summary, mode: str, fill: str, path):
     if not cells:
         return None
     acc = {(s["estimator"], s["reduce"], s["fraction"]): s["mean"] for s in summary if s["mode"] == mode and s["fill"] == fill and s["n"]}
+    if baseline is not None:  # one t = 0 run serves every ranking
+        acc.update({(k[0], k[1], 0.0): baseline["mean"] for k in keys})
     fig, axes = plt.subplots(len(keys), len(fractions), figsize=(1.5 * len(fractions) + 1.2, 1.6 * len(keys)), squeeze=False)
     for i, k in enumerate(keys):
         for j, t in enumerate(fractions):
