@@ -141,9 +141,11 @@ def evaluate(cfg: DictConfig) -> dict:
     ckpt_sha = sha256_file(ckpt)
     indices = subset(len(test_set), cfg.eval.max_images, int(cfg.seed))
     attributions = Path(cfg.paths.attributions)
-    plan, results = [], {}
+    plan, results, manifests = [], {}, {}
     for name, est, red in rankings:
-        manifest = checked_maps(attributions / est, test_set, ckpt_sha)
+        if est not in manifests:  # ig and ig.sum share one set of maps: verified once
+            manifests[est] = checked_maps(attributions / est, test_set, ckpt_sha)
+        manifest = manifests[est]
         settings = {
             "ranking": name, "estimator": est, "reduce": red, "fill": to_plain(cfg.fill), "dataset": cfg.data.name,
             "model": cfg.model.name, "augment": cfg.augment.name, "base_checkpoint_sha256": ckpt_sha,

@@ -63,8 +63,9 @@ def gather(cfg) -> dict:
         raise RoarError(f"No experiment folder at {exp} (no runs/, base/, eval/ or toy/ in it). Check name= (and paths.output_root=), "
                         f"or run roar-pipeline experiment=... first.")
     toy = read_json(exp / "toy" / "results.json")
-    dataset = f"toy ({toy['features']} features)" if toy is not None else collect.majority_dataset(exp, cfg.data.name)
-    rows, problems = collect.read_runs(exp, dataset)
+    rows, problems, dataset = collect.read_runs(exp, cfg.data.name)
+    if toy is not None:
+        dataset = f"toy ({toy['features']} features)"
     evaluations, eval_problems = collect.read_evaluations(exp)
     problems += eval_problems
     bases = collect.read_base_models(exp)

@@ -16,9 +16,11 @@ SETTING = ("estimator", "reduce", "mode", "fill", "fraction")
 SUMMARY_COLUMNS = [*SETTING, "n", "mean", "std", "ci_low", "ci_high", "status"]
 
 
-def read_runs(experiment_dir, dataset: str):
-    """(rows, problems): one row per finished retrain run below ``runs/``, of ``dataset``."""
-    rows, problems, found = [], [], []
+def read_runs(experiment_dir, preferred: str):
+    """(rows, problems, dataset): one row per finished retrain run below ``runs/``. The experiment's
+    dataset is ``preferred`` (the config's) when any run has it, else the most common; runs of other
+    datasets are left out and named."""
+    problems, found = [], []
     for path in sorted(Path(experiment_dir, "runs").rglob("metrics.json")):
         metrics = read_json(path)
         if not isinstance(metrics, dict):
@@ -30,28 +32,20 @@ def read_runs(experiment_dir, dataset: str):
             continue
         found.append((path, metrics))
     datasets = Counter(m.get("dataset") for _, m in found)
-    if len(datasets) > 1:
-        foreign = [str(p) for p, m in found if m.get("dataset") != dataset]
+    dataset = preferred if preferred in datasets or not datasets else datasets.most_common(1)[0][0]
+    foreign = [str(p) for p, m in found if m.get("dataset") != dataset]
+    if foreign:
         problems.append(
             f"{len(foreign)} run(s) in {experiment_dir} are not of dataset {dataset!r} (found {dict(datasets)}) and are left out: "
             + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "") + ". Give each dataset its own experiment name (name=...)."
         )
+    rows = []
     for path, m in found:
-        if len(datasets) > 1 and m.get("dataset") != dataset:
-            continue
-        row = {k: m.get(k) for k in RUN_COLUMNS}
-        row.update(fraction=float(m["fraction"]), seed=int(m["seed"]), test_acc=float(m["test_acc"]), path=str(path))
-        rows.append(row)
-    return rows, problems
-
-
-def majority_dataset(experiment_dir, preferred: str) -> str:
-    """The dataset the experiment's runs are of: ``preferred`` (the config's) when any run has it."""
-    names = Counter((read_json(p) or {}).get("dataset") for p in Path(experiment_dir, "runs").rglob("metrics.json"))
-    names.pop(None, None)
-    if not names or preferred in names:
-        return preferred
-    return names.most_common(1)[0][0]
+        if m.get("dataset") == dataset:
+            row = {k: m.get(k) for k in RUN_COLUMNS}
+            row.update(fraction=float(m["fraction"]), seed=int(m["seed"]), test_acc=float(m["test_acc"]), path=str(path))
+            rows.append(row)
+    return rows, problems, dataset
 
 
 def read_base_models(experiment_dir) -> list:
