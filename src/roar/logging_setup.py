@@ -62,7 +62,8 @@ def start_wandb_run(cfg, directory, job_type: str, name: str):
     """A plain wandb run for the stages that do not train (``eval``, ``report``), or None when the
     logger is not wandb or is disabled. Same project, entity, mode and tags as the training runs;
     the caller finishes it (``finishing_wandb``)."""
-    if cfg.logger.name != "wandb" or wandb_mode(cfg) == "disabled":
+    mode = wandb_mode(cfg) if cfg.logger.name == "wandb" else "disabled"
+    if mode == "disabled":
         return None
     import wandb
 
@@ -70,7 +71,7 @@ def start_wandb_run(cfg, directory, job_type: str, name: str):
 
     os.makedirs(directory, exist_ok=True)
     return wandb.init(
-        project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=str(directory), mode=wandb_mode(cfg),
+        project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=str(directory), mode=mode,
         job_type=job_type, group=f"{cfg.name}/{job_type}", name=name,
         tags=list(dict.fromkeys([cfg.name, cfg.data.name, job_type, *cfg.get("tags", [])])), config=to_plain(cfg),
     )

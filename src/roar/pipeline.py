@@ -22,10 +22,11 @@ from roar.attribute import attribute
 from roar.config import compose_config
 from roar.errors import RoarError, reported
 from roar.eval import evaluate
-from roar.evaluate.toy import run_toy
+from roar.evaluate.toy import mean_curves, run_toy
 from roar.logging_setup import finishing_wandb
 from roar.mask import mask
 from roar.report import build_report
+from roar.report.collect import summarize
 from roar.train import train
 from roar.utils.io import atomic_write_json
 
@@ -77,33 +78,26 @@ def run_pipeline(overrides) -> list:
 
 def run_toy_check(cfg, overrides) -> dict:
     """ROAR's toy check (roar.evaluate.toy): results.json under <experiment>/toy/, then the report."""
-    import numpy as np
-
     toy = run_toy(**{k: v for k, v in dict(cfg.toy).items() if k != "seeds"}, seeds=list(cfg.toy.seeds))
     atomic_write_json(f"{cfg.paths.experiment_dir}/toy/results.json", toy)
     print(f"[roar-pipeline] toy check, test accuracy (mean over {len(toy['seeds'])} datasets) vs fraction removed")
     print("  " + " " * 24 + " ".join(f"{t:5.2f}" for t in toy["fractions"]))
-    for name, kinds in toy["accuracy"].items():
-        for kind, curves in kinds.items():
-            print(f"  {name:12s} {kind:11s} " + " ".join(f"{a:5.2f}" for a in np.mean(curves, 0)))
+    for (name, kind), accs in mean_curves(toy).items():
+        print(f"  {name:12s} {kind:11s} " + " ".join(f"{a:5.2f}" for a in accs))
     report = build_report(compose_config("report", overrides))
     print(f"[roar-pipeline] {cfg.name}: done. Report: {report.resolve()}")
     return toy
 
 
 def print_summary(runs, base) -> None:
-    """Test accuracy per estimator (rows) and fraction removed (columns), mean ± sd over seeds."""
+    """Test accuracy per estimator (rows) and fraction removed (columns), mean ± sd over seeds
+    (the report's summary, roar.report.collect.summarize)."""
+    cells = {(s["estimator"], s["mode"], s["fraction"]): s for s in summarize(runs)}
     fractions = sorted({r["fraction"] for r in runs})
-    table = {}
-    for r in runs:
-        table.setdefault((r["estimator"], r["mode"]), {}).setdefault(r["fraction"], []).append(r["test_acc"])
     print(f"\nTest accuracy after retraining (mean ± sd over seeds); base model {base['test_acc']:.4f}")
     print(f"  {'estimator':14s} {'mode':6s} " + " ".join(f"{'t=' + fraction_name(t):>15s}" for t in fractions))
-    for (est, mode), cells in table.items():
-        row = []
-        for t in fractions:
-            accs = cells.get(t)
-            row.append(f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}" if accs else "")
+    for est, mode in dict.fromkeys((r["estimator"], r["mode"]) for r in runs):
+        row = [f"{c['mean']:.3f} ± {c['std']:.3f}" if (c := cells.get((est, mode, t))) else "" for t in fractions]
         print(f"  {est:14s} {mode:6s} " + " ".join(f"{c:>15s}" for c in row))
 
 

@@ -15,6 +15,8 @@ All masked copies of a chunk of images (every mode x every fraction) go through 
 import numpy as np
 import torch
 
+from roar.errors import RoarError
+from roar.evaluate.stats import fidelity_area, normal_ci_half_width
 from roar.masking import mask_images
 from roar.models.vit import patch_keep
 
@@ -25,8 +27,6 @@ def step_fractions(step: float) -> list:
     """0, step, 2 step, ..., 1 (1 always included)."""
     n = int(round(1.0 / float(step)))
     if n < 1 or abs(n * float(step) - 1.0) > 1e-9:
-        from roar.errors import RoarError
-
         raise RoarError(f"eval.step={step}: give a step that divides 1 (0.05 for FPA's 5% steps, 0.1, 0.25, ...).")
     return [k / n for k in range(n + 1)]
 
@@ -66,8 +66,6 @@ def summarize_curves(fractions, normalized: np.ndarray) -> dict:
 
     ``normalized``: (N, 2, S) for (MIF, LIF) over N images.
     """
-    from roar.evaluate.stats import fidelity_area, normal_ci_half_width
-
     areas = fidelity_area(fractions, normalized[:, 0], normalized[:, 1])
     curves = {}
     for k, name in enumerate(CURVE_MODES):

@@ -36,21 +36,21 @@ def normal_ci_half_width(values, level: float = LEVEL) -> float:
     return float(sps.norm.ppf(0.5 + level / 2) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-def curve_area(fractions, values) -> float:
-    """Trapezoid area under ``values`` over ``fractions`` (both in increasing fraction order)."""
+def curve_area(fractions, values):
+    """Trapezoid area under ``values`` (..., S) over the S ``fractions`` (increasing): a float for one
+    curve, an array for a stack of them."""
     f, v = np.asarray(fractions, dtype=float), np.asarray(values, dtype=float)
-    return float(np.sum((f[1:] - f[:-1]) * (v[1:] + v[:-1]) / 2))
+    area = np.sum((f[1:] - f[:-1]) * (v[..., 1:] + v[..., :-1]) / 2, axis=-1)
+    return float(area) if area.ndim == 0 else area
 
 
-def fidelity_area(fractions, mif, lif) -> np.ndarray:
+def fidelity_area(fractions, mif, lif):
     """FPA section 3's A: the area between the LIF and the MIF curve, x in percent of features masked.
 
     ``mif``/``lif`` are (..., S) curves over the S ``fractions``; returns (...) areas, larger = more
     faithful. Percent on x gives FPA Table 1's scale (an ideal estimator of normalized logits: ~100).
     """
-    f = np.asarray(fractions, dtype=float) * 100
-    gap = np.asarray(lif, dtype=float) - np.asarray(mif, dtype=float)
-    return np.sum((f[1:] - f[:-1]) * (gap[..., 1:] + gap[..., :-1]) / 2, axis=-1)
+    return curve_area(np.asarray(fractions, dtype=float) * 100, np.asarray(lif, dtype=float) - np.asarray(mif, dtype=float))
 
 
 def compare_with_random(values, random_values, lower_is_better: bool, alpha: float = 0.05) -> dict:

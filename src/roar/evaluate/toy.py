@@ -42,6 +42,11 @@ def feature_rankings(a, rng) -> dict:
     return {"ground_truth": gt, "inverted": gt[::-1].copy(), "random": rng.permutation(len(a))}
 
 
+def mean_curves(toy: dict) -> dict:
+    """{(ranking, "retrain" | "no_retrain"): accuracy per fraction, mean over the datasets}."""
+    return {(name, kind): np.mean(curves, 0).tolist() for name, kinds in toy["accuracy"].items() for kind, curves in kinds.items()}
+
+
 def run_toy(features: int = 16, informative: int = 4, n_train: int = 5000, n_test: int = 5000, seeds=(0, 1, 2, 3, 4)) -> dict:
     """{"fractions": [...], "accuracy": {ranking: {"retrain"|"no_retrain": [[per fraction] per seed]}}}."""
     fractions = [k / features for k in range(features + 1)]

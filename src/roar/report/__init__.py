@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from roar.artifacts import fraction_name
 from roar.config import CONFIG_DIR
 from roar.errors import RoarError, reported
+from roar.evaluate.toy import mean_curves
 from roar.logging_setup import finishing_wandb, start_wandb_run
 from roar.report import analysis, collect, html, plots
 from roar.utils.io import atomic_write_bytes, read_json
@@ -151,11 +152,9 @@ def render(cfg, data, figures, out: Path) -> Path:
 
 
 def toy_table(toy) -> str:
-    import numpy as np
-
     columns = {"ranking": "ranking", "kind": "model", **{fraction_name(t): f"{t:.2f}" for t in toy["fractions"]}}
-    rows = [{"ranking": name, "kind": kind.replace("_", " "), **dict(zip((fraction_name(t) for t in toy["fractions"]), map(float, np.mean(curves, 0))))}
-            for name, kinds in toy["accuracy"].items() for kind, curves in kinds.items()]
+    rows = [{"ranking": name, "kind": kind.replace("_", " "), **dict(zip((fraction_name(t) for t in toy["fractions"]), accs))}
+            for (name, kind), accs in mean_curves(toy).items()]
     return html.table(columns, rows, {k: "{:.2f}" for k in columns})
 
 
