@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SOURCES := src tests benchmarks scripts
 
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 export HYDRA_FULL_ERROR ?= 1
 
-.PHONY: help demo test bench install clean wandb-sync
+.PHONY: help demo test test-fast lint format system bench install clean wandb-sync
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,8 +27,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the whole ROAR pipeline on the embedded digits, ending with the report's path
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP)  ## run the test suite
+system:  ## install the system packages the full suite uses (slurm-wlm, munge, chromium) when missing
+	@bash scripts/setup-system.sh
+
+lint: $(STAMP)  ## ruff (format and lint, 120 columns) and the architecture contracts (import-linter)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/lint-imports
+
+format: $(STAMP)  ## let ruff format and fix what it can
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
+
+test: $(STAMP) lint system  ## the whole test suite (a real one-node SLURM cluster included)
 	$(BIN)/python -m pytest tests
+
+test-fast: $(STAMP)  ## the edit loop: no training longer than a few seconds, no SLURM (under 2 minutes)
+	$(BIN)/python -m pytest tests -m "not slow and not slurm" -q
 
 bench: $(STAMP)  ## run the benchmarks (ratios measured side by side)
 	$(BIN)/python benchmarks/run.py

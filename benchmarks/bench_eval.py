@@ -12,11 +12,11 @@ max_rows at least as fast as the per-step loop (>= 1.0); the figures say which t
 
 import torch
 from omegaconf import OmegaConf
+from timing import interleaved, verdict
 
 from roar.evaluate.curves import masked_logits, step_fractions
 from roar.masking import feature_ranks, mask_images
 from roar.models.module import Classifier
-from timing import interleaved, verdict
 
 FILL, T, MODES = OmegaConf.create({"name": "channel_mean"}), step_fractions(0.05), ["remove", "keep"]
 CASES = {  # name: (model config, image shape, images)
@@ -27,14 +27,24 @@ CASES = {  # name: (model config, image shape, images)
 for case, (net, shape, n) in CASES.items():
     torch.manual_seed(0)
     c, h, w = shape
-    model = Classifier(model=net, optim={"lr": 0.1}, augment={"name": "none"}, num_classes=10, image_shape=shape,
-                       mean=[0.5] * c, std=[0.25] * c, max_epochs=1).eval()
+    model = Classifier(
+        model=net,
+        optim={"lr": 0.1},
+        augment={"name": "none"},
+        num_classes=10,
+        image_shape=shape,
+        mean=[0.5] * c,
+        std=[0.25] * c,
+        max_epochs=1,
+    ).eval()
     images, mean = torch.rand(n, *shape), [0.5] * c
     ranks = feature_ranks(torch.randn(n, h * w), [f"i{k}" for k in range(n)], seed=0)
 
     @torch.no_grad()
     def per_step():
-        return torch.stack([torch.stack([model(mask_images(images, ranks, m, f, FILL, mean)[0]) for f in T], 1) for m in MODES], 1)
+        return torch.stack(
+            [torch.stack([model(mask_images(images, ranks, m, f, FILL, mean)[0]) for f in T], 1) for m in MODES], 1
+        )
 
     candidates = {"per step": per_step}
     for rows in (64, 512):
@@ -42,5 +52,8 @@ for case, (net, shape, n) in CASES.items():
         assert torch.allclose(candidates[rows](), per_step(), atol=1e-4)
     times = interleaved(candidates, rounds=3)
     ratios = {rows: times["per step"] / times[rows] for rows in (64, 512)}
-    print(f"{case}: per step {times['per step']:.2f} s; batched " + ", ".join(f"max_rows={r} {times[r]:.2f} s ({q:.2f}x)" for r, q in ratios.items())
-          + f"; best {verdict(max(ratios.values()), 1.0)}")
+    print(
+        f"{case}: per step {times['per step']:.2f} s; batched "
+        + ", ".join(f"max_rows={r} {times[r]:.2f} s ({q:.2f}x)" for r, q in ratios.items())
+        + f"; best {verdict(max(ratios.values()), 1.0)}"
+    )

@@ -17,24 +17,28 @@ from pathlib import Path
 import lightning as L
 import torch
 from omegaconf import OmegaConf
+from timing import verdict
 from tqdm import tqdm
 
 from roar.config import compose_config
 from roar.data import build_dataset
 from roar.data.base import TensorImageDataset
-from roar.data.manifest import settings_hash
 from roar.data.masked import MaskedShards
-from roar.data.shards import read_shard
 from roar.data.stats import compute_channel_stats
-from roar.mask import write_masked_shard
+from roar.masking.fills import fill_of
+from roar.masking.write import write_masked_shard
 from roar.models.module import Classifier
-from timing import verdict
+from roar.store.sharded import OutputSet
+from roar.store.shards import read_shard
 
 N = 2000
 
 
 def shapes(n):
-    return build_dataset(OmegaConf.create({"name": "shapes", "image_size": 32, "num_classes": 6, "n_train": n, "n_test": 10, "seed": 0}), "train")
+    return build_dataset(
+        OmegaConf.create({"name": "shapes", "image_size": 32, "num_classes": 6, "n_train": n, "n_test": 10, "seed": 0}),
+        "train",
+    )
 
 
 FRACTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
@@ -43,13 +47,11 @@ FRACTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
 def write_set(folder, fmt, data, maps, mean, fractions=FRACTIONS):
     """Mask ``data`` at every fraction (remove mode) into folder/<fraction>/train-000000.tar; seconds taken."""
     cfg = compose_config("mask", ["data=shapes", f"mask.format={fmt}", "mask.batch_size=256"])  # not timed
-    todo = []
-    for t in fractions:
-        settings = {"mode": "remove", "fraction": t, "estimator": "random", "reduce": "abs_sum"}
-        todo.append((folder / str(t), (settings, settings_hash(settings), N)))
+    settings = {"mode": "remove", "estimator": "random", "reduce": "abs_sum", "fill_label": "channel_mean"}
+    todo = [OutputSet(folder / str(t), {**settings, "fraction": t}, N) for t in fractions]
     start = time.perf_counter()
     with tqdm(disable=True) as bar:
-        write_masked_shard(cfg, data, data, mean, 0, data.ids, maps, "train", 0, todo, bar)
+        write_masked_shard(cfg, fill_of(cfg.fill), data, data, mean, 0, data.ids, maps, "train", 0, todo, bar)
     return time.perf_counter() - start
 
 
@@ -74,7 +76,9 @@ def bench_masking(tmp):
     data = shapes(N)
     mean, _ = compute_channel_stats(data)
     maps = torch.rand(N, 3, 32, 32)
-    print(f"\n== Masking and writing {N} shapes images (32x32x3) at ROAR's {len(FRACTIONS)} fractions (img/s counts each image once per fraction)")
+    print(
+        f"\n== Masking and writing {N} shapes images (32x32x3) at ROAR's {len(FRACTIONS)} fractions (img/s counts each image once per fraction)"
+    )
     for fmt in ("npy", "png"):
         ours, plain = [], []
         for r in range(3):
@@ -86,8 +90,10 @@ def bench_masking(tmp):
         size = one.stat().st_size / N
         image = next(read_shard(one))[f"image.{fmt}"]
         ratio, n = t_plain / t_ours, N * len(FRACTIONS)
-        print(f"  {fmt}: roar-mask {n / t_ours:8.0f} img/s, plain tar of the same bytes {n / t_plain:8.0f} img/s: "
-              f"ratio {ratio:.2f}  {verdict(ratio, 0.8)};  {size:,.0f} bytes/sample on disk ({len(image):,} of them the image)")
+        print(
+            f"  {fmt}: roar-mask {n / t_ours:8.0f} img/s, plain tar of the same bytes {n / t_plain:8.0f} img/s: "
+            f"ratio {ratio:.2f}  {verdict(ratio, 0.8)};  {size:,.0f} bytes/sample on disk ({len(image):,} of them the image)"
+        )
 
 
 class EpochTimer(L.Callback):
@@ -105,8 +111,16 @@ def bench_loader(tmp):
     folder = tmp / "loader"
     write_set(folder, "npy", data, torch.rand(n, *shape), mean, fractions=(0.5,))
     folder = folder / "0.5"
-    manifest = {"files": {"train-000000.tar": {"count": n}}, "counts": {"train": n}, "classes": data.classes,
-                "image_shape": list(shape), "mean": mean, "std": std, "fill": {"name": "channel_mean"}, "dataset": "shapes"}
+    manifest = {
+        "files": {"train-000000.tar": {"count": n}},
+        "counts": {"train": n},
+        "classes": data.classes,
+        "image_shape": list(shape),
+        "mean": mean,
+        "std": std,
+        "drops_tokens": False,
+        "dataset": "shapes",
+    }
     streamed = MaskedShards(folder, "train", manifest)
     images = torch.stack([s["image"] for s in streamed])
     labels = torch.tensor([s["label"] for s in MaskedShards(folder, "train", manifest)])
@@ -114,12 +128,28 @@ def bench_loader(tmp):
 
     def epoch(dataset, shuffle):
         torch.manual_seed(0)
-        model = Classifier(model={"name": "resnet18", "params": {"small_stem": True}}, optim={"lr": 0.01}, augment={"name": "none"},
-                           num_classes=6, image_shape=list(shape), mean=mean, std=std, max_epochs=1)
+        model = Classifier(
+            model={"name": "resnet18", "params": {"small_stem": True}},
+            optim={"lr": 0.01},
+            augment={"name": "none"},
+            num_classes=6,
+            image_shape=list(shape),
+            mean=mean,
+            std=std,
+            max_epochs=1,
+        )
         loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=shuffle)
         timer = EpochTimer()
-        L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[timer],
-                  enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0).fit(model, loader)
+        L.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            callbacks=[timer],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+        ).fit(model, loader)
         return timer.seconds
 
     times = {"memory": [], "shards": []}
@@ -129,7 +159,9 @@ def bench_loader(tmp):
     t_mem, t_shards = sorted(times["memory"])[1], sorted(times["shards"])[1]
     ratio = t_mem / t_shards
     print(f"\n== A training epoch of ResNet-18 (small stem) at 32x32, {n} images, batch 64")
-    print(f"  in-memory tensors {n / t_mem:.1f} img/s, shards {n / t_shards:.1f} img/s: ratio {ratio:.3f}  {verdict(ratio, 0.9)}")
+    print(
+        f"  in-memory tensors {n / t_mem:.1f} img/s, shards {n / t_shards:.1f} img/s: ratio {ratio:.3f}  {verdict(ratio, 0.9)}"
+    )
 
 
 def main():

@@ -14,23 +14,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from timing import interleaved, verdict
 from torch.utils.data import DataLoader, Dataset
 
 from roar.augment import fpa_loop
 from roar.augment.perturbations import generators
 from roar.config import compose_config
 from roar.models.module import Classifier
-from timing import interleaved, verdict
 
-FPA = {"name": "fpa", "flip": False, "fill": "channel_mean", "params": {"p": 0.5, "p1_max": 0.25, "p2": 0.1, "s_max": 3}}
+FPA = {
+    "name": "fpa",
+    "flip": False,
+    "fill": "channel_mean",
+    "params": {"p": 0.5, "p1_max": 0.25, "p2": 0.1, "s_max": 3},
+}
 NONE = {"name": "none"}
 
 
 def classifier(model, augment, shape, num_classes=10):
-    cfg = compose_config("train", [f"model={model}"] + (["model.params.small_stem=true"] if model == "resnet18" else []))
+    cfg = compose_config(
+        "train", [f"model={model}"] + (["model.params.small_stem=true"] if model == "resnet18" else [])
+    )
     return Classifier(
-        model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim), augment=augment,
-        num_classes=num_classes, image_shape=list(shape), mean=[0.5] * shape[0], std=[0.25] * shape[0], max_epochs=1,
+        model=OmegaConf.to_container(cfg.model),
+        optim=OmegaConf.to_container(cfg.optim),
+        augment=augment,
+        num_classes=num_classes,
+        image_shape=list(shape),
+        mean=[0.5] * shape[0],
+        std=[0.25] * shape[0],
+        max_epochs=1,
     )
 
 
@@ -58,8 +71,10 @@ def bench_fpa_overhead():
         fpa.load_state_dict(none.state_dict())
         t = interleaved({"none": step_fn(none, batch, steps), "fpa": step_fn(fpa, batch, steps)}, rounds=5)
         ratio = t["fpa"] / t["none"]
-        print(f"  {model:9s} {shape}, batch {batch_size}: none {1e3 * t['none'] / steps:7.2f} ms/step, "
-              f"fpa {1e3 * t['fpa'] / steps:7.2f} ms/step, fpa/none = {ratio:.3f}  {verdict(ratio, 1.05, higher_is_better=False)}")
+        print(
+            f"  {model:9s} {shape}, batch {batch_size}: none {1e3 * t['none'] / steps:7.2f} ms/step, "
+            f"fpa {1e3 * t['fpa'] / steps:7.2f} ms/step, fpa/none = {ratio:.3f}  {verdict(ratio, 1.05, higher_is_better=False)}"
+        )
 
 
 def bench_fpa_vs_loop():
@@ -68,11 +83,16 @@ def bench_fpa_vs_loop():
     g = generators(0, "cpu")
     from roar.augment import fpa_removed
 
-    t = interleaved({
-        "loop": lambda: [fpa_loop((32, 32), 0.125, 0.1, 3, rng) for _ in range(64)],
-        "vectorized": lambda: fpa_removed((64, 1, 32, 32), 0.125, 0.1, 3, g.device),
-    }, rounds=3)
-    print(f"  loop {1e3 * t['loop']:.1f} ms, vectorized {1e3 * t['vectorized']:.3f} ms: speedup {t['loop'] / t['vectorized']:.0f}x")
+    t = interleaved(
+        {
+            "loop": lambda: [fpa_loop((32, 32), 0.125, 0.1, 3, rng) for _ in range(64)],
+            "vectorized": lambda: fpa_removed((64, 1, 32, 32), 0.125, 0.1, 3, g.device),
+        },
+        rounds=3,
+    )
+    print(
+        f"  loop {1e3 * t['loop']:.1f} ms, vectorized {1e3 * t['vectorized']:.3f} ms: speedup {t['loop'] / t['vectorized']:.0f}x"
+    )
 
 
 class InMemory(Dataset):
@@ -125,14 +145,24 @@ def bench_lightning_vs_plain():
         results["plain"].append(plain())
         torch.manual_seed(0)
         clock = EpochClock(skip)
-        trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[clock],
-                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            callbacks=[clock],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+        )
         trainer.fit(classifier("resnet18", NONE, shape), train_dataloaders=loader)
         results["lightning"].append(clock.seconds)
     plain_ips = timed / float(np.median(results["plain"]))
     light_ips = timed / float(np.median(results["lightning"]))
     ratio = light_ips / plain_ips
-    print(f"  plain {plain_ips:.1f} img/s, Lightning {light_ips:.1f} img/s: Lightning/plain = {ratio:.3f}  {verdict(ratio, 0.9)}")
+    print(
+        f"  plain {plain_ips:.1f} img/s, Lightning {light_ips:.1f} img/s: Lightning/plain = {ratio:.3f}  {verdict(ratio, 0.9)}"
+    )
 
 
 def main():

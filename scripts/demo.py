@@ -8,7 +8,7 @@ About 5.5 minutes on 2 CPU cores the first time; a rerun skips everything alread
 
 import sys
 
-from roar.pipeline import main
+from roar.stages.pipeline import main
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], "experiment=roar_digits", "trainer.enable_progress_bar=false", *sys.argv[1:]]

@@ -1,9 +1,12 @@
 import os
+import shutil
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+QUIET = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
 
 
 @pytest.fixture
@@ -12,12 +15,51 @@ def make_cfg(tmp_path):
     from roar.config import compose_config
 
     def make(*overrides, config_name="train"):
-        base = [
-            f"paths.output_root={tmp_path / 'outputs'}",
-            "logger=csv",
-            "trainer.enable_progress_bar=false",
-            "trainer.accelerator=cpu",
-        ]
-        return compose_config(config_name, base + list(overrides))
+        return compose_config(config_name, [f"paths.output_root={tmp_path / 'outputs'}", *QUIET, *overrides])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """The one shared tiny experiment: a ResNet-8 base model on digits (3 epochs), trained once per
+    session. ``tiny_base(root, name)`` copies it into another output root / experiment name."""
+    from roar.config import compose_config
+    from roar.training.run import train
+
+    origin = tmp_path_factory.mktemp("tiny")
+    train(compose_config("train", [f"paths.output_root={origin}", *QUIET, "trainer.max_epochs=3"]))
+
+    def copy(root, name="default", parts=("base",)):
+        for part in parts:
+            src, dst = origin / "default" / part, root / name / part
+            if src.exists() and not dst.exists():
+                shutil.copytree(src, dst)
+        return root
+
+    copy.origin = origin
+    return copy
+
+
+# roar-train's keys of the tiny retrain experiment; the pipeline also gets attribute.params.samples
+TINY = [
+    "experiment=roar_digits",
+    "grid.estimators=[grad,random]",
+    "grid.fractions=[0.5]",
+    "grid.seeds=2",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """The one tiny ROAR experiment, run once per session through roar-pipeline: (output root, the
+    pipeline's overrides, the retrain runs' metrics). Base, maps, shards, 6 runs, eval, report."""
+    from roar.stages.pipeline import run_pipeline
+
+    root = tmp_path_factory.mktemp("pipeline")
+    overrides = [f"paths.output_root={root}", *TINY, "attribute.params.samples=2"]
+    return root, overrides, run_pipeline(overrides, progress=False)

@@ -1,5 +1,5 @@
-"""A real one-node SLURM cluster for the tests: Debian's slurm-wlm and munge, installed when
-missing (apt-get, as root), started with a config written into a temporary folder, stopped after."""
+"""A real one-node SLURM cluster for the tests: Debian's slurm-wlm and munge (installed by
+`make test`'s set-up, scripts/setup-system.sh), started with a config written into a temporary folder, stopped after."""
 
 import os
 import shutil
@@ -13,13 +13,12 @@ PACKAGES = ("slurm-wlm", "munge")
 
 
 def ensure_installed() -> None:
-    if all(shutil.which(b) for b in ("slurmctld", "slurmd", "munged", "sbatch", "scontrol")):
-        return
-    if os.geteuid() != 0:
-        raise RuntimeError(f"SLURM tests need {' '.join(PACKAGES)}; install them (apt-get install {' '.join(PACKAGES)}) or run as root.")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env, capture_output=True)
+    """The packages come from `make test`'s set-up (scripts/setup-system.sh); tests only use them."""
+    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "scontrol") if not shutil.which(b)]
+    if missing:
+        raise RuntimeError(
+            f"SLURM tests need {', '.join(missing)}: run `make system` (apt-get install {' '.join(PACKAGES)}) or `make test`."
+        )
 
 
 def free_port() -> int:
@@ -77,13 +76,25 @@ class SlurmCluster:
 
     def start(self) -> "SlurmCluster":
         f = self.folder
-        subprocess.run(["munged", f"--key-file={f}/munge.key", f"--socket={f}/munge.sock", f"--pid-file={f}/munged.pid",
-                        f"--log-file={f}/munged.log", f"--seed-file={f}/munge.seed", "--force"], check=True)
+        subprocess.run(
+            [
+                "munged",
+                f"--key-file={f}/munge.key",
+                f"--socket={f}/munge.sock",
+                f"--pid-file={f}/munged.pid",
+                f"--log-file={f}/munged.log",
+                f"--seed-file={f}/munge.seed",
+                "--force",
+            ],
+            check=True,
+        )
         subprocess.run(["slurmctld"], check=True, env=self.env)
         subprocess.run(["slurmd"], check=True, env=self.env)
         deadline = time.time() + 60
         while time.time() < deadline:
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env).stdout.strip()
+            out = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=self.env
+            ).stdout.strip()
             if out == "idle":
                 return self
             time.sleep(0.5)

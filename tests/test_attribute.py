@@ -6,34 +6,36 @@ import numpy as np
 import pytest
 import torch
 
-from roar.attribute import attribute, iter_maps
+from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.data import build_dataset
-from roar.data.manifest import verify_manifest
 from roar.errors import RoarError
 from roar.estimators import reduce_maps
-from roar.train import train
+from roar.store.manifest import verify_manifest
+from roar.store.maps import iter_maps
+from roar.training.run import train
 
 pytestmark = pytest.mark.slow
-ESTIMATORS = "estimators=[grad,sg_sq-grad,ig,random]"
-SMALL = ["estimator_params.samples=3", "estimator_params.ig_steps=4", "attribute.shard_size=500"]
+ESTIMATORS = "attribute.estimators=[grad,sg_sq-grad,ig,random]"
+SMALL = ["attribute.params.samples=3", "attribute.params.ig_steps=4", "attribute.shard_size=500"]
+BASE = "digits-resnet8-none"
+
+
+NAMES = ("default", "rerun", "whole", "split", "batch7", "half", "settings", "nan", "array")
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
+def outputs(tmp_path_factory, tiny_base):
     root = tmp_path_factory.mktemp("outputs")
-    train(compose_config("train", [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=3"]))
+    for name in NAMES:  # the shared base model under each experiment name of this module
+        tiny_base(root, name)
     return root
 
 
 def cfg_for(outputs, *overrides, name="default"):
-    import shutil
-
-    if name != "default":  # a copy of the base model under another experiment name
-        src, dst = outputs / "default" / "base", outputs / name / "base"
-        if not dst.exists():
-            shutil.copytree(src, dst)
-    return compose_config("attribute", [f"paths.output_root={outputs}", f"name={name}", "logger=csv", ESTIMATORS, *SMALL, *overrides])
+    return compose_config(
+        "attribute", [f"paths.output_root={outputs}", f"name={name}", "logger=csv", ESTIMATORS, *SMALL, *overrides]
+    )
 
 
 def all_maps(folder):
@@ -42,13 +44,15 @@ def all_maps(folder):
 
 def test_writes_verified_shards_of_every_sample(outputs):
     manifests = attribute(cfg_for(outputs))
-    root = outputs / "default" / "attributions" / "resnet8-none"
+    root = outputs / "default" / "attributions" / BASE
     for name in ("grad", "sg_sq-grad", "ig", "random"):
         manifest = verify_manifest(root / name)
         assert manifests[name]["counts"] == {"train": 1347, "test": 450} and manifest["count"] == 1797
         assert set(manifest["files"]) == {"train-000000.tar", "train-000001.tar", "train-000002.tar", "test-000000.tar"}
         assert len(manifest["base_checkpoint_sha256"]) == 64 and manifest["estimator_params"]["samples"] == 3
-    listing = subprocess.run(["tar", "-tf", str(root / "grad" / "test-000000.tar")], capture_output=True, text=True, check=True).stdout.split()
+    listing = subprocess.run(
+        ["tar", "-tf", str(root / "grad" / "test-000000.tar")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert len(listing) == 900 and listing[0].endswith(".json") and listing[1].endswith(".map.npy")
     test_ids = build_dataset(compose_config("train").data, "test").ids
     maps = list(iter_maps(root / "grad", "test"))
@@ -59,7 +63,7 @@ def test_writes_verified_shards_of_every_sample(outputs):
 def test_rerun_skips_complete_shards_and_redoes_broken_ones(outputs, capsys):
     cfg = cfg_for(outputs, name="rerun")
     attribute(cfg)
-    folder = outputs / "rerun" / "attributions" / "resnet8-none" / "grad"
+    folder = outputs / "rerun" / "attributions" / BASE / "grad"
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.tar")}
     capsys.readouterr()
     attribute(cfg)
@@ -83,38 +87,44 @@ def test_maps_identical_whatever_num_shards_and_batch_size(outputs):
         attribute(cfg_for(outputs, "attribute.num_shards=2", f"attribute.shard_id={shard_id}", name="split"))
     attribute(cfg_for(outputs, "attribute.batch_size=7", name="batch7"))
     for name in ("grad", "sg_sq-grad", "ig", "random"):
-        whole = all_maps(outputs / "whole" / "attributions" / "resnet8-none" / name)
-        split = all_maps(outputs / "split" / "attributions" / "resnet8-none" / name)
-        batch7 = all_maps(outputs / "batch7" / "attributions" / "resnet8-none" / name)
+        whole = all_maps(outputs / "whole" / "attributions" / BASE / name)
+        split = all_maps(outputs / "split" / "attributions" / BASE / name)
+        batch7 = all_maps(outputs / "batch7" / "attributions" / BASE / name)
         assert whole.keys() == split.keys() == batch7.keys()
         assert all(np.array_equal(whole[k], split[k]) for k in whole)
         assert all(np.abs(whole[k] - batch7[k]).max() <= 2**-10 * np.abs(whole[k]).max() for k in whole)
-        verify_manifest(outputs / "split" / "attributions" / "resnet8-none" / name)
+        verify_manifest(outputs / "split" / "attributions" / BASE / name)
 
 
 def test_one_of_two_tasks_leaves_no_manifest(outputs):
     manifests = attribute(cfg_for(outputs, "attribute.num_shards=2", "attribute.shard_id=1", name="half"))
     assert all(m is None for m in manifests.values())
     with pytest.raises(RoarError, match="manifest.json is missing"):
-        verify_manifest(outputs / "half" / "attributions" / "resnet8-none" / "grad")
+        verify_manifest(outputs / "half" / "attributions" / BASE / "grad")
 
 
 def test_changed_settings_are_never_mixed_silently(outputs):
     attribute(cfg_for(outputs, name="settings"))
     with pytest.raises(RoarError, match="was made with other settings"):
-        attribute(cfg_for(outputs, "estimator_params.samples=4", name="settings"))
-    manifests = attribute(cfg_for(outputs, "estimator_params.samples=4", "overwrite=true", name="settings"))
+        attribute(cfg_for(outputs, "attribute.params.samples=4", name="settings"))
+    manifests = attribute(cfg_for(outputs, "attribute.params.samples=4", "overwrite=true", name="settings"))
     assert manifests["sg_sq-grad"]["estimator_params"]["samples"] == 4
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["estimators=[grad,lime]"], "Unknown estimator 'lime'"),
+        (["attribute.estimators=[grad,lime]"], "Unknown estimator 'lime'"),
         (["name=nobase"], "No finished base model at"),
-        (["target=logit"], "target='logit'"),
-        (["attribute.shard_id=2", "attribute.num_shards=2"], r"attribute.shard_id=2 must be in \[0, attribute.num_shards=2\)"),
-        (["data.image_size=16"], r"was trained with image_shape=\[1, 8, 8\], but this run asks for image_shape=\[1, 16, 16\]"),
+        (["attribute.target=logit"], "attribute.target='logit'"),
+        (
+            ["attribute.shard_id=2", "attribute.num_shards=2"],
+            r"attribute.shard_id=2 must be in \[0, attribute.num_shards=2\)",
+        ),
+        (
+            ["data.image_size=16"],
+            r"was trained with image_shape=\[1, 8, 8\], but this run asks for image_shape=\[1, 16, 16\]",
+        ),
     ],
 )
 def test_bad_input_fails_before_anything_is_written(outputs, overrides, message):
@@ -141,15 +151,37 @@ def test_non_finite_maps_name_their_samples(outputs, monkeypatch):
 def test_gradients_find_the_object_on_shapes(tmp_path):
     """On shapes, where we know which pixels matter, gradient maps of a trained model put more of
     their mass on the object than a random ranking does."""
-    common = [f"paths.output_root={tmp_path}", "logger=csv", "data=shapes", "data.n_train=1200", "data.n_test=200", "trainer.enable_progress_bar=false"]
+    common = [
+        f"paths.output_root={tmp_path}",
+        "logger=csv",
+        "data=shapes",
+        "data.n_train=1200",
+        "data.n_test=200",
+        "trainer.enable_progress_bar=false",
+    ]
     metrics = train(compose_config("train", [*common, "trainer.max_epochs=12"]))
     assert metrics["test_acc"] > 0.7
-    attribute(compose_config("attribute", [*common, "estimators=[grad,sg-grad,random]", "attribute.splits=[test]", "estimator_params.samples=5"]))
+    attribute(
+        compose_config(
+            "attribute",
+            [
+                *common,
+                "attribute.estimators=[grad,sg-grad,random]",
+                "attribute.splits=[test]",
+                "attribute.params.samples=5",
+            ],
+        )
+    )
     test = build_dataset(compose_config("train", common).data, "test")
     objects = test.extras["object_mask"].float()
     inside = {}
     for name in ("grad", "sg-grad", "random"):
-        maps = torch.stack([torch.from_numpy(m) for _, m, _ in iter_maps(tmp_path / "default" / "attributions" / "resnet8-none" / name, "test")])
+        maps = torch.stack(
+            [
+                torch.from_numpy(m)
+                for _, m, _ in iter_maps(tmp_path / "default" / "attributions" / "shapes-resnet8-none" / name, "test")
+            ]
+        )
         mass = reduce_maps(maps, "abs_sum")[:, 0]
         inside[name] = float(((mass * objects).sum((1, 2)) / mass.sum((1, 2))).mean())
     print(inside)
@@ -158,16 +190,25 @@ def test_gradients_find_the_object_on_shapes(tmp_path):
 
 def test_attribution_job_array_through_hydra_multirun(outputs):
     """The shape of a SLURM job array, run by the local launcher: one task per shard_id."""
-    import shutil
     import sys
     from pathlib import Path
 
-    shutil.copytree(outputs / "default" / "base", outputs / "array" / "base")
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "roar-attribute"), "-m", f"paths.output_root={outputs}", "name=array", "logger=csv",
-         "estimators=[grad,random]", *SMALL, "attribute.num_shards=2", "attribute.shard_id=0,1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "roar-attribute"),
+            "-m",
+            f"paths.output_root={outputs}",
+            "name=array",
+            "logger=csv",
+            "attribute.estimators=[grad,random]",
+            *SMALL,
+            "attribute.num_shards=2",
+            "attribute.shard_id=0,1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ("grad", "random"):
-        assert verify_manifest(outputs / "array" / "attributions" / "resnet8-none" / name)["count"] == 1797
+        assert verify_manifest(outputs / "array" / "attributions" / BASE / name)["count"] == 1797

@@ -131,7 +131,12 @@ def test_fpa_square_must_fit_the_image():
 
 def test_bad_fill_is_named():
     with pytest.raises(RoarError, match="augment.fill='grey'"):
-        BatchAugment(OmegaConf.create({"name": "fpa", "fill": "grey", "params": {"p": 0.5, "p1_max": 0.2, "p2": 0.1, "s_max": 2}}), MEAN)
+        BatchAugment(
+            OmegaConf.create(
+                {"name": "fpa", "fill": "grey", "params": {"p": 0.5, "p1_max": 0.2, "p2": 0.1, "s_max": 2}}
+            ),
+            MEAN,
+        )
 
 
 def test_draws_come_from_the_augmentation_own_generators():

@@ -1,35 +1,85 @@
-"""Every config option composes, and the composed config passes the pre-flight checks."""
+"""Every config option composes, the composed config passes the pre-flight checks, and every stage
+has its own section on a shared root."""
 
 import pytest
+from hydra.core.config_store import ConfigStore
 
 from roar.config import CONFIG_DIR, compose_config
 from roar.errors import RoarError
-from roar.train import validate
+from roar.estimators import available
+from roar.masking.fills import FILLS
+from roar.store.keys import run_key
+from roar.training.run import validate
 
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+FILE_GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "sections"))
+REGISTERED = {"fill": FILLS.names(), "estimator": available()}  # options made from the registries
+GROUPS = sorted({*FILE_GROUPS, *REGISTERED})
 
 
 def options(group):
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    return REGISTERED.get(group) or sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g in GROUPS for o in options(g)])
 def test_every_option_composes(override):
     cfg = compose_config("train", [override])
     group, option = override.split("=")
-    if group in ("data", "model", "augment"):
+    if group in ("data", "model", "augment", "fill"):
         assert cfg[group].name == option
-    validate(cfg)
-    if cfg.data.name == "shards":
-        assert cfg.stage == "retrain" and "/runs/" in cfg.run_dir
+    if group == "estimator":
+        cfg = compose_config("train", [override, "fraction=0.5"])
+    key = validate(cfg)
+    if group == "estimator":
+        assert key.stage == "retrain" and "/runs/" in str(key.folder) and cfg.estimator == option
     else:
-        assert cfg.stage == "base" and cfg.run_dir.endswith(f"/base/{cfg.model.name}-{cfg.augment.name}")
+        assert key.stage == "base" and str(key.folder).endswith(
+            f"/base/{cfg.data.name}-{cfg.model.name}-{cfg.augment.name}"
+        )
 
 
-def test_retrain_runs_are_named_by_their_setting():
-    cfg = compose_config("train", ["data=shards", "estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fraction=0.3", "seed=4"])
-    assert cfg.run_dir == "outputs/default/runs/sg_sq-ig.sum/keep/blur/0.3/seed=4"
-    assert cfg.data.estimator == "sg_sq-ig" and cfg.data.fill == "blur" and cfg.data.fraction == 0.3
+def test_registered_fills_and_estimators_are_the_config_options():
+    store = ConfigStore.instance().repo
+    assert sorted(k[: -len(".yaml")] for k in store["fill"]) == FILLS.names()
+    assert sorted(k[: -len(".yaml")] for k in store["estimator"]) == available()
+    assert compose_config("train", ["fill=blur"]).fill == {"name": "blur", "kernel": 21, "sigma": 10.0}
+
+
+def test_retrain_runs_are_named_by_their_setting_and_base_model():
+    cfg = compose_config(
+        "train", ["estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fraction=0.3", "seed=4"]
+    )
+    key = run_key(cfg)
+    assert str(key.folder).startswith("outputs/default/runs/digits-resnet8-none/sg_sq-ig.sum/keep/blur-") and str(
+        key.folder
+    ).endswith("/0.3/seed=4")
+    assert key.group == f"default/retrain/digits-resnet8-none/sg_sq-ig.sum/keep/{key.shards.fill}/0.3"
+    other = run_key(
+        compose_config(
+            "train",
+            ["estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fill.sigma=2", "fraction=0.3", "seed=4"],
+        )
+    )
+    assert other.shards.fill != key.shards.fill  # the fill's folder is a digest of its whole config
+    assert run_key(compose_config("train", ["estimator=grad", "fraction=0.5"])).shards.fill == "channel_mean"
+
+
+def test_each_stage_config_owns_its_section():
+    sections = {"train": "optim", "attribute": "attribute", "mask": "mask", "eval": "eval"}
+    for stage, section in sections.items():
+        cfg = compose_config(stage)
+        assert section in cfg and {"name", "data", "model", "augment", "grid", "paths", "fill"} <= set(cfg)
+        assert [
+            s for s in sections.values() if s in cfg and s != section and not (stage == "report" and s == "eval")
+        ] == []
+    assert "optim" not in compose_config("mask") and "mask" not in compose_config("train")
+    assert (
+        compose_config("mask", ["experiment=roar_imagenet"]).model.name == "resnet50"
+    )  # experiments compose in every stage
+
+
+def test_seed_roles_a_second_base_seed_keeps_the_rankings():
+    a, b = compose_config("mask", ["seed=0"]), compose_config("mask", ["seed=1"])
+    assert a.maps_seed == b.maps_seed == 0 and run_key(a).folder == run_key(compose_config("train")).folder
 
 
 @pytest.mark.parametrize("launcher", sorted(p.stem for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")))
@@ -44,18 +94,29 @@ def test_every_launcher_composes(launcher):
         assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.max_num_timeout > 0
     if launcher == "slurm_ddp":
         assert cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices == 2
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.roar_sweeper.grid_sweeper.GridSweeper"
 
 
 def test_groups_hold_options():
-    assert {"data", "model", "augment", "trainer", "logger", "recipe", "experiment"} <= set(GROUPS)
+    assert {"data", "model", "augment", "trainer", "logger", "recipe", "experiment", "fill", "estimator"} <= set(GROUPS)
     assert all(options(g) for g in GROUPS)
 
 
 def test_recipes_follow_the_papers():
-    roar = compose_config("train", ["recipe=roar_resnet50"])
-    assert (roar.model.name, roar.trainer.max_epochs, roar.optim.lr, list(roar.optim.milestones)) == ("resnet50", 90, 0.1, [30, 60])
+    roar = compose_config("train", ["experiment=roar_imagenet"])
+    assert (roar.model.name, roar.trainer.max_epochs, roar.optim.lr, list(roar.optim.milestones)) == (
+        "resnet50",
+        90,
+        0.1,
+        [30, 60],
+    )
     fpa = compose_config("train", ["experiment=fpa_cifar10"])
-    assert fpa.model.params.small_stem and fpa.augment.name == "fpa" and fpa.trainer.max_epochs == 40
+    assert (
+        fpa.model.name == "resnet18"
+        and fpa.model.params.small_stem
+        and fpa.augment.name == "fpa"
+        and fpa.trainer.max_epochs == 40
+    )
     over = compose_config("train", ["recipe=overinterp_cifar"])
     assert over.optim.nesterov and over.optim.gamma == 0.2 and list(over.optim.milestones) == [60, 120, 160]
 
@@ -69,6 +130,8 @@ def test_recipes_follow_the_papers():
         ("augment=fpa augment.params.p=1.5", "augment.params.p=1.5 is outside [0, 1]"),
         ("augment=input_dropout augment.params.keep_prob=-0.1", "keep_prob=-0.1 is outside [0, 1]"),
         ("seed=-1", "seed=-1"),
+        ("seed=1.5", "seed=1.5"),
+        ("estimator=grad", "needs fraction="),
     ],
 )
 def test_bad_names_and_values_fail_before_any_compute(override, message):

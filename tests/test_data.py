@@ -25,7 +25,12 @@ def test_digits_is_a_fixed_stratified_split():
     again = build_dataset(cfg(name="digits"), "test")
     assert again.ids == test.ids and torch.equal(again.images, test.images)
     sample = train[5]
-    assert sample["image"].shape == (1, 8, 8) and 0 <= sample["image"].min() and sample["image"].max() <= 1 and sample["index"] == 5
+    assert (
+        sample["image"].shape == (1, 8, 8)
+        and 0 <= sample["image"].min()
+        and sample["image"].max() <= 1
+        and sample["index"] == 5
+    )
 
 
 def test_digits_resize():
@@ -62,7 +67,9 @@ def test_shapes_shortcut_marker_is_class_specific():
     assert len({m.tobytes() for m in markers}) == 6 and all(m.any() for m in markers)
     for i in range(len(data)):
         assert masks[i].sum() == markers[int(data.labels[i])].sum()
-        assert torch.equal(data.images[i][:, masks[i]], torch.tensor([[1.0], [0.0], [1.0]]).expand(3, int(masks[i].sum())))
+        assert torch.equal(
+            data.images[i][:, masks[i]], torch.tensor([[1.0], [0.0], [1.0]]).expand(3, int(masks[i].sum()))
+        )
     none = build_dataset(cfg(**{**SHAPES, "shortcut_prob": 0.0}), "train").extras["shortcut_mask"]
     assert not none.any()
 
@@ -109,7 +116,12 @@ def test_imagefolder_reads_a_local_tree(tmp_path):
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("food101", "food-101/meta"), ("imagefolder", "train")],
+    [
+        ("cifar10", "cifar-10-batches-py"),
+        ("cifar100", "cifar-100-python"),
+        ("food101", "food-101/meta"),
+        ("imagefolder", "train"),
+    ],
 )
 def test_missing_root_says_what_was_expected_where(tmp_path, name, expected):
     with pytest.raises(RoarError, match="data.root is not set"):

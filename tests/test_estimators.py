@@ -31,7 +31,9 @@ def batch():
 CAPTUM = {
     "grad": lambda m, x, t: Saliency(m).attribute(x, target=t, abs=False),
     "grad_x_input": lambda m, x, t: InputXGradient(m).attribute(x, target=t),
-    "ig": lambda m, x, t: IntegratedGradients(m).attribute(x, baselines=0.0, target=t, n_steps=25, method="gausslegendre"),
+    "ig": lambda m, x, t: IntegratedGradients(m).attribute(
+        x, baselines=0.0, target=t, n_steps=25, method="gausslegendre"
+    ),
     "gb": lambda m, x, t: GuidedBackprop(m).attribute(x, target=t),
 }
 
@@ -70,7 +72,7 @@ def test_ensembles_are_mean_square_and_variance_of_the_same_noisy_estimates(mode
     x, t = batch
     ids = ["a", "b", "c", "d"]
     maps = EstimatorSuite(["sg-grad", "sg_sq-grad", "vargrad-grad"], samples=6)(model, x, t, ids)
-    from roar.estimators.suite import noisy_inputs, DEFAULT_PARAMS
+    from roar.estimators.suite import DEFAULT_PARAMS, noisy_inputs
 
     noisy = noisy_inputs(x, ids, {**DEFAULT_PARAMS, "samples": 6})
     est = get_estimator("grad")(model, noisy, t.repeat_interleave(6)).view(4, 6, 3, 12, 12)
@@ -86,7 +88,9 @@ def test_smoothgrad_matches_captum_noise_tunnel_in_expectation(model, batch):
     ours = get_estimator("sg-grad", samples=400, noise=0.05)(model, x[:1], t[:1])
     spread = float(x[:1].max() - x[:1].min()) * 0.05
     torch.manual_seed(0)
-    theirs = NoiseTunnel(Saliency(model)).attribute(x[:1], target=t[:1], nt_type="smoothgrad", nt_samples=400, stdevs=spread, abs=False)
+    theirs = NoiseTunnel(Saliency(model)).attribute(
+        x[:1], target=t[:1], nt_type="smoothgrad", nt_samples=400, stdevs=spread, abs=False
+    )
     assert torch.nn.functional.cosine_similarity(ours.flatten(), theirs.flatten(), dim=0) > 0.97
 
 

@@ -39,9 +39,17 @@ def test_fidelity_area_of_known_curves():
 
 def test_verdict_against_random_and_rank_agreement():
     random = [0.80, 0.81, 0.79, 0.80, 0.82]
-    assert compare_with_random([0.50, 0.52, 0.51, 0.49, 0.50], random, lower_is_better=True)["verdict"] == "better than random"
-    assert compare_with_random([0.50, 0.52, 0.51, 0.49, 0.50], random, lower_is_better=False)["verdict"] == "worse than random"
-    assert compare_with_random([0.81, 0.79, 0.80, 0.82, 0.80], random, lower_is_better=True)["verdict"] == "no different"
+    assert (
+        compare_with_random([0.50, 0.52, 0.51, 0.49, 0.50], random, lower_is_better=True)["verdict"]
+        == "better than random"
+    )
+    assert (
+        compare_with_random([0.50, 0.52, 0.51, 0.49, 0.50], random, lower_is_better=False)["verdict"]
+        == "worse than random"
+    )
+    assert (
+        compare_with_random([0.81, 0.79, 0.80, 0.82, 0.80], random, lower_is_better=True)["verdict"] == "no different"
+    )
     assert compare_with_random([0.5], random, lower_is_better=True)["verdict"] == "too few seeds"
     a = {"grad": 3.0, "ig": 2.0, "random": 1.0}
     assert spearman(a, {"grad": 30, "ig": 20, "random": 10})["rho"] == pytest.approx(1.0)
@@ -80,7 +88,16 @@ def test_masked_logits_batching_does_not_change_results():
     ranks = feature_ranks(scores, list("abcde"), seed=0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
     fill = OmegaConf.create({"name": "channel_mean"})
-    run = lambda rows: masked_logits(lambda x, keep=None: model(x), images, ranks, step_fractions(0.1), ["remove", "keep"], fill, [0.5, 0.4, 0.3], max_rows=rows)  # noqa: E731
+    run = lambda rows: masked_logits(
+        lambda x, keep=None: model(x),
+        images,
+        ranks,
+        step_fractions(0.1),
+        ["remove", "keep"],
+        fill,
+        [0.5, 0.4, 0.3],
+        max_rows=rows,
+    )  # noqa: E731
     assert torch.allclose(run(512), run(7), atol=1e-6)
     with pytest.raises(RoarError, match="eval.step=0.3"):
         step_fractions(0.3)
@@ -106,44 +123,67 @@ def test_toy_check_shows_why_roar_retrains():
 @pytest.fixture(scope="module")
 def fpa_digits(tmp_path_factory):
     """Three tiny digits base models (augment none, fpa, rectangle), each with its own test maps."""
-    from roar.attribute import attribute
-    from roar.train import train
+    from roar.attribution.run import attribute
+    from roar.training.run import train
 
     root = tmp_path_factory.mktemp("outputs")
-    common = [f"paths.output_root={root}", "name=fpa_digits", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=3",
-              "grid.estimators=[grad,grad_x_input,random]", "attribute.splits=[test]", "estimator_params.samples=2"]
+    common = [
+        f"paths.output_root={root}",
+        "name=fpa_digits",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "trainer.max_epochs=3",
+        "grid.estimators=[grad,grad_x_input,random]",
+    ]
     for aug in ("none", "fpa", "rectangle"):
         overrides = [*common, f"augment={aug}"]
         train(compose_config("train", overrides))
-        attribute(compose_config("attribute", overrides))
+        attribute(compose_config("attribute", [*overrides, "attribute.splits=[test]", "attribute.params.samples=2"]))
     return root, common
 
 
 @pytest.mark.slow
 def test_roar_eval_writes_curves_fidelity_and_deletion_per_base_model(fpa_digits):
-    from roar.eval import evaluate
+    from roar.evaluate.run import evaluate
 
     root, common = fpa_digits
-    evals = ["eval.rankings=[grad,grad_x_input.sum,random]", "eval.max_images=120", "eval.step=0.1", "eval.fractions=[0,0.5,0.9]"]
-    results = {aug: evaluate(compose_config("eval", [*common, f"augment={aug}", *evals])) for aug in ("none", "fpa", "rectangle")}
+    evals = [
+        "eval.rankings=[grad,grad_x_input.sum,random]",
+        "eval.max_images=120",
+        "eval.step=0.1",
+        "eval.fractions=[0,0.5,0.9]",
+    ]
+    results = {
+        aug: evaluate(compose_config("eval", [*common, f"augment={aug}", *evals]))
+        for aug in ("none", "fpa", "rectangle")
+    }
     for aug, by_ranking in results.items():
         assert set(by_ranking) == {"grad", "grad_x_input.sum", "random"}
-        path = root / "fpa_digits" / "eval" / f"resnet8-{aug}" / "channel_mean" / "grad_x_input.sum.json"
+        path = root / "fpa_digits" / "eval" / f"digits-resnet8-{aug}" / "channel_mean" / "grad_x_input.sum.json"
         assert path.is_file() and by_ranking["grad_x_input.sum"]["reduce"] == "sum"
         for r in by_ranking.values():
-            assert r["fidelity"]["n"] == 120 and len(r["mif"]["mean"]) == 11 and r["mif"]["mean"][0] == pytest.approx(1.0)
+            assert (
+                r["fidelity"]["n"] == 120 and len(r["mif"]["mean"]) == 11 and r["mif"]["mean"][0] == pytest.approx(1.0)
+            )
             assert r["deletion"]["remove"]["fractions"] == [0.0, 0.5, 0.9]
         # the gradient points at what the model uses; a random ranking has no fidelity
-        assert by_ranking["grad"]["fidelity"]["mean"] > by_ranking["random"]["fidelity"]["mean"] + 3 * by_ranking["random"]["fidelity"]["ci"]
+        assert (
+            by_ranking["grad"]["fidelity"]["mean"]
+            > by_ranking["random"]["fidelity"]["mean"] + 3 * by_ranking["random"]["fidelity"]["ci"]
+        )
         assert abs(by_ranking["random"]["fidelity"]["mean"]) < 3 * by_ranking["random"]["fidelity"]["ci"] + 5
         # no retraining: accuracy falls faster when the gradient's top pixels go than random ones
-        assert by_ranking["grad"]["deletion"]["remove"]["accuracy"][1] < by_ranking["random"]["deletion"]["remove"]["accuracy"][1]
+        assert (
+            by_ranking["grad"]["deletion"]["remove"]["accuracy"][1]
+            < by_ranking["random"]["deletion"]["remove"]["accuracy"][1]
+        )
     again = evaluate(compose_config("eval", [*common, "augment=none", *evals]))
     assert again == results["none"]  # settings unchanged: read back, not recomputed
 
 
+@pytest.mark.slow
 def test_roar_eval_bad_input_is_named_before_any_work(fpa_digits):
-    from roar.eval import evaluate
+    from roar.evaluate.run import evaluate
 
     root, common = fpa_digits
     with pytest.raises(RoarError, match="'ig.bogus'"):
@@ -154,12 +194,18 @@ def test_roar_eval_bad_input_is_named_before_any_work(fpa_digits):
         evaluate(compose_config("eval", [*common, "eval.max_images=0"]))
 
 
+@pytest.mark.slow
 def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits):
-    from roar.eval import evaluate
-    from roar.report import build_report
+    from roar.evaluate.run import evaluate
+    from roar.report.build import build_report
 
     root, common = fpa_digits
-    evals = ["eval.rankings=[grad,grad_x_input.sum,random]", "eval.max_images=120", "eval.step=0.1", "eval.fractions=[0,0.5,0.9]"]
+    evals = [
+        "eval.rankings=[grad,grad_x_input.sum,random]",
+        "eval.max_images=120",
+        "eval.step=0.1",
+        "eval.fractions=[0,0.5,0.9]",
+    ]
     for aug in ("none", "fpa", "rectangle"):
         evaluate(compose_config("eval", [*common, f"augment={aug}", *evals]))
     build_report(compose_config("report", [*common, evals[0]]))
@@ -168,18 +214,34 @@ def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits)
     assert [line.split(",")[1] for line in lines[1:]] == ["none", "fpa", "rectangle"]  # rows as in FPA Table 1
     assert all(" ± " in cell for line in lines[1:] for cell in line.split(",")[2:])
     page = (root / "fpa_digits" / "report" / "index.html").read_text()
-    assert "FPA Table 1" in page and "No finished retrain runs" in page  # no retraining in this experiment: said, not hidden
+    assert (
+        "FPA Table 1" in page and "No finished retrain runs" in page
+    )  # no retraining in this experiment: said, not hidden
+    agreement = (root / "fpa_digits" / "report" / "agreement.csv").read_text().splitlines()
+    bases = [line.split(",")[0] for line in agreement[1:]]  # Spearman per base model, never the last one read
+    assert (
+        sorted(set(bases)) == ["digits-resnet8-fpa", "digits-resnet8-none", "digits-resnet8-rectangle"]
+        and len(bases) == 3
+    )
 
 
 def test_token_drop_curves_drop_the_tokens_of_masked_patches():
     from omegaconf import OmegaConf
 
+    from roar.masking.patches import patch_keep
     from roar.models.module import Classifier
-    from roar.models.vit import patch_keep
 
     torch.manual_seed(0)
-    model = Classifier(model={"name": "vit_tiny", "params": {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2}}, optim={"lr": 0.1},
-                       augment={"name": "none"}, num_classes=3, image_shape=[3, 16, 16], mean=[0.5] * 3, std=[0.25] * 3, max_epochs=1).eval()
+    model = Classifier(
+        model={"name": "vit_tiny", "params": {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2}},
+        optim={"lr": 0.1},
+        augment={"name": "none"},
+        num_classes=3,
+        image_shape=[3, 16, 16],
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        max_epochs=1,
+    ).eval()
     images = torch.rand(2, 3, 16, 16)
     ranks = feature_ranks(torch.randn(2, 256), ["a", "b"], seed=0)
     fill = OmegaConf.create({"name": "token_drop"})

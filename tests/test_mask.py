@@ -1,4 +1,4 @@
-"""roar-mask and data=shards: exact counts, pinned direction, every fill, real tars, resumable
+"""roar-mask and retraining on its shards: exact counts, pinned direction, every fill, real tars, resumable
 writes, strict verification, and a loader that splits ranks exactly."""
 
 import json
@@ -11,39 +11,50 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from roar.artifacts import shard_set_dir
-from roar.attribute import attribute, iter_maps
+from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.data import build_dataset
-from roar.data.manifest import verify_manifest
 from roar.data.masked import MaskedShards
-from roar.data.shards import decode_key, load_npy, read_shard
 from roar.errors import RoarError
 from roar.estimators import reduce_maps
-from roar.mask import mask, verify_all
 from roar.masking import gaussian_blur
-from roar.train import train
+from roar.masking.write import verify_all, write_masks
+from roar.store.keys import shard_set_key
+from roar.store.manifest import verify_manifest
+from roar.store.maps import iter_maps
+from roar.store.shards import decode_key, load_npy, read_shard
+from roar.training.run import train
 
 pytestmark = pytest.mark.slow
 FRACTIONS = "mask.fractions=[0,0.3,0.7,1.0]"
+QUIET = ["logger=csv", "trainer.enable_progress_bar=false"]
+BASE = "digits-resnet8-none"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("outputs")
-    common = [f"paths.output_root={out}", "logger=csv", "trainer.enable_progress_bar=false"]
-    train(compose_config("train", [*common, "trainer.max_epochs=3"]))
-    attribute(compose_config("attribute", [*common, "estimators=[grad,random]", "attribute.shard_size=400"]))
-    mask(compose_config("mask", [*common, "estimators=[grad,random]", "mask.modes=[remove,keep]", FRACTIONS]))
+def root(tmp_path_factory, tiny_base):
+    out = tiny_base(tmp_path_factory.mktemp("outputs"))
+    common = [f"paths.output_root={out}", *QUIET]
+    attribute(compose_config("attribute", [*common, "attribute.estimators=[grad,random]", "attribute.shard_size=400"]))
+    write_masks(
+        compose_config("mask", [*common, "mask.estimators=[grad,random]", "mask.modes=[remove,keep]", FRACTIONS])
+    )
     return out
 
 
 def cfg(root, *overrides, config="mask"):
-    return compose_config(config, [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "estimators=[grad,random]", FRACTIONS, *overrides])
+    return compose_config(
+        config, [f"paths.output_root={root}", *QUIET, "mask.estimators=[grad,random]", FRACTIONS, *overrides]
+    )
 
 
-def leaf(root, estimator="grad", mode="remove", fill="channel_mean", fraction=0.3, name="default"):
-    return shard_set_dir(root / name / "shards", estimator, "abs_sum", mode, fill, fraction)
+def leaf(root, estimator="grad", mode="remove", fill=("fill=channel_mean",), fraction=0.3, name="default"):
+    """The shard set's folder, as its key names it (the fill's folder is a digest of its whole config)."""
+    return shard_set_key(cfg(root, *fill, f"name={name}"), estimator, mode, fraction).folder
+
+
+def fill_overrides(fill):
+    return [f"fill={fill}", *(["fill.value=[0.25]"] if fill == "constant" else [])]
 
 
 def samples(folder, split="test"):
@@ -55,15 +66,32 @@ def samples(folder, split="test"):
 
 
 def test_every_set_verifies_and_lists_with_gnu_tar(root):
-    assert verify_all(root / "default" / "shards") == []
+    assert verify_all(root / "default") == []
     folder = leaf(root)
     manifest = verify_manifest(folder)
-    assert manifest["counts"] == {"train": 1347, "test": 450} and set(manifest["files"]) == {"train-000000.tar", "train-000001.tar", "train-000002.tar", "train-000003.tar", "test-000000.tar", "test-000001.tar"}
-    names = subprocess.run(["tar", "-tf", str(folder / "test-000000.tar")], capture_output=True, text=True, check=True).stdout.split()
+    assert manifest["counts"] == {"train": 1347, "test": 450} and set(manifest["files"]) == {
+        "train-000000.tar",
+        "train-000001.tar",
+        "train-000002.tar",
+        "train-000003.tar",
+        "test-000000.tar",
+        "test-000001.tar",
+    }
+    assert oct(folder.joinpath("test-000000.tar").stat().st_mode & 0o777) == oct(
+        0o666 & ~current_umask()
+    )  # readable by the group, as umask says
+    names = subprocess.run(
+        ["tar", "-tf", str(folder / "test-000000.tar")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert len(names) == 400 * 4 and {n.split(".", 1)[1] for n in names} == {"cls", "image.npy", "json", "mask.npy"}
     one = next(iter(samples(folder).values()))
     meta = json.loads(one["json"])
-    assert meta["estimator"] == "grad" and meta["mode"] == "remove" and meta["fraction"] == 0.3 and meta["fill"] == "channel_mean"
+    assert (
+        meta["estimator"] == "grad"
+        and meta["mode"] == "remove"
+        and meta["fraction"] == 0.3
+        and meta["fill"] == "channel_mean"
+    )
 
 
 @pytest.mark.parametrize("mode", ["remove", "keep"])
@@ -81,7 +109,7 @@ def test_keep_t_and_remove_1_minus_t_are_complementary(root):
 
 
 def test_direction_is_pinned_top_ranked_features_are_removed(root):
-    maps = {sid: m for sid, m, _ in iter_maps(root / "default" / "attributions" / "resnet8-none" / "grad", "test")}
+    maps = {sid: m for sid, m, _ in iter_maps(root / "default" / "attributions" / BASE / "grad", "test")}
     for sid, s in list(samples(leaf(root, fraction=0.3)).items())[:50]:
         score = reduce_maps(torch.from_numpy(maps[sid])[None], "abs_sum")[0, 0].numpy().astype(np.float16)
         removed = load_npy(s["mask.npy"])[0]
@@ -104,10 +132,12 @@ def test_channel_mean_fill_and_unmasked_pixels(root):
 
 @pytest.mark.parametrize("fill", ["zero", "constant", "blur", "random_image", "token_drop", "mask_only"])
 def test_every_fill(root, fill):
-    mask(cfg(root, f"fill={fill}", "estimators=[grad]", "mask.fractions=[0.5]", "mask.splits=[test]", *(["fill.value=[0.25]"] if fill == "constant" else [])))
+    write_masks(
+        cfg(root, *fill_overrides(fill), "mask.estimators=[grad]", "mask.fractions=[0.5]", "mask.splits=[test]")
+    )
     test = build_dataset(OmegaConf.create({"name": "digits"}), "test")
     train_set = build_dataset(OmegaConf.create({"name": "digits"}), "train")
-    for sid, s in list(samples(leaf(root, fill=fill, fraction=0.5)).items())[:10]:
+    for sid, s in list(samples(leaf(root, fill=fill_overrides(fill), fraction=0.5)).items())[:10]:
         image, removed = torch.from_numpy(load_npy(s["image.npy"])), torch.from_numpy(load_npy(s["mask.npy"]))
         original = test[test.ids.index(sid)]["image"]
         expected = {
@@ -128,7 +158,7 @@ def test_every_fill(root, fill):
 
 
 def test_killed_mask_run_resumes_to_verified_identical_shards(root, monkeypatch):
-    import roar.data.shards as shards
+    import roar.store.shards as shards
 
     clean = {k: v["image.npy"] for k, v in samples(leaf(root, estimator="random")).items()}
     calls = {"n": 0}
@@ -142,11 +172,13 @@ def test_killed_mask_run_resumes_to_verified_identical_shards(root, monkeypatch)
 
     monkeypatch.setattr(shards.ShardWriter, "write", dying)
     with pytest.raises(KeyboardInterrupt):
-        mask(cfg(root, "name=killed", "estimators=[random]", **{}))
+        write_masks(cfg(root, "name=killed", "mask.estimators=[random]"))
     monkeypatch.setattr(shards.ShardWriter, "write", original)
-    assert not list((root / "killed" / "shards").rglob("*.tmp")) and not list((root / "killed" / "shards").rglob("manifest.json"))
-    mask(cfg(root, "name=killed", "estimators=[random]"))
-    assert verify_all(root / "killed" / "shards") == []
+    assert not list((root / "killed" / "shards").rglob("*.tmp")) and not list(
+        (root / "killed" / "shards").rglob("manifest.json")
+    )
+    write_masks(cfg(root, "name=killed", "mask.estimators=[random]"))
+    assert verify_all(root / "killed") == []
     again = {k: v["image.npy"] for k, v in samples(leaf(root, estimator="random", name="killed")).items()}
     assert again == clean  # byte-identical
 
@@ -159,28 +191,34 @@ def killed_setup(root):
         shutil.copytree(root / "default" / part, root / "killed" / part, dirs_exist_ok=True)
 
 
-test_killed_mask_run_resumes_to_verified_identical_shards = pytest.mark.usefixtures("killed_setup")(test_killed_mask_run_resumes_to_verified_identical_shards)
+test_killed_mask_run_resumes_to_verified_identical_shards = pytest.mark.usefixtures("killed_setup")(
+    test_killed_mask_run_resumes_to_verified_identical_shards
+)
 
 
 def test_truncated_shard_is_reported_by_name(root, tmp_path):
     import shutil
 
-    folder = tmp_path / "default" / "shards"
-    shutil.copytree(root / "default" / "shards" / "grad" / "remove" / "channel_mean" / "0.7", folder / "grad" / "remove" / "channel_mean" / "0.7")
-    tar = folder / "grad" / "remove" / "channel_mean" / "0.7" / "train-000001.tar"
+    folder = leaf(tmp_path, fraction=0.7)
+    shutil.copytree(leaf(root, fraction=0.7), folder)
+    tar = folder / "train-000001.tar"
     tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
-    problems = verify_all(folder)
+    problems = verify_all(tmp_path / "default")
     assert len(problems) == 1 and "train-000001.tar has sha256" in problems[0]
-    out = subprocess.run([str(Path(sys.executable).parent / "roar-mask"), "verify", f"paths.output_root={tmp_path}"], capture_output=True, text=True)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-mask"), "verify", f"paths.output_root={tmp_path}"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1 and "train-000001.tar" in out.stdout
-    run = [f"paths.output_root={tmp_path}", "logger=csv", "data=shards", "estimator=grad", "fraction=0.7", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+    run = [f"paths.output_root={tmp_path}", *QUIET, "estimator=grad", "fraction=0.7", "trainer.max_epochs=1"]
     with pytest.raises(RoarError, match="train-000001.tar has sha256"):
         train(compose_config("train", run))
     import tarfile
 
     with tarfile.open(tar) as cut:  # a cut at a member boundary reads as a shorter, valid tar
         intact = sum(1 for m in cut if m.name.endswith(".mask.npy"))
-    metrics = train(compose_config("train", [*run, "data.on_error=skip"]))
+    metrics = train(compose_config("train", [*run, "retrain.on_error=skip"]))
     assert 0 < intact < 400 and metrics["skipped_samples"] == 400 - intact and metrics["num_train"] == 1347
 
 
@@ -219,7 +257,7 @@ def _epoch(folder, manifest, epoch):
 def test_training_on_shards_matches_training_in_memory(root, tmp_path):
     """The same masked images, streamed from tars or held in memory, train to the same accuracy."""
     from roar.data.base import TensorImageDataset
-    from roar.data.registry import _DATASETS, register_dataset
+    from roar.data.registry import DATASETS
 
     folder = leaf(root, fraction=0.7)
     tensors = {}
@@ -227,26 +265,42 @@ def test_training_on_shards_matches_training_in_memory(root, tmp_path):
         got = sorted(samples(folder, split).items())
         images = torch.stack([torch.from_numpy(load_npy(s["image.npy"])) for _, s in got])
         labels = torch.tensor([int(s["cls"]) for _, s in got])
-        tensors[split] = TensorImageDataset("masked_in_memory", split, images, labels, [k for k, _ in got], [str(c) for c in range(10)])
-    register_dataset("masked_in_memory")(lambda c, split: tensors[split])
+        tensors[split] = TensorImageDataset(
+            "masked_in_memory", split, images, labels, [k for k, _ in got], [str(c) for c in range(10)]
+        )
+    DATASETS.add("masked_in_memory", lambda c, split: tensors[split])
     try:
-        common = [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=8"]
-        streamed = train(compose_config("train", [*common, "data=shards", "estimator=grad", "fraction=0.7"]))
+        common = [f"paths.output_root={root}", *QUIET, "trainer.max_epochs=8"]
+        streamed = train(compose_config("train", [*common, "estimator=grad", "fraction=0.7"]))
         held = train(compose_config("train", [*common, "data=digits", "data.name=masked_in_memory", "name=in_memory"]))
     finally:
-        del _DATASETS["masked_in_memory"]
+        DATASETS.remove("masked_in_memory")
     print(f"shards {streamed['test_acc']:.4f} vs in memory {held['test_acc']:.4f}")
     assert streamed["num_train"] == held["num_train"] == 1347
     assert abs(streamed["test_acc"] - held["test_acc"]) <= 0.03
 
 
 def test_mask_only_leakage_control_trains(root):
-    mask(cfg(root, "fill=mask_only", "estimators=[grad]", "mask.fractions=[0.5]"))
-    metrics = train(compose_config("train", [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=8", "data=shards", "estimator=grad", "fraction=0.5", "fill=mask_only"]))
+    write_masks(cfg(root, "fill=mask_only", "mask.estimators=[grad]", "mask.fractions=[0.5]"))
+    metrics = train(
+        compose_config(
+            "train",
+            [
+                f"paths.output_root={root}",
+                *QUIET,
+                "trainer.max_epochs=8",
+                "estimator=grad",
+                "fraction=0.5",
+                "fill=mask_only",
+            ],
+        )
+    )
     print(f"mask_only leakage: test_acc {metrics['test_acc']:.4f} (chance 0.1)")
-    images = [load_npy(s["image.npy"]) for s in samples(leaf(root, fill="mask_only", fraction=0.5)).values()]
+    images = [load_npy(s["image.npy"]) for s in samples(leaf(root, fill=("fill=mask_only",), fraction=0.5)).values()]
     assert all(set(np.unique(i).tolist()) <= {0.0, 1.0} for i in images)  # the mask and nothing else
-    assert metrics["fill"] == "mask_only" and metrics["test_acc"] > 0.5  # digits: gradient masks give the class away (0.93)
+    assert (
+        metrics["fill"] == "mask_only" and metrics["test_acc"] > 0.5
+    )  # digits: gradient masks give the class away (0.93)
 
 
 @pytest.mark.parametrize(
@@ -255,7 +309,7 @@ def test_mask_only_leakage_control_trains(root):
         (["mask.fractions=[0.5,1.5]"], r"fraction=1.5 is outside \[0, 1\]; it is the share of features masked"),
         (["mask.modes=[drop]"], "mask.modes has 'drop'"),
         (["mask.format=jpg"], "never JPEG"),
-        (["estimators=[ig]"], "No complete maps for estimator ig"),
+        (["mask.estimators=[ig]"], "No complete maps for estimator ig"),
         (["data.image_size=16"], "was made from other train data"),
         (["fill=constant", "fill.value=[2]"], r"fill.value=\[2\]"),
     ],
@@ -263,25 +317,136 @@ def test_mask_only_leakage_control_trains(root):
 def test_bad_input_fails_before_writing(root, overrides, message):
     before = sorted(p.name for p in (root / "default" / "shards").rglob("*"))
     with pytest.raises(RoarError, match=message):
-        mask(cfg(root, *overrides))
+        write_masks(cfg(root, *overrides))
     assert sorted(p.name for p in (root / "default" / "shards").rglob("*")) == before
 
 
 def test_attribution_maps_not_matching_the_data_name_file_and_sample(root, tmp_path):
-    from roar.mask import read_attribution_shard
+    from roar.masking.write import read_attribution_shard
 
-    tar = root / "default" / "attributions" / "resnet8-none" / "grad" / "test-000000.tar"
+    tar = root / "default" / "attributions" / BASE / "grad" / "test-000000.tar"
     ids = build_dataset(OmegaConf.create({"name": "digits"}), "test").ids[:400]
     with pytest.raises(RoarError, match=f"{tar}: sample 0 is {ids[0]}, the dataset has digits-0001 there"):
         read_attribution_shard(tar, ["digits-0001", *ids[1:]], (1, 8, 8))
-    with pytest.raises(RoarError, match=f"the map of sample {ids[0]} has shape \\(1, 8, 8\\), the images \\(3, 8, 8\\)"):
+    with pytest.raises(
+        RoarError, match=f"the map of sample {ids[0]} has shape \\(1, 8, 8\\), the images \\(3, 8, 8\\)"
+    ):
         read_attribution_shard(tar, ids, (3, 8, 8))
 
 
-def test_retraining_on_token_drop_needs_a_vit(root):
-    mask(cfg(root, "fill=token_drop", "estimators=[grad]", "mask.fractions=[0.5]"))
-    common = [f"paths.output_root={root}", "logger=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=1", "data=shards", "estimator=grad", "fraction=0.5", "fill=token_drop"]
+def test_retraining_on_token_drop_needs_a_vit_and_drops_the_tokens(root):
+    write_masks(cfg(root, "fill=token_drop", "mask.estimators=[grad]", "mask.fractions=[0.5]"))
+    common = [f"paths.output_root={root}", *QUIET, "trainer.max_epochs=1", "fill=token_drop"]
     with pytest.raises(RoarError, match="fill=token_drop data need a model that drops tokens"):
-        train(compose_config("train", common))
-    vit = train(compose_config("train", [*common, f"run_dir={root}/vit_run", "model=vit_tiny", "model.params.patch_size=2", "model.params.dim=16", "model.params.depth=1", "model.params.heads=2"]))
-    assert vit["model"] == "vit_tiny" and vit["fill"] == "token_drop"
+        train(compose_config("train", [*common, "estimator=grad", "fraction=0.5"]))
+    # ROAR retrains the base model's architecture: a ViT base, its maps, its token-drop shards, its retrain
+    vit = [
+        *common,
+        "name=vit",
+        "model=vit_tiny",
+        "model.params.patch_size=2",
+        "model.params.dim=16",
+        "model.params.depth=1",
+        "model.params.heads=2",
+    ]
+    train(compose_config("train", vit))
+    attribute(compose_config("attribute", [*vit, "attribute.estimators=[grad]"]))
+    write_masks(compose_config("mask", [*vit, "mask.estimators=[grad]", "mask.fractions=[0.5]"]))
+    run = compose_config("train", [*vit, "estimator=grad", "fraction=0.5"])
+    metrics = train(run)
+    assert metrics["model"] == "vit_tiny" and metrics["fill"] == "token_drop" and metrics["num_train"] == 1347
+    # the retrained ViT never sees a dropped patch: scrambling the pixels under the mask changes no logit
+    from roar.masking.patches import patch_keep
+    from roar.models.checkpoint import load_classifier
+    from roar.store.keys import run_key
+    from roar.store.masked import decode_masked_sample
+
+    model = load_classifier(run_key(run).folder / "checkpoints" / "last.ckpt")
+    batch = [decode_masked_sample(s, with_mask=True) for s in list(samples(run_key(run).shards.folder).values())[:16]]
+    x, removed = torch.stack([b["image"] for b in batch]), torch.stack([b["removed"] for b in batch])
+    keep = patch_keep(removed, 2)
+    scrambled = torch.where(removed.expand_as(x), torch.rand_like(x), x)
+    with torch.no_grad():
+        assert keep.float().mean() < 0.9 and torch.allclose(model(x, keep), model(scrambled, keep), atol=1e-5)
+        assert not torch.allclose(model(x), model(scrambled), atol=1e-5)  # without dropping, the scramble shows
+
+
+def current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_run_on_rewritten_shards_is_redone_never_skipped_with_old_numbers(root, tiny_base, capsys):
+    """A retrain run records the settings hash of the shard set it trained on; rewriting that set
+    (here with another maps seed, so other tie-breaks) makes the run incomplete: it is retrained."""
+    import shutil
+
+    tiny_base(root, "stale")
+    shutil.copytree(root / "default" / "attributions", root / "stale" / "attributions", dirs_exist_ok=True)
+    masks = ["name=stale", "mask.estimators=[grad]", "mask.fractions=[0.5]", "mask.modes=[remove]"]
+    write_masks(cfg(root, *masks))
+    run = [
+        f"paths.output_root={root}",
+        *QUIET,
+        "name=stale",
+        "estimator=grad",
+        "fraction=0.5",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+    ]
+    first = train(compose_config("train", run))
+    assert train(compose_config("train", run)) == first  # unchanged shards: skipped
+    rewritten = write_masks(cfg(root, *masks, "maps_seed=1", "overwrite=true"))
+    new_hash = next(iter(rewritten.values()))["settings_hash"]
+    assert new_hash != first["shards_settings_hash"]
+    capsys.readouterr()
+    again = train(compose_config("train", run))
+    assert "was rewritten after" in capsys.readouterr().out and "is complete" not in capsys.readouterr().out
+    assert again["shards_settings_hash"] == new_hash and again is not first
+
+
+def test_masking_one_split_later_keeps_the_other_in_every_manifest(root):
+    """Manifests merge splits: ``mask.splits=[test]`` after a full run leaves the train split listed."""
+    before = {
+        p: json.loads(p.read_text())["counts"]
+        for p in (root / "default" / "shards").rglob("channel_mean/*/manifest.json")
+    }
+    assert len(before) == 16 and all(c == {"test": 450, "train": 1347} for c in before.values())
+    manifests = write_masks(cfg(root, "mask.splits=[test]", "mask.modes=[remove,keep]"))
+    assert manifests and all(
+        m["counts"] == {"test": 450, "train": 1347} and len(m["files"]) == 6 for m in manifests.values()
+    )
+    verify_all(root / "default")
+
+
+def test_a_shard_set_without_the_train_split_names_the_set_and_the_command(root, tiny_base):
+    import shutil
+
+    tiny_base(root, "onesplit")
+    shutil.copytree(root / "default" / "attributions", root / "onesplit" / "attributions", dirs_exist_ok=True)
+    write_masks(
+        cfg(
+            root,
+            "name=onesplit",
+            "mask.estimators=[grad]",
+            "mask.fractions=[0.5]",
+            "mask.modes=[remove]",
+            "mask.splits=[test]",
+        )
+    )
+    run = [
+        f"paths.output_root={root}",
+        *QUIET,
+        "name=onesplit",
+        "estimator=grad",
+        "fraction=0.5",
+        "trainer.max_epochs=1",
+    ]
+    with pytest.raises(
+        RoarError,
+        match=r"onesplit/shards/digits-resnet8-none/grad/remove/channel_mean/0.5 has no train split .*mask.splits=\[train\]",
+    ):
+        train(compose_config("train", run))

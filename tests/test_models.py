@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from roar.errors import RoarError
+from roar.masking.patches import patch_keep
 from roar.models import available, build_model
-from roar.models.vit import patch_keep
 
 TINY = {"vit_tiny": {"dim": 32, "depth": 2, "heads": 2}, "vit_small": {"dim": 32, "depth": 2, "heads": 2}}
 
@@ -87,5 +87,7 @@ def test_vit_patch_size_must_divide_image():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(RoarError, match="Valid model names: resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny"):
+    with pytest.raises(
+        RoarError, match="Valid model names: resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny"
+    ):
         build_model("vgg16")

@@ -10,20 +10,37 @@ import pytest
 
 from roar.config import compose_config
 from roar.errors import RoarError
-from roar.report import build_report
+from roar.report.build import build_report
 
 GRID = ["grid.estimators=[grad,sobel,random]", "grid.fractions=[0.3,0.6,0.9]", "grid.seeds=3"]
 # Accuracy per (estimator, fraction), seed offsets added: grad falls far below random, sobel follows random.
-ACC = {"random": {0.3: 0.90, 0.6: 0.80, 0.9: 0.60}, "grad": {0.3: 0.70, 0.6: 0.50, 0.9: 0.30}, "sobel": {0.3: 0.90, 0.6: 0.80, 0.9: 0.60}}
+ACC = {
+    "random": {0.3: 0.90, 0.6: 0.80, 0.9: 0.60},
+    "grad": {0.3: 0.70, 0.6: 0.50, 0.9: 0.30},
+    "sobel": {0.3: 0.90, 0.6: 0.80, 0.9: 0.60},
+}
 OFFSET = {0: 0.004, 1: -0.006, 2: 0.002}
 SOBEL_OFFSET = {0: -0.005, 1: 0.003, 2: 0.004}
 
 
 def write_run(exp, est, t, seed, acc, dataset="digits", mode="remove", fill="channel_mean", **extra):
-    d = exp / "runs" / est / mode / fill / format(t, "g") / f"seed={seed}"
+    d = exp / "runs" / f"{dataset}-resnet8-none" / est / mode / fill / format(t, "g") / f"seed={seed}"
     d.mkdir(parents=True, exist_ok=True)
-    metrics = {"test_acc": acc, "test_loss": 1.0, "estimator": est, "reduce": "abs_sum", "mode": mode, "fill": fill, "fraction": t,
-               "seed": seed, "dataset": dataset, "model": "resnet8", "augment": "none", "num_classes": 10, **extra}
+    metrics = {
+        "test_acc": acc,
+        "test_loss": 1.0,
+        "estimator": est,
+        "reduce": "abs_sum",
+        "mode": mode,
+        "fill": fill,
+        "fraction": t,
+        "seed": seed,
+        "dataset": dataset,
+        "model": "resnet8",
+        "augment": "none",
+        "num_classes": 10,
+        **extra,
+    }
     (d / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if v is not None}))
     return d / "metrics.json"
 
@@ -69,15 +86,24 @@ def test_report_from_a_folder_with_gaps(synthetic, capsys):
     assert len(rows) == 3 + 3 * 3 * 3 - 3 - 1 + 3 + 6  # baseline + grid - grad@0.9 - unfinished + mask_only + keep
     assert {r["dataset"] for r in rows} == {"digits"}
     summary = {(r["estimator"], r["fill"], float(r["fraction"])): r for r in read_csv(exp / "report" / "summary.csv")}
-    assert summary["grad", "channel_mean", 0.9]["status"] == "missing" and summary["grad", "channel_mean", 0.9]["mean"] == ""  # missing, not zero
-    assert summary["sobel", "channel_mean", 0.6]["status"] == "partial" and summary["sobel", "channel_mean", 0.6]["n"] == "2"
+    assert (
+        summary["grad", "channel_mean", 0.9]["status"] == "missing"
+        and summary["grad", "channel_mean", 0.9]["mean"] == ""
+    )  # missing, not zero
+    assert (
+        summary["sobel", "channel_mean", 0.6]["status"] == "partial"
+        and summary["sobel", "channel_mean", 0.6]["n"] == "2"
+    )
     base = summary["random", "channel_mean", 0.0]
     assert base["status"] == "complete" and float(base["mean"]) == pytest.approx(0.98)
     grad = summary["grad", "channel_mean", 0.3]
     assert float(grad["mean"]) == pytest.approx(0.70) and float(grad["ci_low"]) < 0.70 < float(grad["ci_high"])
     verdict = {(r["estimator"], r["mode"]): r for r in read_csv(exp / "report" / "verdict.csv")}
     assert len(verdict) == 3  # mask_only is a leakage control, not judged against random
-    assert verdict["grad", "remove"]["verdict"] == "better than random" and verdict["grad", "remove"]["fractions"] == "0.3 0.6"
+    assert (
+        verdict["grad", "remove"]["verdict"] == "better than random"
+        and verdict["grad", "remove"]["fractions"] == "0.3 0.6"
+    )
     assert verdict["sobel", "remove"]["verdict"] == "no different"
     assert verdict["grad", "keep"]["verdict"] == "better than random"  # under KAR higher is better
     for path in bad.values():  # every file left out is named, with what to do
@@ -91,7 +117,9 @@ def test_report_from_a_folder_with_gaps(synthetic, capsys):
 
 def test_report_of_an_experiment_without_runs_says_so_and_still_builds(tmp_path, capsys):
     (tmp_path / "synthetic" / "base" / "resnet8-none").mkdir(parents=True)
-    (tmp_path / "synthetic" / "base" / "resnet8-none" / "metrics.json").write_text(json.dumps({"test_acc": 0.97, "model": "resnet8", "augment": "none"}))
+    (tmp_path / "synthetic" / "base" / "resnet8-none" / "metrics.json").write_text(
+        json.dumps({"test_acc": 0.97, "model": "resnet8", "augment": "none"})
+    )
     index = build_report(report_cfg(tmp_path))
     assert "No finished retrain runs under" in capsys.readouterr().out
     assert index.is_file() and "0.970" in index.read_text()
@@ -111,19 +139,17 @@ def test_report_goes_to_an_offline_wandb_run(synthetic):
     assert {"results", "summary", "verdict"} <= set(tables)
     verdict = tables["verdict"]
     rows = [dict(zip(verdict["columns"], row)) for row in verdict["data"]]
-    assert {(r["estimator"], r["mode"], r["verdict"]) for r in rows} >= {("grad", "remove", "better than random"), ("sobel", "remove", "no different")}
+    assert {(r["estimator"], r["mode"], r["verdict"]) for r in rows} >= {
+        ("grad", "remove", "better than random"),
+        ("sobel", "remove", "no different"),
+    }
     assert {p.name.split("_")[0] for p in media.glob("images/*.png")} == {"roar-channel", "kar-channel"}
 
 
 def chromium() -> str:
-    """Debian's chromium, installed when missing (as root, like the SLURM tests' packages)."""
+    """Debian's chromium, installed by `make test`'s set-up (scripts/setup-system.sh)."""
     path = shutil.which("chromium")
-    if path is None and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, capture_output=True)
-        path = shutil.which("chromium")
-    assert path, "chromium is not installed and cannot be installed here (needs root): apt-get install chromium"
+    assert path, "chromium is not installed: run `make system` (apt-get install chromium) or `make test`"
     return path
 
 
@@ -132,9 +158,22 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(synthetic)
     index = build_report(report_cfg(root))
     images = index.read_text().count("<img")
     dom = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--disable-background-networking", "--virtual-time-budget=10000", "--dump-dom", index.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            index.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert images >= 2 and f'data-images-loaded="{images}/{images}"' in dom
     assert "better than random" in dom
@@ -146,9 +185,17 @@ def test_cli_errors_are_one_paragraph_and_exit_2(tmp_path):
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "ROAR_OUTPUTS": str(tmp_path)}
-    report = subprocess.run([str(bin_dir / "roar-report"), "name=nowhere", "logger=csv"], capture_output=True, text=True, env=env)
-    assert report.returncode == 2 and "roar-report: error: No experiment folder at" in report.stderr and "Traceback" not in report.stderr
-    evaluate = subprocess.run([str(bin_dir / "roar-eval"), "eval.rankings=[ig.bogus]", "logger=csv"], capture_output=True, text=True, env=env)
+    report = subprocess.run(
+        [str(bin_dir / "roar-report"), "name=nowhere", "logger=csv"], capture_output=True, text=True, env=env
+    )
+    assert (
+        report.returncode == 2
+        and "roar-report: error: No experiment folder at" in report.stderr
+        and "Traceback" not in report.stderr
+    )
+    evaluate = subprocess.run(
+        [str(bin_dir / "roar-eval"), "eval.rankings=[ig.bogus]", "logger=csv"], capture_output=True, text=True, env=env
+    )
     assert evaluate.returncode == 2 and "roar-eval: error: eval.rankings has 'ig.bogus'" in evaluate.stderr
 
 

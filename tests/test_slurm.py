@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from roar.pipeline import run_pipeline
+from conftest import TINY
 from slurm_cluster import SlurmCluster, ensure_installed
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 ROAR_TRAIN = str(Path(sys.executable).parent / "roar-train")
-COMMON = ["experiment=roar_digits", "grid.estimators=[grad,random]", "grid.fractions=[0.5]", "grid.seeds=2", "trainer.max_epochs=2",
-          "trainer.limit_train_batches=4", "logger=csv", "trainer.enable_progress_bar=false", "estimator_params.samples=2"]
+COMMON = TINY
 LAUNCHER = """# @package hydra.launcher
 defaults:
   - {base}
@@ -31,25 +30,24 @@ max_num_timeout: 3
 def cluster(tmp_path_factory):
     ensure_installed()
     c = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    c.env["PYTHONPATH"] = str(Path(__file__).parent)  # the jobs import the test-only callback (hold.py)
     yield c
     c.stop()
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    """The same grid run locally: shards to sweep over and numbers to compare with."""
-    root = tmp_path_factory.mktemp("outputs")
-    runs = run_pipeline([f"paths.output_root={root}", *COMMON])
+def local(tiny_pipeline):
+    """The same grid run locally (the shared tiny pipeline): shards to sweep over and numbers to compare with."""
+    root, _, runs = tiny_pipeline
     conf = root / "conf" / "hydra" / "launcher"
-    conf.mkdir(parents=True)
+    conf.mkdir(parents=True, exist_ok=True)
     (conf / "test_slurm.yaml").write_text(LAUNCHER.format(base="slurm"))
     (conf / "test_slurm_ddp.yaml").write_text(LAUNCHER.format(base="slurm_ddp"))
     return root, runs
 
 
 def sweep(cluster, root, *overrides, timeout=600):
-    cmd = [ROAR_TRAIN, "-m", f"hydra.searchpath=[file://{root}/conf]", f"paths.output_root={root}", *COMMON,
-           f"paths.shards={root}/roar_digits/shards", *overrides]
+    cmd = [ROAR_TRAIN, "-m", f"hydra.searchpath=[file://{root}/conf]", f"paths.output_root={root}", *COMMON, *overrides]
     out = cluster.run(*cmd, timeout=timeout)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out
@@ -59,35 +57,74 @@ def metrics(root, name):
     return [json.loads(p.read_text()) for p in sorted((root / name).rglob("metrics.json"))]
 
 
-def test_sweep_is_one_job_array_equal_to_the_local_sweep(cluster, local):
+def test_grid_sweep_is_one_job_array_equal_to_the_local_pipeline(cluster, local):
+    """``sweep=grid`` on SLURM runs the grid's settings, t = 0 included, as one job array."""
+    import shutil
+
     root, runs = local
-    sweep(cluster, root, "hydra/launcher=test_slurm", "name=on_slurm", "data=shards", "estimator=grad,random", "fraction=0.5", "seed=0,1")
-    got = {(m["estimator"], m["seed"]): m["test_acc"] for m in metrics(root, "on_slurm/runs")}
-    want = {(m["estimator"], m["seed"]): m["test_acc"] for m in runs if m["fraction"] == 0.5}
-    assert got == want and len(got) == 4
-    job_dirs = [p.name for p in (root / "on_slurm" / "logs" / "multirun").glob("*/.submitit/*_*") if p.is_dir()]
-    assert len(job_dirs) == 4 and len({d.split("_")[0] for d in job_dirs}) == 1  # one array, four tasks
+    for part in ("base", "attributions", "shards"):  # the same experiment under another root, without its runs
+        shutil.copytree(root / "roar_digits" / part, root / "on_slurm" / "roar_digits" / part)
+    (root / "on_slurm" / "conf").symlink_to(root / "conf")
+    sweep(cluster, root / "on_slurm", "hydra/launcher=test_slurm", "sweep=grid")
+    got = {
+        (m["estimator"], m["fraction"], m["seed"]): m["test_acc"]
+        for m in metrics(root / "on_slurm", "roar_digits/runs")
+    }
+    want = {(m["estimator"], m["fraction"], m["seed"]): m["test_acc"] for m in runs}
+    assert got == want and len(got) == 6 and (("random", 0.0, 0) in got)
+    job_dirs = [
+        p.name for p in (root / "on_slurm" / "roar_digits" / "logs" / "multirun").glob("*/.submitit/*_*") if p.is_dir()
+    ]
+    assert len(job_dirs) == 6 and len({d.split("_")[0] for d in job_dirs}) == 1  # one array, six tasks
 
 
 def test_ddp_job_with_two_tasks(cluster, local):
     root, _ = local
-    sweep(cluster, root, "hydra/launcher=test_slurm_ddp", "trainer=ddp", "trainer.accelerator=cpu", "name=ddp_on_slurm", "seed=0")
+    sweep(
+        cluster,
+        root,
+        "hydra/launcher=test_slurm_ddp",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "name=ddp_on_slurm",
+        "seed=0",
+    )
     (m,) = metrics(root, "ddp_on_slurm/base")
-    assert m["world_size"] == 2 and m["test_acc"] > 0
+    (single,) = [r for r in metrics(root, "roar_digits/base")]
+    assert m["world_size"] == 2 and m["num_test"] == single["num_test"] == 450  # both ranks' test shards counted once
+    assert (
+        m["test_acc"] != single["test_acc"] or m["test_loss"] != single["test_loss"]
+    )  # two ranks: other batches, other weights
 
 
 def test_requeued_job_resumes_to_the_same_accuracy(cluster, local):
+    """The job is held at the start of epoch 2 (a test-only callback), after epoch 1's last.ckpt is on
+    disk, and requeued there: no race with a job that finishes seconds later."""
     root, _ = local
-    slow = ["trainer.max_epochs=12", "trainer.limit_train_batches=null"]
-    cmd = [ROAR_TRAIN, "-m", f"hydra.searchpath=[file://{root}/conf]", f"paths.output_root={root}", *COMMON, *slow,
-           "hydra/launcher=test_slurm", "name=requeued", "seed=0"]
+    marker = root / "requeued.held"
+    slow = ["trainer.max_epochs=3", "trainer.limit_train_batches=null"]
+    hold = ["+callbacks.hold._target_=hold.HoldAtEpoch", "+callbacks.hold.epoch=2", f"+callbacks.hold.marker={marker}"]
+    cmd = [
+        ROAR_TRAIN,
+        "-m",
+        f"hydra.searchpath=[file://{root}/conf]",
+        f"paths.output_root={root}",
+        *COMMON,
+        *slow,
+        "hydra/launcher=test_slurm",
+        "name=requeued",
+        "seed=0",
+        *hold,
+    ]
     driver = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ckpt = root / "requeued" / "base" / "resnet8-none" / "checkpoints" / "last.ckpt"
+    ckpt = root / "requeued" / "base" / "digits-resnet8-none" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline:
+    while not marker.exists() and time.time() < deadline and driver.poll() is None:
         time.sleep(0.2)
-    assert ckpt.exists(), "the job never wrote a checkpoint"
-    job = next(p for p in (root / "requeued" / "logs" / "multirun").glob("*/.submitit/*") if p.is_dir()).name  # one run: no array
+    assert marker.exists() and ckpt.exists(), "the job never reached its hold with a checkpoint"
+    job = next(
+        p for p in (root / "requeued" / "logs" / "multirun").glob("*/.submitit/*") if p.is_dir()
+    ).name  # one run: no array
     out = cluster.run("scontrol", "requeue", job)
     assert out.returncode == 0, out.stderr
     log, _ = driver.communicate(timeout=600)
@@ -95,7 +132,11 @@ def test_requeued_job_resumes_to_the_same_accuracy(cluster, local):
     (requeued,) = metrics(root, "requeued/base")
     train_log = "".join(p.read_text() for p in (root / "requeued" / "logs" / "multirun").rglob("*_log.out"))
     assert "resuming from" in train_log
-    straight = subprocess.run([ROAR_TRAIN, f"paths.output_root={root}", *COMMON, *slow, "name=straight", "seed=0"], capture_output=True, text=True)
+    straight = subprocess.run(
+        [ROAR_TRAIN, f"paths.output_root={root}", *COMMON, *slow, "name=straight", "seed=0"],
+        capture_output=True,
+        text=True,
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
     (uninterrupted,) = metrics(root, "straight/base")
     assert requeued["test_acc"] == uninterrupted["test_acc"] and requeued["test_loss"] == uninterrupted["test_loss"]
@@ -108,7 +149,11 @@ def test_bad_launcher_settings_fail_before_submitting(cluster, local, tmp_path):
     assert out.returncode != 0 and "hydra.launcher.partition is not set" in out.stderr
     out = cluster.run(*cmd, "hydra/launcher=test_slurm", "trainer=ddp", "seed=0")
     assert out.returncode != 0 and "tasks_per_node=1 but trainer.devices=2" in out.stderr
-    out = cluster.run(*cmd, "hydra/launcher=test_slurm", "data=shards", "estimator=ig", "fraction=0.5", "seed=0")
-    assert out.returncode != 0 and "have no masked shards" in out.stderr and "Run roar-attribute and then roar-mask" in out.stderr
+    out = cluster.run(*cmd, "hydra/launcher=test_slurm", "estimator=ig", "fraction=0.5", "seed=0")
+    assert (
+        out.returncode != 0
+        and "have no masked shards" in out.stderr
+        and "Run roar-attribute and then roar-mask" in out.stderr
+    )
     squeue = cluster.run("squeue", "-h")
     assert squeue.stdout.strip() == ""  # nothing was submitted

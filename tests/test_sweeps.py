@@ -7,23 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY
 from roar.config import compose_config
 from roar.errors import RoarError
-from roar.logging_setup import setting_name
-from roar.pipeline import retrain_settings, run_pipeline
-from roar.train import train
+from roar.stages.pipeline import run_pipeline
+from roar.store.keys import retrain_settings, run_key
+from roar.training.run import train
 
 pytestmark = pytest.mark.slow
-TINY = ["experiment=roar_digits", "grid.estimators=[grad,random]", "grid.fractions=[0.5]", "grid.seeds=2", "trainer.max_epochs=2",
-        "trainer.limit_train_batches=4", "logger=csv", "trainer.enable_progress_bar=false", "estimator_params.samples=2"]
+ROAR_TRAIN = str(Path(sys.executable).parent / "roar-train")
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    root = tmp_path_factory.mktemp("outputs")
-    overrides = [f"paths.output_root={root}", *TINY]
-    runs = run_pipeline(overrides)
-    return root, overrides, runs
+def sweep(tiny_pipeline):
+    return tiny_pipeline
 
 
 def run_dirs(root):
@@ -34,7 +31,11 @@ def test_pipeline_retrains_every_setting_and_seed(sweep):
     root, _, runs = sweep
     assert len(runs) == 6  # (random t=0, grad t=0.5, random t=0.5) x 2 seeds
     names = {str(d.relative_to(root / "roar_digits" / "runs")) for d in run_dirs(root)}
-    assert names == {f"{e}/remove/channel_mean/{t}/seed={s}" for e, t in [("random", "0"), ("grad", "0.5"), ("random", "0.5")] for s in (0, 1)}
+    assert names == {
+        f"digits-resnet8-none/{e}/remove/channel_mean/{t}/seed={s}"
+        for e, t in [("random", "0"), ("grad", "0.5"), ("random", "0.5")]
+        for s in (0, 1)
+    }
     for d in run_dirs(root):
         m = json.loads((d / "metrics.json").read_text())
         assert {"test_acc", "estimator", "mode", "fill", "fraction", "seed", "model", "augment", "dataset"} <= set(m)
@@ -45,7 +46,7 @@ def test_pipeline_ends_with_no_retrain_evaluation_and_the_report(sweep):
     root, _, _ = sweep
     exp = root / "roar_digits"
     for ranking in ("grad", "random"):
-        result = json.loads((exp / "eval" / "resnet8-none" / "channel_mean" / f"{ranking}.json").read_text())
+        result = json.loads((exp / "eval" / "digits-resnet8-none" / "channel_mean" / f"{ranking}.json").read_text())
         assert result["deletion"]["remove"]["fractions"] == [0.0, 0.5] and result["fidelity"]["n"] == 450
     lines = (exp / "report" / "results.csv").read_text().splitlines()
     assert len(lines) == 1 + 6 and lines[0].startswith("estimator,reduce,mode,fill,fraction,seed,test_acc")
@@ -63,24 +64,73 @@ def test_interrupted_sweep_reruns_only_the_missing_runs(sweep, capsys):
         (d / "checkpoints" / "last.ckpt").unlink()
     (dirs[2] / "metrics.json").write_text('{"test_acc": ')  # cut off mid-write: not trusted
     capsys.readouterr()
-    run_pipeline(overrides)
+    run_pipeline(overrides, progress=False)
     out = capsys.readouterr().out
     assert out.count("is complete") == 1 + 3  # the base model and the 3 untouched runs
     assert out.count("resuming from") == 1  # the run whose metrics.json was cut off: re-tested from its checkpoint
-    assert all(json.loads((d / "metrics.json").read_text())["test_acc"] >= 0 for d in dirs)
+    after = {
+        (m["estimator"], m["fraction"], m["seed"]): m["test_acc"]
+        for m in (json.loads((d / "metrics.json").read_text()) for d in dirs)
+    }
+    assert after == {
+        (m["estimator"], m["fraction"], m["seed"]): m["test_acc"] for m in sweep[2]
+    }  # redone to the same numbers
 
 
-def test_multirun_equals_the_pipeline(sweep):
+def copy_experiment(root, to):
+    """The base model, maps and shards of the pipeline's experiment, without its runs."""
+    import shutil
+
+    for part in ("base", "attributions", "shards"):
+        shutil.copytree(root / "roar_digits" / part, to / "roar_digits" / part)
+    return to
+
+
+def metrics_of(root):
+    return {
+        (m["estimator"], m["fraction"], m["seed"]): m["test_acc"]
+        for m in (json.loads(p.read_text()) for p in (root / "roar_digits" / "runs").rglob("metrics.json"))
+    }
+
+
+def test_grid_multirun_runs_exactly_the_pipelines_runs(sweep, tmp_path):
+    """``roar-train -m sweep=grid`` makes the grid's jobs itself (t = 0 under random included), the
+    same on every launcher; here on the local one, with the same numbers as the pipeline."""
     root, _, runs = sweep
+    copy_experiment(root, tmp_path)
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "roar-train"), "-m", f"paths.output_root={root}", *TINY, "name=multirun",
-         f"paths.shards={root}/roar_digits/shards", "data=shards", "estimator=grad,random", "fraction=0.5", "seed=0,1"],
-        capture_output=True, text=True, timeout=600,
+        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "sweep=grid"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    got = {(m["estimator"], m["seed"]): m["test_acc"] for m in (json.loads(p.read_text()) for p in (root / "multirun" / "runs").rglob("metrics.json"))}
-    want = {(m["estimator"], m["seed"]): m["test_acc"] for m in runs if m["fraction"] == 0.5}
-    assert got == want and len(got) == 4
+    want = {(m["estimator"], m["fraction"], m["seed"]): m["test_acc"] for m in runs}
+    assert metrics_of(tmp_path) == want and len(want) == 6
+    explicit = subprocess.run(
+        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "sweep=grid", "seed=0,1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert explicit.returncode == 2 and "sweep=grid makes the estimator, mode, fraction and seed" in explicit.stderr
+
+
+def test_multirun_over_own_lists_equals_the_pipeline(sweep, tmp_path):
+    root, _, runs = sweep
+    copy_experiment(root, tmp_path)
+    out = subprocess.run(
+        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=grad,random", "fraction=0.5", "seed=0,1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    want = {(m["estimator"], m["fraction"], m["seed"]): m["test_acc"] for m in runs if m["fraction"] == 0.5}
+    assert metrics_of(tmp_path) == want and len(want) == 4
+    assert (
+        out.stdout.count("[roar-train] test_acc=") == 4 and "GPU available" not in out.stdout + out.stderr
+    )  # one line per run
 
 
 def test_two_sweeps_at_the_same_second_get_their_own_folders():
@@ -98,25 +148,33 @@ def test_two_sweeps_at_the_same_second_get_their_own_folders():
 
 def test_grid_without_shards_says_which_stage_to_run(tmp_path):
     with pytest.raises(RoarError, match="Run roar-attribute and then roar-mask with these settings first"):
-        train(compose_config("train", [f"paths.output_root={tmp_path}", "data=shards", "estimator=ig", "fraction=0.5"]))
-    with pytest.raises(RoarError, match="data=shards needs fraction="):
-        train(compose_config("train", [f"paths.output_root={tmp_path}", "data=shards", "estimator=ig"]))
+        train(compose_config("train", [f"paths.output_root={tmp_path}", "estimator=ig", "fraction=0.5"]))
+    with pytest.raises(RoarError, match="needs fraction="):
+        train(compose_config("train", [f"paths.output_root={tmp_path}", "estimator=ig"]))
 
 
 def test_settings_and_wandb_groups():
     cfg = compose_config("train", TINY)
-    assert retrain_settings(cfg) == [("random", "remove", 0.0), ("grad", "remove", 0.5), ("random", "remove", 0.5)]
-    run = compose_config("train", [*TINY, "data=shards", "estimator=grad", "fraction=0.5", "seed=3"])
-    assert setting_name(run) == "roar_digits/retrain/resnet8-none/grad/remove/channel_mean/0.5" and run.stage == "retrain"
-    assert setting_name(compose_config("train", TINY)) == "roar_digits/base/resnet8-none"
+    assert retrain_settings(cfg.grid) == [("random", "remove", 0.0), ("grad", "remove", 0.5), ("random", "remove", 0.5)]
+    run = run_key(compose_config("train", [*TINY, "estimator=grad", "fraction=0.5", "seed=3"]))
+    assert (
+        run.group == "roar_digits/retrain/digits-resnet8-none/grad/remove/channel_mean/0.5" and run.stage == "retrain"
+    )
+    assert run_key(cfg).group == "roar_digits/base/digits-resnet8-none"
 
 
 def test_local_sweep_over_missing_shards_stops_before_any_run(tmp_path):
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "roar-train"), "-m", f"paths.output_root={tmp_path}", *TINY, "data=shards", "estimator=grad,ig", "fraction=0.5"],
-        capture_output=True, text=True, timeout=120,
+        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=grad,ig", "fraction=0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert out.returncode == 2 and "2 setting(s) of this sweep have no masked shards" in out.stderr and "Nothing was launched" in out.stderr
+    assert (
+        out.returncode == 2
+        and "2 setting(s) of this sweep have no masked shards" in out.stderr
+        and "Nothing was launched" in out.stderr
+    )
     assert not (tmp_path / "roar_digits" / "runs").exists()
 
 
@@ -124,8 +182,10 @@ def test_estimator_glob_sweeps_every_registered_estimator(tmp_path):
     from roar.estimators import available
 
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "roar-train"), "-m", f"paths.output_root={tmp_path}", *TINY, "data=shards", "estimator=glob(*)", "fraction=0.5"],
-        capture_output=True, text=True, timeout=120,
+        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=glob(*)", "fraction=0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2 and f"{len(available())} setting(s) of this sweep have no masked shards" in out.stderr
     assert compose_config("train", ["estimator=vargrad-ig"]).estimator == "vargrad-ig"

@@ -10,7 +10,8 @@ import torch
 
 from roar.errors import RoarError
 from roar.models.checkpoint import load_classifier
-from roar.train import train
+from roar.store.keys import run_key
+from roar.training.run import train
 
 pytestmark = pytest.mark.slow
 QUICK = ["trainer.max_epochs=2", "trainer.limit_train_batches=4"]
@@ -20,7 +21,7 @@ def test_small_resnet_on_digits_reaches_95_percent(make_cfg):
     metrics = train(make_cfg("data=digits", "model=resnet8"))
     assert metrics["test_acc"] >= 0.95
     assert metrics["epochs"] == 15 and metrics["num_test"] == 450 and metrics["seed"] == 0
-    run = Path(make_cfg().run_dir)
+    run = run_key(make_cfg()).folder
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
 
 
@@ -36,13 +37,29 @@ def test_same_seed_gives_identical_metrics_and_seed_0_is_a_seed(make_cfg):
 
 
 @pytest.mark.parametrize("augment", ["standard", "fpa", "rectangle", "input_dropout", "missingness"])
-def test_every_augmentation_trains(make_cfg, augment):
+def test_every_augmentation_trains_and_changes_training(make_cfg, augment):
+    plain = train(make_cfg("augment=none", "data.image_size=16", *QUICK))
     metrics = train(make_cfg(f"augment={augment}", "data.image_size=16", *QUICK))
-    assert metrics["augment"] == augment and 0 <= metrics["test_acc"] <= 1
+    assert (
+        metrics["augment"] == augment
+        and run_key(make_cfg(f"augment={augment}")).folder.name == f"digits-resnet8-{augment}"
+    )
+    # same seed, same batches: only the augmentation differs, so a no-op augmentation would give equal numbers
+    assert metrics["train_acc"] != plain["train_acc"] or metrics["test_loss"] != plain["test_loss"]
 
 
 def test_vit_trains_with_dropped_tokens_on_shapes(make_cfg):
-    metrics = train(make_cfg("experiment=missingness_vit_shapes", "data.n_train=128", "data.n_test=64", "model.params.dim=32", "model.params.depth=1", "model.params.heads=2", *QUICK))
+    metrics = train(
+        make_cfg(
+            "experiment=missingness_vit_shapes",
+            "data.n_train=128",
+            "data.n_test=64",
+            "model.params.dim=32",
+            "model.params.depth=1",
+            "model.params.heads=2",
+            *QUICK,
+        )
+    )
     assert metrics["model"] == "vit_tiny" and metrics["augment"] == "missingness" and metrics["num_test"] == 64
 
 
@@ -67,12 +84,25 @@ class KillAtEpoch(L.Callback):
             raise RuntimeError("killed")
 
 
-def test_run_dir_of_other_settings_is_never_reused(make_cfg):
-    train(make_cfg(*QUICK))
-    with pytest.raises(RoarError, match="holds a run with .*'dataset': 'digits'.* not .*'dataset': 'shapes'"):
-        train(make_cfg("data=shapes", *QUICK))
-    with pytest.raises(RoarError, match="'seed': 0.* not .*'seed': 3"):
-        train(make_cfg("seed=3", *QUICK))
+def test_own_data_after_the_demo_gets_its_own_base_model(make_cfg):
+    """The base key names the dataset: a newcomer's first own-data run after the digits demo (same
+    name, model, augment) trains its own base model instead of being refused."""
+    digits = train(make_cfg(*QUICK))
+    shapes = train(make_cfg("data=shapes", "data.n_train=64", "data.n_test=32", *QUICK))
+    assert (digits["dataset"], shapes["dataset"]) == ("digits", "shapes") and shapes["num_test"] == 32
+    assert Path(digits["checkpoint"]).parent.parent.name == "digits-resnet8-none"
+    assert Path(shapes["checkpoint"]).parent.parent.name == "shapes-resnet8-none"
+
+
+def test_run_folder_holding_a_run_of_other_settings_is_refused(make_cfg):
+    import json
+
+    first = train(make_cfg(*QUICK))
+    path = Path(first["checkpoint"]).parent.parent / "metrics.json"
+    tampered = {**json.loads(path.read_text()), "identity": {**first["identity"], "seed": 3}}
+    path.write_text(json.dumps(tampered))
+    with pytest.raises(RoarError, match="holds a run with .*'seed': 3.* not .*'seed': 0"):
+        train(make_cfg(*QUICK))
 
 
 @pytest.mark.parametrize("augment", ["none", "fpa"])
@@ -80,7 +110,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(make_cfg, capsys, augment):
     overrides = [f"augment={augment}", "trainer.max_epochs=3", "trainer.limit_train_batches=4"]
     with pytest.raises(RuntimeError, match="killed"):
         train(make_cfg(*overrides), callbacks=[KillAtEpoch(2)])
-    run_dir = Path(make_cfg(*overrides).run_dir)
+    run_dir = run_key(make_cfg(*overrides)).folder
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
     resumed = train(make_cfg(*overrides))
     assert "resuming from" in capsys.readouterr().out and resumed["epochs"] == 3
@@ -94,11 +124,11 @@ def test_checkpoint_loads_with_weights_only_and_rejects_another_model(make_cfg):
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(RoarError, match="was trained with model=.*resnet8.* but this run asks for model=.*resnet20"):
         load_classifier(metrics["checkpoint"], model={"name": "resnet20", "params": {"width": 16}})
-    run_dir = Path(metrics["checkpoint"]).parent.parent
-    (run_dir / "metrics.json").unlink()
-    (run_dir / "config.yaml").unlink()  # only the checkpoint tells what the run was
+    other = run_key(make_cfg("model=resnet20")).folder / "checkpoints"
+    other.mkdir(parents=True)
+    Path(metrics["checkpoint"]).rename(other / "last.ckpt")  # a foreign checkpoint where resnet20's run resumes from
     with pytest.raises(RoarError, match="was trained with model="):  # resuming into another model fails before training
-        train(make_cfg("model=resnet20", f"run_dir={run_dir}", *QUICK))
+        train(make_cfg("model=resnet20", *QUICK))
 
 
 def test_wandb_offline_run_is_written_and_always_finished(make_cfg, monkeypatch):
@@ -122,8 +152,15 @@ def test_wandb_offline_run_is_written_and_always_finished(make_cfg, monkeypatch)
 
 def test_cli_reports_bad_input_in_one_paragraph(tmp_path):
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "roar-train"), "data=cifar10", f"paths.output_root={tmp_path}", "logger=csv"],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(Path(sys.executable).parent / "roar-train"),
+            "data=cifar10",
+            f"paths.output_root={tmp_path}",
+            "logger=csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert "roar-train: error: data=cifar10 reads from a local folder, but data.root is not set" in out.stderr
@@ -133,13 +170,38 @@ def test_cli_reports_bad_input_in_one_paragraph(tmp_path):
 def test_ddp_two_processes_on_cpu(tmp_path):
     out = subprocess.run(
         [
-            str(Path(sys.executable).parent / "roar-train"), "trainer=ddp", "trainer.accelerator=cpu", "logger=csv",
-            f"paths.output_root={tmp_path}", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+            str(Path(sys.executable).parent / "roar-train"),
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "logger=csv",
+            f"paths.output_root={tmp_path}",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
         ],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     import json
 
     metrics = json.loads(next(tmp_path.glob("default/base/*/metrics.json")).read_text())
     assert metrics["world_size"] == 2 and metrics["test_acc"] > 0.5
+
+
+def test_wandb_logger_passes_no_deprecated_anonymous_setting_and_lightning_probes_no_slurm(make_cfg, monkeypatch):
+    from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    from roar.tracking import build_logger, cluster_plugins
+
+    cfg = make_cfg("logger=wandb", "logger.mode=disabled")
+    logger = build_logger(cfg, run_key(cfg))
+    assert "anonymous" not in logger._wandb_init and logger._wandb_init["group"] == "default/base/digits-resnet8-none"
+    for var in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    assert [type(p) for p in cluster_plugins()] == [
+        LightningEnvironment
+    ]  # a login node with srun installed: nothing said
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "roar")
+    assert [type(p) for p in cluster_plugins()] == [SLURMEnvironment]  # a task of a SLURM job: ranks from SLURM

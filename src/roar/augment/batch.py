@@ -3,13 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from roar.augment.perturbations import _PERTURBATIONS, generators
-from roar.errors import RoarError, check_probability, unknown_name
-from roar.models.vit import patch_keep
-
-# keys of each perturbation's config that are probabilities, checked before any training
-_PROBABILITIES = {"fpa": ("p", "p1_max", "p2"), "rectangle": ("p",), "input_dropout": ("keep_prob",), "missingness": ("fraction",)}
-AUGMENTS = ("none", "standard", *_PERTURBATIONS)
+from roar.augment.perturbations import AUGMENTS, generators
+from roar.errors import RoarError, check_probability
+from roar.masking.patches import patch_keep
 
 
 def fill_value(fill, mean) -> torch.Tensor:
@@ -54,15 +50,14 @@ class BatchAugment:
     def __init__(self, cfg, mean, token_patch=None, seed: int = 0):
         self.name = cfg.get("name", "none")
         self.seed, self.rng = seed, None
-        if self.name not in AUGMENTS:
-            raise unknown_name("augment", self.name, AUGMENTS)
+        entry = AUGMENTS[self.name]
         self.params = dict(cfg.get("params") or {})
-        for key in _PROBABILITIES.get(self.name, ()):
+        for key in entry.probabilities:
             if key in self.params:
                 check_probability(f"augment.params.{key}", self.params[key])
         if self.name == "fpa":
             self.params["s_max"] = int(self.params["s_max"])
-        self.perturb = _PERTURBATIONS.get(self.name)
+        self.perturb = entry.fn if entry.perturbs else None
         self.fill = fill_value(cfg.get("fill", "channel_mean"), mean)
         self.flip, self.padding = bool(cfg.get("flip", False)), int(cfg.get("crop_padding", 0))
         self.at_test = self.name == "input_dropout"  # overinterpretation 4.5: at train and test
@@ -74,9 +69,13 @@ class BatchAugment:
         """Errors that depend on the image size, raised before training."""
         _, h, w = image_shape
         if self.name == "fpa" and not self.params["s_max"] < min(h, w):
-            raise RoarError(f"augment.params.s_max={self.params['s_max']} must be smaller than the image side ({min(h, w)}), FPA Algorithm 1.")
+            raise RoarError(
+                f"augment.params.s_max={self.params['s_max']} must be smaller than the image side ({min(h, w)}), FPA Algorithm 1."
+            )
         if self.name == "missingness" and (h % self.params["patch_size"] or w % self.params["patch_size"]):
-            raise RoarError(f"augment.params.patch_size={self.params['patch_size']} does not divide the image size {h}x{w}.")
+            raise RoarError(
+                f"augment.params.patch_size={self.params['patch_size']} does not divide the image size {h}x{w}."
+            )
 
     def reseed(self, seed: int, device) -> None:
         """Restart the draws from ``seed`` (the module calls this per epoch and rank)."""

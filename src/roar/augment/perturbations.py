@@ -12,15 +12,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-_PERTURBATIONS = {}
+from roar.registry import Registry
 
-
-def register_perturbation(name):
-    def wrap(fn):
-        _PERTURBATIONS[name] = fn
-        return fn
-
-    return wrap
+# augment=<name>: ``perturbs`` (False: crop/flip at most), ``probabilities`` (config keys checked to lie in [0, 1])
+AUGMENTS = Registry("augment", defaults={"perturbs": True, "probabilities": ()})
+register_perturbation = AUGMENTS.register
+AUGMENTS.add("none", lambda x, rng, **params: None, perturbs=False)
+AUGMENTS.add(
+    "standard", lambda x, rng, **params: None, perturbs=False
+)  # crop and flip only (augment.crop_padding, augment.flip)
 
 
 class Generators(NamedTuple):
@@ -46,7 +46,7 @@ def grow_squares(seeds: torch.Tensor, sides: torch.Tensor, s_max: int) -> torch.
     return covered
 
 
-@register_perturbation("fpa")
+@register_perturbation("fpa", probabilities=("p", "p1_max", "p2"))
 def fpa(x, rng, p: float, p1_max: float, p2: float, s_max: int):
     """FPA paper Algorithm 1 on a mini-batch, selected with probability ``p``: p1 ~ U(0, p1_max) for
     the batch; each pixel removed with probability p1; with probability p2 a selected pixel also
@@ -80,7 +80,7 @@ def fpa_loop(image_hw, p1: float, p2: float, s_max: int, rng: np.random.Generato
     return removed
 
 
-@register_perturbation("rectangle")
+@register_perturbation("rectangle", probabilities=("p",))
 def rectangle(x, rng, p: float, scale=(0.02, 0.33), ratio=(0.3, 3.3)):
     """Random erasing (Zhong et al. 2020), the FPA paper's "Rectangle" baseline: with probability
     ``p`` per image, one rectangle of area fraction ~ U(scale) and log-uniform aspect ratio."""
@@ -100,7 +100,7 @@ def rectangle(x, rng, p: float, scale=(0.02, 0.33), ratio=(0.3, 3.3)):
     return (in_y[:, :, None] & in_x[:, None, :] & chosen[:, None, None])[:, None]
 
 
-@register_perturbation("input_dropout")
+@register_perturbation("input_dropout", probabilities=("keep_prob",))
 def input_dropout(x, rng, keep_prob: float):
     """Overinterpretation paper section 4.5: keep each pixel with probability ``keep_prob``."""
     b, _, h, w = x.shape
@@ -115,7 +115,7 @@ def random_patches(batch: int, grid: tuple, fraction: float, g: torch.Generator)
     return (rank < k).reshape(batch, *grid)
 
 
-@register_perturbation("missingness")
+@register_perturbation("missingness", probabilities=("fraction",))
 def missingness(x, rng, fraction: float, patch_size: int):
     """Missingness paper section 3 / appendix F: remove a random ``fraction`` of the patches."""
     b, _, h, w = x.shape

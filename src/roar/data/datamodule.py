@@ -3,21 +3,37 @@
 import lightning as L
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
+from roar.data.masked import open_shard_set
 from roar.data.registry import build_dataset
 from roar.data.stats import channel_stats
 
 
 class ImageDataModule(L.LightningDataModule):
-    def __init__(self, data_cfg, seed: int, cache_dir):
+    """The source dataset ``data_cfg`` (a base model), or the masked shard set ``shards`` (a ShardSetKey:
+    a retrain run) read with ``retrain_cfg`` (on_error, shuffle_buffer); batch size and workers from ``data_cfg``."""
+
+    def __init__(self, data_cfg, seed: int, cache_dir, shards=None, retrain_cfg=None):
         super().__init__()
         self.cfg, self.seed, self.cache_dir = data_cfg, int(seed), cache_dir
+        self.shards, self.retrain_cfg = shards, retrain_cfg or {}
         self.train_set = self.test_set = self.stats = None
 
     def setup(self, stage=None):
-        if self.train_set is None:
+        if self.train_set is not None:
+            return
+        if self.shards is not None:
+            opts = {
+                "on_error": self.retrain_cfg.get("on_error", "raise"),
+                "shuffle_buffer": int(self.retrain_cfg.get("shuffle_buffer", 1000)),
+            }
+            self.train_set, self.test_set = (
+                open_shard_set(self.shards, split, self.seed, **opts) for split in ("train", "test")
+            )
+            self.stats = self.train_set.stats  # the source data's, recorded in the manifest
+        else:
             self.train_set = build_dataset(self.cfg, "train")
             self.test_set = build_dataset(self.cfg, "test")
-            self.stats = getattr(self.train_set, "stats", None) or channel_stats(self.train_set, self.cfg, self.cache_dir)
+            self.stats = channel_stats(self.train_set, self.cfg, self.cache_dir)
 
     @property
     def num_classes(self):

@@ -1,4 +1,4 @@
-"""``data=shards``: training on the masked WebDataset shards that ``roar-mask`` wrote.
+"""Retrain runs (``estimator=... fraction=...``): training on the masked WebDataset shards that ``roar-mask`` wrote.
 
 The pipeline, stage by stage: shard list (from the manifest, order shuffled per (seed, epoch)) ->
 split by worker (shard w::num_workers) -> samples (webdataset) -> split by node (a worker's j-th
@@ -11,50 +11,35 @@ a rank one short repeats one sample (as DistributedSampler pads), so DDP never w
 that ran out. Every sample is seen exactly once per epoch apart from those few repeats.
 """
 
-import io
 import math
 import multiprocessing
 import random
 
-import numpy as np
-import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from roar.artifacts import shard_set_dir
-from roar.data.manifest import MANIFEST, verify_manifest
-from roar.data.registry import register_dataset
-from roar.data.shards import decode_key, load_npy, read_shard
 from roar.errors import RoarError
-from roar.utils.io import read_json
+from roar.store.manifest import MANIFEST, read_manifest, verify_manifest
+from roar.store.masked import decode_masked_sample
+from roar.store.shards import decode_key, read_shard
 
 ON_ERROR = ("raise", "skip")
-
-
-def decode_sample(sample: dict, with_mask: bool) -> dict:
-    """Tensors from one shard sample's raw bytes."""
-    if "image.npy" in sample:
-        image = torch.from_numpy(load_npy(sample["image.npy"]).astype(np.float32))
-    else:
-        pixels = np.asarray(Image.open(io.BytesIO(sample["image.png"])), dtype=np.uint8)
-        image = torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).float() / 255
-    out = {"image": image, "label": int(sample["cls"]), "id": decode_key(sample["__key__"])}
-    if with_mask:
-        out["removed"] = torch.from_numpy(load_npy(sample["mask.npy"]).astype(bool))
-    return out
 
 
 class MaskedShards(IterableDataset):
     name = "shards"
 
-    def __init__(self, folder, split: str, manifest: dict, seed: int = 0, on_error: str = "raise", shuffle_buffer: int = 1000):
+    def __init__(
+        self, folder, split: str, manifest: dict, seed: int = 0, on_error: str = "raise", shuffle_buffer: int = 1000
+    ):
         self.folder, self.split, self.seed, self.on_error = folder, split, int(seed), on_error
-        self.files = [(folder / n, e["count"]) for n, e in sorted(manifest["files"].items()) if n.startswith(f"{split}-")]
+        self.files = [
+            (folder / n, e["count"]) for n, e in sorted(manifest["files"].items()) if n.startswith(f"{split}-")
+        ]
         self.num_samples = int(manifest["counts"][split])
         self.classes, self.image_shape = list(manifest["classes"]), tuple(manifest["image_shape"])
         self.dataset = manifest["dataset"]  # the source dataset, for metrics.json
         self.stats = {"mean": manifest["mean"], "std": manifest["std"]}
-        self.token_drop = manifest["fill"]["name"] == "token_drop"
+        self.token_drop = bool(manifest["drops_tokens"])  # the fill's trait: the mask travels with the sample
         self.shuffle_buffer = int(shuffle_buffer) if split == "train" else 0
         self.rank, self.world, self.workers, self.epoch = 0, 1, 0, 0
         self.skipped = multiprocessing.Value("i", 0)
@@ -73,7 +58,7 @@ class MaskedShards(IterableDataset):
         files = list(self.files)
         if self.split == "train":
             random.Random(f"{self.seed}|{self.epoch}|shards").shuffle(files)  # same order on every rank
-        return files[worker::max(1, workers)]
+        return files[worker :: max(1, workers)]
 
     def quota(self, files) -> int:
         return math.ceil(sum(count for _, count in files) / self.world)
@@ -98,14 +83,18 @@ class MaskedShards(IterableDataset):
                     if j % self.world == self.rank:
                         mine -= 1
                         try:
-                            yield decode_sample(sample, self.token_drop)
+                            yield decode_masked_sample(sample, self.token_drop)
                         except Exception as err:
                             if self.on_error == "raise":
-                                raise RoarError(f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or pass data.on_error=skip.") from err
+                                raise RoarError(
+                                    f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or pass data.on_error=skip."
+                                ) from err
                             self._skip(1)
                     j += 1
                 if j - start != count:
-                    raise RoarError(f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. Rerun roar-mask, or pass data.on_error=skip.")
+                    raise RoarError(
+                        f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. Rerun roar-mask, or pass data.on_error=skip."
+                    )
             except RoarError:
                 if self.on_error == "raise":
                     raise
@@ -118,7 +107,9 @@ class MaskedShards(IterableDataset):
         files = self.worker_files(worker, workers)
         quota, stream = self.quota(files), self._rank_samples(files)
         if self.shuffle_buffer:
-            stream = shuffled(stream, self.shuffle_buffer, random.Random(f"{self.seed}|{self.epoch}|{self.rank}|{worker}"))
+            stream = shuffled(
+                stream, self.shuffle_buffer, random.Random(f"{self.seed}|{self.epoch}|{self.rank}|{worker}")
+            )
         first, given = None, 0
         for sample in stream:
             if given == quota:
@@ -145,22 +136,31 @@ def shuffled(stream, size: int, rng: random.Random):
     yield from buffer
 
 
-@register_dataset("shards")
-def build_shards(cfg, split):
-    for key in ("estimator", "fraction"):
-        if cfg.get(key) is None:
-            raise RoarError(f"data=shards needs {key}=... (which masked data to train on), e.g. estimator=grad fraction=0.5 mode=remove.")
-    on_error = cfg.get("on_error", "raise")
+def open_shard_set(key, split: str, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000) -> MaskedShards:
+    """The ``split`` of the shard set ``key`` (a ShardSetKey) for a retrain run, after checking it
+    exists, holds that split, comes from the run's dataset and (with ``on_error=raise``) verifies."""
     if on_error not in ON_ERROR:
-        raise RoarError(f"data.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
-    folder = shard_set_dir(cfg.root, cfg.estimator, cfg.reduce, cfg.mode, cfg.fill, cfg.fraction)
-    if not (folder / MANIFEST).exists():
+        raise RoarError(f"retrain.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
+    folder = key.folder
+    make = (
+        f"roar-mask name={key.base.experiment_dir.name} data={key.base.data} model={key.base.model} augment={key.base.augment} "
+        f"mask.estimators=[{key.estimator}] mask.modes=[{key.mode}] reduce={key.reduce} fill=... (the same fill)"
+    )
+    manifest = read_manifest(folder)
+    if manifest is None:
         raise RoarError(
-            f"No masked shards at {folder} (estimator={cfg.estimator}, mode={cfg.mode}, fill={cfg.fill}, fraction={cfg.fraction}). "
-            f"Run roar-attribute and then roar-mask with these settings first."
+            f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, fraction={key.fraction}). "
+            f"Run roar-attribute and then roar-mask with these settings first: {make}."
+        )
+    if split not in manifest.get("counts", {}):
+        raise RoarError(
+            f"The shard set {folder} has no {split} split (its {MANIFEST} lists {sorted(manifest.get('counts', {}))}). "
+            f"Write it with {make} mask.splits=[{split}]."
+        )
+    if manifest.get("dataset") != key.base.data:
+        raise RoarError(
+            f"The shard set {folder} was made from data={manifest.get('dataset')}, not data={key.base.data}. Rerun roar-mask."
         )
     if on_error == "raise":
         manifest = verify_manifest(folder)
-    else:
-        manifest = read_json(folder / MANIFEST)
-    return MaskedShards(folder, split, manifest, seed=cfg.get("seed", 0), on_error=on_error, shuffle_buffer=cfg.get("shuffle_buffer", 1000))
+    return MaskedShards(folder, split, manifest, seed=seed, on_error=on_error, shuffle_buffer=shuffle_buffer)

@@ -12,7 +12,7 @@ import torch
 
 from roar.data.base import TensorImageDataset
 from roar.data.registry import register_dataset
-from roar.errors import check_probability, RoarError
+from roar.errors import RoarError, check_probability
 
 CLASSES = ("circle", "square", "triangle", "plus", "ring", "bar")
 _SPLIT_CODE = {"train": 0, "test": 1}

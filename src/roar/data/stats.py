@@ -9,7 +9,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from roar.data.base import TensorImageDataset
-from roar.utils.io import atomic_write_json, read_json
+from roar.store.io import atomic_write_json, read_json
 
 
 def compute_channel_stats(dataset, batch_size: int = 256, num_workers: int = 0):

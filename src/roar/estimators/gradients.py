@@ -13,6 +13,7 @@ import torch.nn as nn
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from roar.errors import RoarError
+from roar.registry import Registry
 
 
 def target_gradient(model, x, target, max_rows: int = 64) -> torch.Tensor:
@@ -87,11 +88,10 @@ def guided_backprop(model, x, target, params):
         return grad(model, x, target, params)
 
 
-BASES = {
-    "grad": (grad, lambda p: 1),
-    "grad_x_input": (grad_x_input, lambda p: 1),
-    "ig": (integrated_gradients, lambda p: int(p.get("ig_steps", 25))),
-    "gb": (guided_backprop, lambda p: 1),
-}
-"""name -> (fn, passes per image given the params). Register a new base by adding it here; it
-gets its squared form and its three ensembles for free."""
+# Estimator bases: fn(model, x, target, params) -> maps, and ``passes``: forward+backward passes per
+# image given the params. A registered base gets its squared form and its three ensembles for free.
+BASES = Registry("estimator base", defaults={"passes": lambda p: 1})
+BASES.add("grad", grad)
+BASES.add("grad_x_input", grad_x_input)
+BASES.add("ig", integrated_gradients, passes=lambda p: int(p.get("ig_steps", 25)))
+BASES.add("gb", guided_backprop)

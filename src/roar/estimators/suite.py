@@ -15,11 +15,20 @@ Sharing (ROAR section 4.1 definitions):
 import torch
 
 from roar.errors import RoarError, unknown_name
-from roar.estimators.controls import CONTROLS, per_sample
+from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
+from roar.utils.seeding import per_sample
 
 ENSEMBLES = ("sg", "sg_sq", "vargrad")
-DEFAULT_PARAMS = {"ig_steps": 25, "ig_method": "gausslegendre", "baseline": 0.0, "samples": 15, "noise": 0.15, "max_rows": 64, "seed": 0}
+DEFAULT_PARAMS = {
+    "ig_steps": 25,
+    "ig_method": "gausslegendre",
+    "baseline": 0.0,
+    "samples": 15,
+    "noise": 0.15,
+    "max_rows": 64,
+    "seed": 0,
+}
 
 
 def available():
@@ -71,19 +80,19 @@ class EstimatorSuite:
 
     @property
     def passes_per_image(self) -> int:
-        cost = {b: BASES[b][1](self.params) for b in BASES}
+        cost = {b: BASES[b].passes(self.params) for b in BASES}
         return sum(cost[b] for b in self.plain) + int(self.params["samples"]) * sum(cost[b] for b in self.noisy)
 
     def __call__(self, model, x, target, ids=None):
         ids = [str(i) for i in range(len(x))] if ids is None else list(ids)
         p, out = self.params, {}
         for b in self.plain:
-            maps = BASES[b][0](model, x, target, p)
+            maps = BASES[b](model, x, target, p)
             out[b], out[f"{b}_sq"] = maps, maps * maps
         if self.noisy:
             xs, j = noisy_inputs(x, ids, p), int(p["samples"])
             for b in self.noisy:
-                est = BASES[b][0](model, xs, target.repeat_interleave(j), p).view(len(x), j, *x.shape[1:])
+                est = BASES[b](model, xs, target.repeat_interleave(j), p).view(len(x), j, *x.shape[1:])
                 out[f"sg-{b}"] = est.mean(1)
                 out[f"sg_sq-{b}"] = (est * est).mean(1)
                 out[f"vargrad-{b}"] = est.var(1, unbiased=False)

@@ -18,7 +18,8 @@ import torch
 from roar.errors import RoarError
 from roar.evaluate.stats import fidelity_area, normal_ci_half_width
 from roar.masking import mask_images
-from roar.models.vit import patch_keep
+from roar.masking.fills import fill_of
+from roar.masking.patches import patch_keep
 
 CURVE_MODES = {"mif": "remove", "lif": "keep"}
 
@@ -39,7 +40,7 @@ def masked_logits(model, images, ranks, fractions, modes, fill, mean, donors=Non
     patch holding a masked pixel instead of seeing painted pixels (missingness paper, appendix B).
     """
     settings = [(m, t) for m in modes for t in fractions]
-    token_drop = fill.name == "token_drop"
+    token_drop = fill_of(fill).drops_tokens
     per_image = max(1, int(max_rows) // len(settings))
     out = []
     for a in range(0, images.shape[0], per_image):
@@ -50,7 +51,12 @@ def masked_logits(model, images, ranks, fractions, modes, fill, mean, donors=Non
         keep = None
         if token_drop:
             keep = patch_keep(torch.stack(removed, 1).flatten(0, 1), model.net.patch_size)
-        logits = torch.cat([model(batch[k : k + max_rows], None if keep is None else keep[k : k + max_rows]) for k in range(0, len(batch), max_rows)])
+        logits = torch.cat(
+            [
+                model(batch[k : k + max_rows], None if keep is None else keep[k : k + max_rows])
+                for k in range(0, len(batch), max_rows)
+            ]
+        )
         out.append(logits.view(x.shape[0], len(modes), len(fractions), -1))
     return torch.cat(out)
 
@@ -70,10 +76,18 @@ def summarize_curves(fractions, normalized: np.ndarray) -> dict:
     curves = {}
     for k, name in enumerate(CURVE_MODES):
         values = normalized[:, k]
-        curves[name] = {"mean": values.mean(0).tolist(), "ci": [normal_ci_half_width(values[:, s]) for s in range(values.shape[1])]}
+        curves[name] = {
+            "mean": values.mean(0).tolist(),
+            "ci": [normal_ci_half_width(values[:, s]) for s in range(values.shape[1])],
+        }
     return {
         "fractions": list(fractions),
         **curves,
-        "fidelity": {"mean": float(areas.mean()), "ci": normal_ci_half_width(areas), "std": float(areas.std(ddof=1)) if len(areas) > 1 else 0.0, "n": int(len(areas))},
+        "fidelity": {
+            "mean": float(areas.mean()),
+            "ci": normal_ci_half_width(areas),
+            "std": float(areas.std(ddof=1)) if len(areas) > 1 else 0.0,
+            "n": int(len(areas)),
+        },
         "fidelity_per_image": [round(float(a), 4) for a in areas],
     }

@@ -50,7 +50,9 @@ def fidelity_area(fractions, mif, lif):
     ``mif``/``lif`` are (..., S) curves over the S ``fractions``; returns (...) areas, larger = more
     faithful. Percent on x gives FPA Table 1's scale (an ideal estimator of normalized logits: ~100).
     """
-    return curve_area(np.asarray(fractions, dtype=float) * 100, np.asarray(lif, dtype=float) - np.asarray(mif, dtype=float))
+    return curve_area(
+        np.asarray(fractions, dtype=float) * 100, np.asarray(lif, dtype=float) - np.asarray(mif, dtype=float)
+    )
 
 
 def compare_with_random(values, random_values, lower_is_better: bool, alpha: float = 0.05) -> dict:

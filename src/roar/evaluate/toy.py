@@ -44,10 +44,16 @@ def feature_rankings(a, rng) -> dict:
 
 def mean_curves(toy: dict) -> dict:
     """{(ranking, "retrain" | "no_retrain"): accuracy per fraction, mean over the datasets}."""
-    return {(name, kind): np.mean(curves, 0).tolist() for name, kinds in toy["accuracy"].items() for kind, curves in kinds.items()}
+    return {
+        (name, kind): np.mean(curves, 0).tolist()
+        for name, kinds in toy["accuracy"].items()
+        for kind, curves in kinds.items()
+    }
 
 
-def run_toy(features: int = 16, informative: int = 4, n_train: int = 5000, n_test: int = 5000, seeds=(0, 1, 2, 3, 4)) -> dict:
+def run_toy(
+    features: int = 16, informative: int = 4, n_train: int = 5000, n_test: int = 5000, seeds=(0, 1, 2, 3, 4)
+) -> dict:
     """{"fractions": [...], "accuracy": {ranking: {"retrain"|"no_retrain": [[per fraction] per seed]}}}."""
     fractions = [k / features for k in range(features + 1)]
     out = {r: {"retrain": [], "no_retrain": []} for r in RANKINGS}
@@ -67,4 +73,10 @@ def run_toy(features: int = 16, informative: int = 4, n_train: int = 5000, n_tes
                 retrain.append(accuracy(fit_least_squares(xtr * keep, ytr), xte * keep, yte))
             out[name]["retrain"].append(retrain)
             out[name]["no_retrain"].append(no_retrain)
-    return {"fractions": fractions, "features": features, "informative": informative, "seeds": list(seeds), "accuracy": out}
+    return {
+        "fractions": fractions,
+        "features": features,
+        "informative": informative,
+        "seeds": list(seeds),
+        "accuracy": out,
+    }

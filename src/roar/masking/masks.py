@@ -50,6 +50,8 @@ def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, dono
     b, c, h, w = images.shape
     per_pixel = ranks.shape[1] == h * w
     if not per_pixel and ranks.shape[1] != c * h * w:
-        raise RoarError(f"ranks have {ranks.shape[1]} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} elements.")
+        raise RoarError(
+            f"ranks have {ranks.shape[1]} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} elements."
+        )
     removed = removed_features(ranks, fraction, mode).view(b, 1 if per_pixel else c, h, w)
     return apply_fill(images, removed, fill, mean=mean, donors=donors), removed

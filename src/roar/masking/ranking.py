@@ -11,9 +11,13 @@ batch, computed for the whole batch at once.
 
 import torch
 
-from roar.estimators.controls import sample_seed
+from roar.utils.seeding import sample_seed
 
-_GOLDEN, _MIX1, _MIX2 = -7046029254386353131, -4658895280553007687, -7723592293110705685  # splitmix64's odd constants as int64
+_GOLDEN, _MIX1, _MIX2 = (
+    -7046029254386353131,
+    -4658895280553007687,
+    -7723592293110705685,
+)  # splitmix64's odd constants as int64
 
 
 def tie_break_keys(ids, num_features: int, seed: int, device=None) -> torch.Tensor:

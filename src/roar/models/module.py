@@ -7,8 +7,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from roar.augment import BatchAugment
 from roar.errors import RoarError
+from roar.masking.patches import patch_keep
 from roar.models.registry import build_model
-from roar.models.vit import patch_keep
 
 SCHEDULES = ("step", "cosine", "none")
 
@@ -19,7 +19,18 @@ class Classifier(L.LightningModule):
     All constructor arguments are plain containers, so checkpoints load with ``weights_only=True``.
     """
 
-    def __init__(self, model: dict, optim: dict, augment: dict, num_classes: int, image_shape, mean, std, max_epochs: int, seed: int = 0):
+    def __init__(
+        self,
+        model: dict,
+        optim: dict,
+        augment: dict,
+        num_classes: int,
+        image_shape,
+        mean,
+        std,
+        max_epochs: int,
+        seed: int = 0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         if optim.get("schedule", "none") not in SCHEDULES:
@@ -27,7 +38,9 @@ class Classifier(L.LightningModule):
         c, h, w = image_shape
         if h != w:
             raise RoarError(f"Images are {h}x{w}; roar's models expect square images (set data.crop).")
-        self.net = build_model(model["name"], num_classes=num_classes, in_channels=c, image_size=h, **(model.get("params") or {}))
+        self.net = build_model(
+            model["name"], num_classes=num_classes, in_channels=c, image_size=h, **(model.get("params") or {})
+        )
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
         self.augment = BatchAugment(augment, mean, token_patch=getattr(self.net, "patch_size", None), seed=seed)
@@ -53,7 +66,9 @@ class Classifier(L.LightningModule):
         if hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
         # augmentation draws are a function of (seed, epoch, rank): a resumed run repeats them exactly
-        self.augment.reseed(int(self.hparams.seed) * 1_000_003 + self.current_epoch * 7_919 + self.global_rank, self.device)
+        self.augment.reseed(
+            int(self.hparams.seed) * 1_000_003 + self.current_epoch * 7_919 + self.global_rank, self.device
+        )
 
     def on_test_epoch_start(self):
         self.augment.reseed(int(self.hparams.seed) * 1_000_003 - 1 - self.global_rank, self.device)
@@ -101,7 +116,9 @@ class Classifier(L.LightningModule):
         )
         schedule = o.get("schedule", "none")
         if schedule == "step":
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o["milestones"]), gamma=o.get("gamma", 0.1))
+            sched = torch.optim.lr_scheduler.MultiStepLR(
+                opt, milestones=list(o["milestones"]), gamma=o.get("gamma", 0.1)
+            )
         elif schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.hparams.max_epochs)
         else:

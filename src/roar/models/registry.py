@@ -1,20 +1,14 @@
 """Model registry (timm style): ``@register_model("name")`` on ``fn(num_classes, in_channels, image_size, **params)``."""
 
-from roar.errors import RoarError, unknown_name
+from roar.errors import RoarError
+from roar.registry import Registry
 
-_MODELS = {}
-
-
-def register_model(name):
-    def wrap(fn):
-        _MODELS[name] = fn
-        return fn
-
-    return wrap
+MODELS = Registry("model")
+register_model = MODELS.register
 
 
 def available():
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def build_model(name, num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **params):
@@ -22,9 +16,8 @@ def build_model(name, num_classes: int = 10, in_channels: int = 3, image_size: i
 
     Inputs are normalized images; the LightningModule (``roar.models.module``) does the normalizing.
     """
-    if name not in _MODELS:
-        raise unknown_name("model", name, _MODELS)
+    build = MODELS[name]
     try:
-        return _MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params)
+        return build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params)
     except TypeError as err:  # an unknown keyword in the model config
         raise RoarError(f"model={name}: {err}. Check the keys under model.params.") from None

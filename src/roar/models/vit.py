@@ -10,7 +10,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torchvision.models.vision_transformer import EncoderBlock
 
 from roar.errors import RoarError
@@ -25,14 +24,6 @@ class MaskedEncoderBlock(EncoderBlock):
         y, _ = self.self_attention(y, y, y, key_padding_mask=padding, need_weights=False)
         x = x + self.dropout(y)
         return x + self.mlp(self.ln_2(x))
-
-
-def patch_keep(removed: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Per-patch keep mask (B, H/p, W/p) from a per-pixel removed mask (B, [C,] H, W): a patch is
-    dropped when any of its pixels is removed (missingness paper, appendix B, "conservatively")."""
-    if removed.dim() == 4:
-        removed = removed.any(dim=1)
-    return F.max_pool2d(removed[:, None].float(), patch_size)[:, 0] == 0
 
 
 class ViT(nn.Module):
@@ -89,7 +80,17 @@ _SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}  # (dim, depth, h
 
 def _register_vit(name, dim, depth, heads):
     @register_model(name)
-    def build(num_classes, in_channels, image_size, patch_size=4, dim=dim, depth=depth, heads=heads, mlp_ratio=4.0, dropout=0.0):
+    def build(
+        num_classes,
+        in_channels,
+        image_size,
+        patch_size=4,
+        dim=dim,
+        depth=depth,
+        heads=heads,
+        mlp_ratio=4.0,
+        dropout=0.0,
+    ):
         return ViT(num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio, dropout)
 
     return build

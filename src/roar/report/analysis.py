@@ -14,21 +14,31 @@ import math
 
 import numpy as np
 
-from roar.artifacts import ranking_name
 from roar.evaluate.stats import compare_with_random, curve_area, spearman
+from roar.masking.fills import fill_named
+from roar.store.keys import ranking_name
 
 
 def curve(summary, baseline, estimator, reduce, mode, fill) -> list:
     """Summary rows of one curve in fraction order, the baseline first when the curve has no t = 0."""
-    points = sorted((s for s in summary if (s["estimator"], s["reduce"], s["mode"], s["fill"]) == (estimator, reduce, mode, fill) and s["n"]), key=lambda s: s["fraction"])
-    if baseline is not None and (not points or points[0]["fraction"] != 0.0) and fill != "mask_only":
+    points = sorted(
+        (
+            s
+            for s in summary
+            if (s["estimator"], s["reduce"], s["mode"], s["fill"]) == (estimator, reduce, mode, fill) and s["n"]
+        ),
+        key=lambda s: s["fraction"],
+    )
+    if baseline is not None and (not points or points[0]["fraction"] != 0.0) and not fill_named(fill).leakage_control:
         points.insert(0, baseline)
     return points
 
 
 def curves_of(summary) -> list:
     """(estimator, reduce, mode, fill) of every curve with at least one run at t > 0."""
-    return sorted({(s["estimator"], s["reduce"], s["mode"], s["fill"]) for s in summary if s["n"] and s["fraction"] > 0})
+    return sorted(
+        {(s["estimator"], s["reduce"], s["mode"], s["fill"]) for s in summary if s["n"] and s["fraction"] > 0}
+    )
 
 
 def seed_areas(rows, estimator, reduce, mode, fill, fractions) -> dict:
@@ -36,7 +46,11 @@ def seed_areas(rows, estimator, reduce, mode, fill, fractions) -> dict:
     the t = 0 point is the seed's baseline run (or the baseline mean when that seed has none)."""
     base = {r["seed"]: r["test_acc"] for r in rows if r["fraction"] == 0.0 and r["fill"] == fill}
     base_mean = float(np.mean(list(base.values()))) if base else math.nan
-    acc = {(r["seed"], r["fraction"]): r["test_acc"] for r in rows if (r["estimator"], r["reduce"], r["mode"], r["fill"]) == (estimator, reduce, mode, fill)}
+    acc = {
+        (r["seed"], r["fraction"]): r["test_acc"]
+        for r in rows
+        if (r["estimator"], r["reduce"], r["mode"], r["fill"]) == (estimator, reduce, mode, fill)
+    }
     out = {}
     for seed in sorted({s for s, _ in acc}):
         if all((seed, t) in acc for t in fractions):
@@ -46,33 +60,61 @@ def seed_areas(rows, estimator, reduce, mode, fill, fractions) -> dict:
 
 
 def fractions_of(rows, estimator, reduce, mode, fill) -> set:
-    return {r["fraction"] for r in rows if (r["estimator"], r["reduce"], r["mode"], r["fill"]) == (estimator, reduce, mode, fill) and r["fraction"] > 0}
+    return {
+        r["fraction"]
+        for r in rows
+        if (r["estimator"], r["reduce"], r["mode"], r["fill"]) == (estimator, reduce, mode, fill) and r["fraction"] > 0
+    }
 
 
 def verdicts(rows) -> list:
     """One row per (estimator, mode, fill) with a random curve beside it: areas and the verdict.
-    The ``mask_only`` control is not judged here (see ``leakage``)."""
+    A leakage control (``mask_only``) is not judged here (see ``leakage``)."""
     out = []
-    for est, red, mode, fill in sorted({(r["estimator"], r["reduce"], r["mode"], r["fill"]) for r in rows if r["fraction"] > 0}):
-        if est == "random" or fill == "mask_only":
+    for est, red, mode, fill in sorted(
+        {(r["estimator"], r["reduce"], r["mode"], r["fill"]) for r in rows if r["fraction"] > 0}
+    ):
+        if est == "random" or fill_named(fill).leakage_control:
             continue
-        rand_red = red if fractions_of(rows, "random", red, mode, fill) else "abs_sum"  # random's ranking ignores the reduction
+        rand_red = (
+            red if fractions_of(rows, "random", red, mode, fill) else "abs_sum"
+        )  # random's ranking ignores the reduction
         common = sorted(fractions_of(rows, est, red, mode, fill) & fractions_of(rows, "random", rand_red, mode, fill))
         if not common:
-            out.append({"estimator": ranking_name(est, red), "mode": mode, "fill": fill, "verdict": "no random curve to compare with", "fractions": []})
+            out.append(
+                {
+                    "estimator": ranking_name(est, red),
+                    "mode": mode,
+                    "fill": fill,
+                    "verdict": "no random curve to compare with",
+                    "fractions": [],
+                }
+            )
             continue
-        mine, rand = seed_areas(rows, est, red, mode, fill, common), seed_areas(rows, "random", rand_red, mode, fill, common)
+        mine, rand = (
+            seed_areas(rows, est, red, mode, fill, common),
+            seed_areas(rows, "random", rand_red, mode, fill, common),
+        )
         test = compare_with_random(list(mine.values()), list(rand.values()), lower_is_better=mode == "remove")
-        out.append({
-            "estimator": ranking_name(est, red), "mode": mode, "fill": fill, "fractions": common,
-            "area": float(np.mean(list(mine.values()))) if mine else math.nan, "area_random": float(np.mean(list(rand.values()))) if rand else math.nan,
-            "seeds": len(mine), "seeds_random": len(rand), **test,
-        })
+        out.append(
+            {
+                "estimator": ranking_name(est, red),
+                "mode": mode,
+                "fill": fill,
+                "fractions": common,
+                "area": float(np.mean(list(mine.values()))) if mine else math.nan,
+                "area_random": float(np.mean(list(rand.values()))) if rand else math.nan,
+                "seeds": len(mine),
+                "seeds_random": len(rand),
+                **test,
+            }
+        )
     return out
 
 
-def method_scores(rows, evaluations, fill: str, model_augment=None) -> dict:
-    """{method: {ranking: score}}, higher = ranked better by that method."""
+def method_scores(rows, evaluations, fill: str) -> dict:
+    """{method: {ranking: score}}, higher = ranked better by that method, for the runs and
+    evaluations of one base model."""
     scores = {}
     for mode, method, sign in (("remove", "ROAR", -1), ("keep", "KAR", 1)):
         per = {}
@@ -85,7 +127,7 @@ def method_scores(rows, evaluations, fill: str, model_augment=None) -> dict:
                 per[ranking_name(est, red)] = sign * float(np.mean(list(areas.values())))
         if per:
             scores[method] = per
-    chosen = [e for e in evaluations if e["fill"] == fill and (model_augment is None or (e["model"], e["augment"]) == model_augment)]
+    chosen = [e for e in evaluations if e["fill"] == fill]
     if chosen:
         scores["no-retrain fidelity A"] = {e["ranking"]: e["fidelity"]["mean"] for e in chosen}
         deletion = {}
@@ -98,13 +140,28 @@ def method_scores(rows, evaluations, fill: str, model_augment=None) -> dict:
     return scores
 
 
-def agreement(scores: dict) -> list:
-    """Spearman rho of every pair of methods' orderings."""
-    return [{"a": a, "b": b, **spearman(scores[a], scores[b])} for a, b in itertools.combinations(scores, 2)]
+def agreement(rows, evaluations, fill: str) -> list:
+    """Spearman rho of every pair of methods' orderings, per base model (its runs and evaluations)."""
+    out = []
+    for base in sorted({r["base"] for r in rows} | {e["base"] for e in evaluations}):
+        scores = method_scores(
+            [r for r in rows if r["base"] == base], [e for e in evaluations if e["base"] == base], fill
+        )
+        out += [
+            {"base": base, "a": a, "b": b, **spearman(scores[a], scores[b])}
+            for a, b in itertools.combinations(scores, 2)
+        ]
+    return out
 
 
 def leakage(summary, num_classes) -> list:
-    """Accuracy of the ``mask_only`` control (images that are only the mask) next to chance."""
+    """Accuracy of the leakage control (``mask_only``: images that are only the mask) next to chance."""
     chance = 1.0 / num_classes if num_classes else math.nan
-    return [{**{k: s[k] for k in ("estimator", "reduce", "mode", "fraction", "n", "mean", "ci_low", "ci_high")}, "chance": chance}
-            for s in summary if s["fill"] == "mask_only" and s["n"]]
+    return [
+        {
+            **{k: s[k] for k in ("estimator", "reduce", "mode", "fraction", "n", "mean", "ci_low", "ci_high")},
+            "chance": chance,
+        }
+        for s in summary
+        if fill_named(s["fill"]).leakage_control and s["n"]
+    ]

@@ -8,12 +8,36 @@ from collections import Counter
 from pathlib import Path
 
 from roar.evaluate.stats import mean_ci
-from roar.utils.io import read_json
+from roar.masking.fills import fill_named
+from roar.store.io import read_json
+from roar.store.keys import retrain_settings
 
-RUN_COLUMNS = ["estimator", "reduce", "mode", "fill", "fraction", "seed", "test_acc", "test_loss", "test_acc5",
-               "train_acc", "epochs", "train_seconds", "dataset", "model", "augment", "num_classes", "path"]
+RUN_COLUMNS = [
+    "estimator",
+    "reduce",
+    "mode",
+    "fill",
+    "fraction",
+    "seed",
+    "test_acc",
+    "test_loss",
+    "test_acc5",
+    "train_acc",
+    "epochs",
+    "train_seconds",
+    "dataset",
+    "model",
+    "augment",
+    "num_classes",
+    "path",
+]
 SETTING = ("estimator", "reduce", "mode", "fill", "fraction")
 SUMMARY_COLUMNS = [*SETTING, "n", "mean", "std", "ci_low", "ci_high", "status"]
+
+
+def base_name(metrics: dict) -> str:
+    """The base model a run or evaluation belongs to, as its BaseKey names it."""
+    return f"{metrics.get('dataset')}-{metrics.get('model')}-{metrics.get('augment')}"
 
 
 def read_runs(experiment_dir, preferred: str):
@@ -24,11 +48,15 @@ def read_runs(experiment_dir, preferred: str):
     for path in sorted(Path(experiment_dir, "runs").rglob("metrics.json")):
         metrics = read_json(path)
         if not isinstance(metrics, dict):
-            problems.append(f"{path} is not valid JSON (an interrupted write?): skipped. Rerun that roar-train command to redo it.")
+            problems.append(
+                f"{path} is not valid JSON (an interrupted write?): skipped. Rerun that roar-train command to redo it."
+            )
             continue
         missing = [k for k in ("test_acc", *SETTING, "seed") if metrics.get(k) is None]
         if missing:
-            problems.append(f"{path} has no {', '.join(missing)}: skipped. The run did not finish; rerun the same roar-train command to resume it.")
+            problems.append(
+                f"{path} has no {', '.join(missing)}: skipped. The run did not finish; rerun the same roar-train command to resume it."
+            )
             continue
         found.append((path, metrics))
     datasets = Counter(m.get("dataset") for _, m in found)
@@ -37,13 +65,21 @@ def read_runs(experiment_dir, preferred: str):
     if foreign:
         problems.append(
             f"{len(foreign)} run(s) in {experiment_dir} are not of dataset {dataset!r} (found {dict(datasets)}) and are left out: "
-            + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "") + ". Give each dataset its own experiment name (name=...)."
+            + ", ".join(foreign[:5])
+            + (" ..." if len(foreign) > 5 else "")
+            + ". Give each dataset its own experiment name (name=...)."
         )
     rows = []
     for path, m in found:
         if m.get("dataset") == dataset:
             row = {k: m.get(k) for k in RUN_COLUMNS}
-            row.update(fraction=float(m["fraction"]), seed=int(m["seed"]), test_acc=float(m["test_acc"]), path=str(path))
+            row.update(
+                fraction=float(m["fraction"]),
+                seed=int(m["seed"]),
+                test_acc=float(m["test_acc"]),
+                path=str(path),
+                base=base_name(m),
+            )
             rows.append(row)
     return rows, problems, dataset
 
@@ -54,7 +90,17 @@ def read_base_models(experiment_dir) -> list:
     for path in sorted(Path(experiment_dir, "base").glob("*/metrics.json")):
         m = read_json(path)
         if isinstance(m, dict) and "test_acc" in m:
-            out.append({"model": m.get("model"), "augment": m.get("augment"), "test_acc": m["test_acc"], "dataset": m.get("dataset"), "num_classes": m.get("num_classes"), "path": str(path)})
+            out.append(
+                {
+                    "base": base_name(m),
+                    "model": m.get("model"),
+                    "augment": m.get("augment"),
+                    "test_acc": m["test_acc"],
+                    "dataset": m.get("dataset"),
+                    "num_classes": m.get("num_classes"),
+                    "path": str(path),
+                }
+            )
     return out
 
 
@@ -64,21 +110,17 @@ def read_evaluations(experiment_dir) -> tuple:
     for path in sorted(Path(experiment_dir, "eval").glob("*/*/*.json")):
         r = read_json(path)
         if not isinstance(r, dict) or "fidelity" not in r:
-            problems.append(f"{path} is not a complete roar-eval result: skipped. Rerun roar-eval with the same overrides.")
+            problems.append(
+                f"{path} is not a complete roar-eval result: skipped. Rerun roar-eval with the same overrides."
+            )
             continue
-        results.append({**r, "fill": r["fill"]["name"] if isinstance(r["fill"], dict) else r["fill"], "path": str(path)})
+        results.append({**r, "fill": path.parent.name, "base": path.parent.parent.name, "path": str(path)})
     return results, problems
 
 
 def expected_settings(grid, fill: str, reduce: str = "abs_sum") -> list:
     """The settings a complete experiment of ``grid`` has (what roar-pipeline retrains)."""
-    settings = []
-    if "random" in grid.estimators:
-        settings.append(("random", reduce, grid.modes[0], fill, 0.0))
-    for est in grid.estimators:
-        for mode in grid.modes:
-            settings += [(est, reduce, mode, fill, float(t)) for t in grid.fractions if float(t) != 0.0]
-    return settings
+    return [(est, reduce, mode, fill, t) for est, mode, t in retrain_settings(grid)]
 
 
 def summarize(rows, expected=(), seeds: int = 1) -> list:
@@ -97,4 +139,6 @@ def summarize(rows, expected=(), seeds: int = 1) -> list:
 
 def baselines(summary) -> dict:
     """{fill: the t = 0 summary row}: the unmodified data, the first point of every curve."""
-    return {s["fill"]: s for s in summary if s["fraction"] == 0.0 and s["n"] and s["fill"] != "mask_only"}
+    return {
+        s["fill"]: s for s in summary if s["fraction"] == 0.0 and s["n"] and not fill_named(s["fill"]).leakage_control
+    }

@@ -10,7 +10,9 @@ def resolve_device(accelerator: str = "auto") -> torch.device:
         return torch.device("cpu")
     if accelerator in ("gpu", "cuda"):
         if not torch.cuda.is_available():
-            raise RoarError(f"trainer.accelerator={accelerator} but no GPU is visible here. Use trainer.accelerator=cpu or auto.")
+            raise RoarError(
+                f"trainer.accelerator={accelerator} but no GPU is visible here. Use trainer.accelerator=cpu or auto."
+            )
         return torch.device("cuda")
     if accelerator == "mps":
         return torch.device("mps")
