@@ -212,3 +212,18 @@ def test_attribution_job_array_through_hydra_multirun(outputs):
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ("grad", "random"):
         assert verify_manifest(outputs / "array" / "attributions" / BASE / name)["count"] == 1797
+
+
+def test_a_foreign_checkpoint_is_never_used(outputs):
+    """A checkpoint of another model, or of the same model with other parameters, in the base model's
+    folder stops roar-attribute with both named (not maps filed under the wrong model)."""
+    import shutil
+
+    base = outputs / "default" / "base"
+    shutil.copytree(base / BASE, base / "digits-resnet20-none", dirs_exist_ok=True)
+    with pytest.raises(RoarError, match="was trained with model=.*resnet8.* but this run asks for model=.*resnet20"):
+        attribute(cfg_for(outputs, "model=resnet20"))
+    with pytest.raises(
+        RoarError, match="was trained with model=.*'width': 16.* but this run asks for model=.*'width': 8"
+    ):
+        attribute(cfg_for(outputs, "model.params.width=8"))

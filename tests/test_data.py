@@ -114,6 +114,24 @@ def test_imagefolder_reads_a_local_tree(tmp_path):
     assert np.allclose(stats["mean"], mean)
 
 
+def test_imagefolder_numbers_classes_from_train_and_refuses_a_val_that_differs(tmp_path):
+    """A val/ missing a class used to renumber every later class (test_acc 0 for a perfect model)."""
+    make_imagefolder(tmp_path, classes=("ant", "bee", "cat"))
+    c = cfg(name="imagefolder", root=str(tmp_path), train_dir="train", test_dir="val", resize=10, crop=8)
+    test = build_dataset(c, "test")
+    assert test.classes == ["ant", "bee", "cat"] and [test[i]["label"] for i in (0, 3, 6)] == [0, 1, 2]
+    import shutil
+
+    shutil.rmtree(tmp_path / "val" / "ant")
+    (tmp_path / "val" / "Bee").mkdir()
+    with pytest.raises(RoarError, match=r"only in train/: \['ant'\]; only in val/: \['Bee'\]"):
+        build_dataset(c, "test")
+    for d in ("bee", "cat"):
+        shutil.rmtree(tmp_path / "train" / d)
+    with pytest.raises(RoarError, match="holds 1 class folder"):
+        build_dataset(c, "train")
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
@@ -135,3 +153,17 @@ def test_malformed_cifar_root_is_reported(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")
     with pytest.raises(RoarError, match=f"data.root={tmp_path}: the files there could not be read"):
         build_dataset(cfg(name="cifar10", root=str(tmp_path)), "train")
+
+
+def test_an_unreadable_image_is_named_or_skipped_and_counted(tmp_path):
+    make_imagefolder(tmp_path)
+    broken = tmp_path / "train" / "cat" / "cat1.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # truncated
+    c = cfg(name="imagefolder", root=str(tmp_path), train_dir="train", test_dir="val", resize=10, crop=8)
+    train = build_dataset(c, "train")
+    with pytest.raises(RoarError, match=r"train/cat/cat1.png cannot be read as an image .*data.on_error=skip"):
+        compute_channel_stats(train, batch_size=4)  # the statistics pass, the first to read every image, names it
+    skipping = build_dataset(cfg(name="imagefolder", root=str(tmp_path), resize=10, crop=8, on_error="skip"), "train")
+    assert torch.equal(skipping[1]["image"], skipping[2]["image"]) and skipping.skipped.value == 1
+    with pytest.raises(RoarError, match="data.on_error='maybe'"):
+        build_dataset(cfg(name="imagefolder", root=str(tmp_path), on_error="maybe"), "train")

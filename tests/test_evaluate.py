@@ -51,6 +51,8 @@ def test_verdict_against_random_and_rank_agreement():
         compare_with_random([0.81, 0.79, 0.80, 0.82, 0.80], random, lower_is_better=True)["verdict"] == "no different"
     )
     assert compare_with_random([0.5], random, lower_is_better=True)["verdict"] == "too few seeds"
+    undefined = compare_with_random([math.nan] * 5, random, lower_is_better=True)  # a curve without its t = 0 point
+    assert undefined["verdict"] == "insufficient data" and math.isnan(undefined["p"])
     a = {"grad": 3.0, "ig": 2.0, "random": 1.0}
     assert spearman(a, {"grad": 30, "ig": 20, "random": 10})["rho"] == pytest.approx(1.0)
     assert spearman(a, {"grad": 1, "ig": 2, "random": 3})["rho"] == pytest.approx(-1.0)

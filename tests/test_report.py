@@ -115,6 +115,16 @@ def test_report_from_a_folder_with_gaps(synthetic, capsys):
     assert len(leak) == 1 and float(leak[0]["mean"]) == pytest.approx(0.4)
 
 
+def test_a_grid_without_its_t0_baseline_gets_no_verdict_but_says_what_would_complete_it(synthetic):
+    root, exp, _ = synthetic
+    shutil.rmtree(exp / "runs" / "digits-resnet8-none" / "random" / "remove" / "channel_mean" / "0")
+    build_report(report_cfg(root))
+    verdict = {(r["estimator"], r["mode"]): r for r in read_csv(exp / "report" / "verdict.csv")}
+    assert verdict["grad", "remove"]["verdict"].startswith("insufficient data: no t = 0 baseline run")
+    assert "estimator=random fraction=0 mode=remove" in verdict["grad", "remove"]["verdict"]
+    assert "worse than random" not in (exp / "report" / "index.html").read_text()
+
+
 def test_report_of_an_experiment_without_runs_says_so_and_still_builds(tmp_path, capsys):
     (tmp_path / "synthetic" / "base" / "resnet8-none").mkdir(parents=True)
     (tmp_path / "synthetic" / "base" / "resnet8-none" / "metrics.json").write_text(

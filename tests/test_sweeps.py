@@ -189,3 +189,40 @@ def test_estimator_glob_sweeps_every_registered_estimator(tmp_path):
     )
     assert out.returncode == 2 and f"{len(available())} setting(s) of this sweep have no masked shards" in out.stderr
     assert compose_config("train", ["estimator=vargrad-ig"]).estimator == "vargrad-ig"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["grid.estimators=[grad,lime]"], "Unknown estimator 'lime'"),
+        (["grid.fractions=[0.5,1.5]"], r"fraction=1.5 is outside \[0, 1\]"),
+        (["grid.estimators=grad"], r"grid.estimators=grad must be a list: write grid.estimators=\[grad\]"),
+        (["eval.rankings=[ig.bogus]"], "'ig.bogus'"),
+        (["mask.format=jpg"], "never JPEG"),
+        (["grid.seeds=0"], "grid.seeds=0"),
+    ],
+)
+def test_pipeline_checks_every_stage_before_any_compute(tmp_path, overrides, message):
+    with pytest.raises(RoarError, match=message):
+        run_pipeline([f"paths.output_root={tmp_path}", *TINY, *overrides])
+    assert not (tmp_path / "roar_digits").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["estimator=grad", "fraction=abc"], "fraction='abc' is not a number"),
+        (["estimator=grad", "fraction=1.5"], r"fraction=1.5 is outside \[0, 1\]"),
+        (["seed=1.5"], "seed=1.5: give a non-negative integer seed"),
+        (["data.batch_size=0"], "data.batch_size=0 must be a whole number of at least 1"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' must be a whole number"),
+    ],
+)
+def test_wrong_types_are_one_paragraph(tmp_path, args, message):
+    out = subprocess.run(
+        [ROAR_TRAIN, f"paths.output_root={tmp_path}", "logger=csv", *args], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and "roar-train: error:" in out.stderr and "Traceback" not in out.stderr
+    import re
+
+    assert re.search(message, out.stderr), out.stderr[-1500:]

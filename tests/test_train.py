@@ -203,5 +203,16 @@ def test_wandb_logger_passes_no_deprecated_anonymous_setting_and_lightning_probe
         LightningEnvironment
     ]  # a login node with srun installed: nothing said
     monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
     monkeypatch.setenv("SLURM_JOB_NAME", "roar")
     assert [type(p) for p in cluster_plugins()] == [SLURMEnvironment]  # a task of a SLURM job: ranks from SLURM
+
+
+def test_a_run_that_never_trained_does_not_refuse_the_corrected_command(make_cfg):
+    """A failed start leaves config.yaml (and no metrics.json): the corrected command takes the folder over."""
+    with pytest.raises(RuntimeError, match="killed"):
+        train(make_cfg(*QUICK, "optim.lr=5"), callbacks=[KillAtEpoch(0)])
+    folder = run_key(make_cfg()).folder
+    assert (folder / "config.yaml").is_file() and not (folder / "metrics.json").exists()
+    fixed = train(make_cfg(*QUICK, "optim.lr=0.05"))
+    assert fixed["epochs"] == 2 and "lr: 0.05" in (folder / "config.yaml").read_text()

@@ -34,11 +34,16 @@ _KEYS = {
 def _key(what: str, _root_):
     if what not in _KEYS:
         raise RoarError(f"${{roar.key:{what}}}: valid keys are {', '.join(_KEYS)}.")
-    return str(_KEYS[what](_root_))
+    try:
+        return str(_KEYS[what](_root_))
+    except RoarError:  # bad input (fraction=abc): the stage's own checks report it in one paragraph
+        return str(keys.logs_dir(_root_) / "invalid")
 
 
 OmegaConf.register_new_resolver("roar.key", _key, replace=True)
-OmegaConf.register_new_resolver("roar.with_zero", lambda ts: keys.with_zero(ts), replace=True)
+OmegaConf.register_new_resolver(
+    "roar.with_zero", lambda ts: OmegaConf.create(keys.with_zero(ts)), replace=True
+)  # a node: --resolve prints it
 OmegaConf.register_new_resolver("roar.unique", lambda: f"{os.getpid()}-{uuid.uuid4().hex[:6]}", replace=True)
 
 

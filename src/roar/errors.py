@@ -35,3 +35,22 @@ def reported(command: str):
     except RoarError as err:
         print(f"{command}: error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def as_list(value, key: str) -> list:
+    """A config value that must be a list (``attribute.estimators=[grad,ig]``), or an error saying how
+    to write it: ``key=grad`` without brackets is a string, which would be read letter by letter."""
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise RoarError(f"{key}={value} must be a list: write {key}=[{value}] (brackets, comma-separated).")
+    return list(value)
+
+
+def positive_int(value, key: str) -> int:
+    """A config value that must be a whole number >= 1 (a batch size, a count of epochs)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or str(number) != str(value).strip() or number < 1:
+        raise RoarError(f"{key}={value!r} must be a whole number of at least 1.")
+    return number

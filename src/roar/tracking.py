@@ -21,10 +21,14 @@ def under_slurm() -> bool:
 
 
 def cluster_plugins() -> list:
-    """Lightning's cluster environment, chosen here so Lightning never probes for SLURM itself: under
-    SLURM the ranks come from SLURM (requeueing is submitit's job, so Lightning's is off)."""
+    """Lightning's cluster environment, chosen here: under SLURM the ranks come from SLURM (requeueing
+    is submitit's job, so Lightning's is off); elsewhere Lightning's own. Lightning still probes for
+    SLURM on every fresh fit (its checkpoint connector calls ``SLURMEnvironment.detect``), and on a
+    machine with SLURM installed that probe prints its "srun is available but not used" block; the
+    choice made here makes the advice moot, so that one warning is filtered."""
     from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
 
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     return [SLURMEnvironment(auto_requeue=False)] if under_slurm() else [LightningEnvironment()]
 
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from roar.data import build_dataset
-from roar.errors import RoarError
+from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite
 from roar.models.checkpoint import load_base_model
 from roar.store.keys import base_key, maps_key
@@ -28,12 +28,14 @@ TARGETS = ("predicted", "label")
 def check_config(cfg) -> EstimatorSuite:
     """The estimator suite of ``attribute.estimators``, after checking every attribute.* value."""
     a = cfg.attribute
-    suite = EstimatorSuite(list(a.estimators), **to_plain(a.params), seed=int(cfg.maps_seed))
+    suite = EstimatorSuite(as_list(a.estimators, "attribute.estimators"), **to_plain(a.params), seed=int(cfg.maps_seed))
+    positive_int(a.batch_size, "attribute.batch_size")
+    positive_int(a.shard_size, "attribute.shard_size")
     if a.target not in TARGETS:
         raise RoarError(f"attribute.target={a.target!r}; valid targets: {', '.join(TARGETS)}.")
     if not 0 <= int(a.shard_id) < int(a.num_shards):
         raise RoarError(f"attribute.shard_id={a.shard_id} must be in [0, attribute.num_shards={a.num_shards}).")
-    bad = set(a.splits) - {"train", "test"}
+    bad = set(as_list(a.splits, "attribute.splits")) - {"train", "test"}
     if bad:
         raise RoarError(f"attribute.splits has {sorted(bad)}; valid splits: train, test.")
     return suite

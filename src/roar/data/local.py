@@ -5,6 +5,7 @@ applies the test-time preprocessing to train and test images before ranking); tr
 augmentation happens later, on batches (``roar.augment``).
 """
 
+import multiprocessing
 from pathlib import Path
 
 from torchvision import datasets, transforms
@@ -13,17 +14,42 @@ from roar.data.base import ImageDataset
 from roar.data.registry import register_dataset
 from roar.errors import RoarError
 
+ON_ERROR = ("raise", "skip")
+
 
 class LocalImageDataset(ImageDataset):
-    """A torchvision dataset behind the roar interface: [0, 1] tensors, stable ids, class names."""
+    """A torchvision dataset behind the roar interface: [0, 1] tensors, stable ids, class names.
 
-    def __init__(self, name, split, base, ids, classes, transform):
+    An image file that cannot be read stops the run with its path (``data.on_error=raise``), or
+    (``skip``) is replaced by the next readable sample and counted in ``skipped`` (metrics.json's
+    ``skipped_samples``), never hidden."""
+
+    def __init__(self, name, split, base, ids, classes, transform, on_error="raise"):
         self.name, self.split, self.base = name, split, base
         self.ids, self.classes, self.transform = list(ids), list(classes), transform
+        if on_error not in ON_ERROR:
+            raise RoarError(f"data.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
+        self.on_error, self.skipped = on_error, multiprocessing.Value("i", 0)
+
+    def path(self, i) -> str:
+        samples = getattr(self.base, "samples", None) or getattr(self.base, "_image_files", None)
+        return (
+            str(samples[i][0] if isinstance(samples[i], tuple) else samples[i]) if samples else f"sample {self.ids[i]}"
+        )
 
     def load(self, i):
-        image, label = self.base[i]
-        return {"image": self.transform(image), "label": int(label)}
+        for k in (j % len(self) for j in range(i, i + len(self))):
+            try:
+                image, label = self.base[k]
+                return {"image": self.transform(image), "label": int(label)}
+            except (OSError, SyntaxError, ValueError) as err:  # truncated or not an image at all
+                if self.on_error == "raise":
+                    raise RoarError(
+                        f"{self.path(k)} cannot be read as an image ({err}). Replace or delete it, or pass data.on_error=skip."
+                    ) from err
+                with self.skipped.get_lock():
+                    self.skipped.value += 1
+        raise RoarError(f"data={self.name}: no image of the {self.split} split can be read.")
 
 
 def preprocess(cfg):
@@ -86,17 +112,52 @@ def build_food101(cfg, split):
     base = _checked(cfg, lambda: datasets.Food101(str(root), split=split, download=False))
     images_dir = root / "food-101" / "images"
     ids = [str(Path(p).relative_to(images_dir).with_suffix("")) for p in base._image_files]
-    return LocalImageDataset("food101", split, base, ids, base.classes, preprocess(cfg))
+    return LocalImageDataset("food101", split, base, ids, base.classes, preprocess(cfg), cfg.get("on_error", "raise"))
+
+
+def class_folders(folder: Path) -> list:
+    """The class names of a class-per-folder tree: its sub-folders, sorted (torchvision's rule)."""
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+
+
+class NamedClassFolder(datasets.ImageFolder):
+    """An ImageFolder whose labels come from a given class list (the training split's), by name."""
+
+    def __init__(self, root, classes):
+        self.given = list(classes)
+        super().__init__(root)
+
+    def find_classes(self, directory):
+        return self.given, {c: i for i, c in enumerate(self.given)}
 
 
 @register_dataset("imagefolder")
 def build_imagefolder(cfg, split):
-    folder = str(cfg.get(f"{split}_dir", split))
+    """``<root>/<train_dir>/<class>/<image>`` and ``<root>/<test_dir>/<class>/<image>``. Classes are
+    numbered from the training folder alone; the test folder must hold the same class names, else the
+    error lists the differences (a misspelt or missing class would shift every label silently)."""
+    train_dir, folder = str(cfg.get("train_dir", "train")), str(cfg.get(f"{split}_dir", split))
     how = (
         f"Lay the images out as <root>/{folder}/<class name>/<image file> "
         f"(ImageNet's train/ and val/ after the usual val re-sort, Imagenette, Birdsnap, ...)."
     )
     root = require_root(cfg, folder, how)
-    base = _checked(cfg, lambda: datasets.ImageFolder(str(root / folder)))
+    classes = class_folders(require_root(cfg, train_dir, how) / train_dir)
+    if len(classes) < 2:
+        raise RoarError(
+            f"data=imagefolder: {root / train_dir} holds {len(classes)} class folder(s) ({classes}); a classifier needs at least 2. {how}"
+        )
+    if folder != train_dir:
+        found = class_folders(root / folder)
+        if found != classes:
+            only_train, only_test = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+            raise RoarError(
+                f"data=imagefolder: the class folders of {root / folder} differ from those of {root / train_dir} "
+                f"(only in {train_dir}/: {only_train or 'none'}; only in {folder}/: {only_test or 'none'}). Labels come from "
+                f"{train_dir}/ by name: rename or add folders so both hold the same classes."
+            )
+    base = _checked(cfg, lambda: NamedClassFolder(str(root / folder), classes))
     ids = [str(Path(p).relative_to(root).with_suffix("")) for p, _ in base.samples]
-    return LocalImageDataset("imagefolder", split, base, ids, base.classes, preprocess(cfg))
+    return LocalImageDataset(
+        "imagefolder", split, base, ids, base.classes, preprocess(cfg), cfg.get("on_error", "raise")
+    )

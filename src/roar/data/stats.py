@@ -4,9 +4,11 @@ The mean is ROAR's fill value (section 4.1: replaced "with the per channel mean"
 model's input normalization.
 """
 
+import os
 from pathlib import Path
 
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from roar.data.base import TensorImageDataset
 from roar.store.io import atomic_write_json, read_json
@@ -19,7 +21,10 @@ def compute_channel_stats(dataset, batch_size: int = 256, num_workers: int = 0):
         return images.mean(dim=(0, 2, 3)).tolist(), images.std(dim=(0, 2, 3)).tolist()
     total = total_sq = None
     count = 0
-    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    for batch in tqdm(
+        loader, desc=f"channel statistics of {dataset.name}", unit="batch", dynamic_ncols=True, leave=False
+    ):
         x = batch["image"].double()
         s, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
         total = s if total is None else total + s
@@ -38,9 +43,10 @@ def cache_location(dataset, data_cfg, cache_dir) -> Path:
         folder = Path(str(root)).expanduser() / ".roar-cache"
         try:
             folder.mkdir(exist_ok=True)
-            return folder / name
         except OSError:
             pass
+        if (folder / name).is_file() or os.access(folder, os.W_OK):  # probed before the pass: read-only falls back
+            return folder / name
     return Path(cache_dir) / name
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
-from roar.errors import RoarError
+from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse, reduce_maps
 from roar.estimators.reduce import REDUCTIONS
 from roar.evaluate.curves import CURVE_MODES, masked_logits, normalized_target_logits, step_fractions, summarize_curves
@@ -42,7 +42,8 @@ from roar.utils.plain import to_plain
 def check_config(cfg) -> list:
     """(ranking, estimator, reduce) of every ranking, after checking every eval.* value."""
     rankings = []
-    for name in cfg.eval.rankings:
+    positive_int(cfg.eval.batch_size, "eval.batch_size")
+    for name in as_list(cfg.eval.rankings, "eval.rankings"):
         est, red = parse_ranking(name)
         parse(est)
         if red not in REDUCTIONS:
@@ -51,8 +52,8 @@ def check_config(cfg) -> list:
             )
         rankings.append((str(name), est, red))
     step_fractions(cfg.eval.step)
-    check_fractions(cfg.eval.fractions)
-    for mode in cfg.eval.modes:
+    check_fractions(as_list(cfg.eval.fractions, "eval.fractions"))
+    for mode in as_list(cfg.eval.modes, "eval.modes"):
         if mode not in MODES:
             raise RoarError(f"eval.modes has {mode!r}; valid modes: {', '.join(MODES)}.")
     if cfg.eval.max_images is not None and int(cfg.eval.max_images) < 1:

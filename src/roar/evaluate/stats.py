@@ -59,10 +59,13 @@ def compare_with_random(values, random_values, lower_is_better: bool, alpha: flo
     """Welch's t-test of one estimator's per-seed curve areas against random's.
 
     verdict: "better than random" / "no different" / "worse than random" (two-sided, ``alpha``);
-    "too few seeds" when either side has fewer than two.
+    "too few seeds" when either side has fewer than two; "insufficient data" when an area is undefined
+    (NaN: a curve without its t = 0 point), never a verdict drawn from NaN.
     """
     a = np.asarray(values, dtype=float)
     b = np.asarray(random_values, dtype=float)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return {"diff": math.nan, "p": math.nan, "verdict": "insufficient data"}
     out = {"diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, "p": math.nan}
     if len(a) < 2 or len(b) < 2:
         return {**out, "verdict": "too few seeds"}

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
-from roar.errors import RoarError
+from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse, reduce_maps
 from roar.masking.donors import donor_images
 from roar.masking.fills import check_fill
@@ -31,10 +31,11 @@ from roar.utils.plain import to_plain
 
 def check_config(cfg) -> list:
     """The fractions to write, after checking every mask.* value."""
-    for name in cfg.mask.estimators:
+    for name in as_list(cfg.mask.estimators, "mask.estimators"):
         parse(name)
-    fractions = check_fractions(cfg.mask.fractions)
-    for mode in cfg.mask.modes:
+    fractions = check_fractions(as_list(cfg.mask.fractions, "mask.fractions"))
+    positive_int(cfg.mask.batch_size, "mask.batch_size")
+    for mode in as_list(cfg.mask.modes, "mask.modes"):
         if mode not in MODES:
             raise RoarError(f"mask.modes has {mode!r}; valid modes: {', '.join(MODES)}.")
     if cfg.mask.format not in FORMATS:
@@ -43,7 +44,7 @@ def check_config(cfg) -> list:
         )
     if not 0 <= int(cfg.mask.shard_id) < int(cfg.mask.num_shards):
         raise RoarError(f"mask.shard_id={cfg.mask.shard_id} must be in [0, mask.num_shards={cfg.mask.num_shards}).")
-    bad = set(cfg.mask.splits) - {"train", "test"}
+    bad = set(as_list(cfg.mask.splits, "mask.splits")) - {"train", "test"}
     if bad:
         raise RoarError(f"mask.splits has {sorted(bad)}; valid splits: train, test.")
     return fractions

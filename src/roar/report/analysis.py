@@ -91,6 +91,18 @@ def verdicts(rows) -> list:
                 }
             )
             continue
+        if not any(r["fraction"] == 0.0 and r["fill"] == fill for r in rows):  # the curves' first point is missing
+            out.append(
+                {
+                    "estimator": ranking_name(est, red),
+                    "mode": mode,
+                    "fill": fill,
+                    "fractions": common,
+                    "verdict": f"insufficient data: no t = 0 baseline run; run roar-train estimator=random fraction=0 "
+                    f"mode={mode} fill={fill.partition('-')[0]} for each seed (or roar-train -m sweep=grid)",
+                }
+            )
+            continue
         mine, rand = (
             seed_areas(rows, est, red, mode, fill, common),
             seed_areas(rows, "random", rand_red, mode, fill, common),

@@ -29,10 +29,13 @@ RUN_COLUMNS = [
     "model",
     "augment",
     "num_classes",
+    "num_train",
+    "skipped_samples",
     "path",
 ]
 SETTING = ("estimator", "reduce", "mode", "fill", "fraction")
-SUMMARY_COLUMNS = [*SETTING, "n", "mean", "std", "ci_low", "ci_high", "status"]
+SUMMARY_COLUMNS = [*SETTING, "n", "mean", "std", "ci_low", "ci_high", "status", "skipped"]
+SKIPPED_MARK = 0.01  # a setting whose runs skipped more than 1% of their samples (retrain.on_error=skip) is marked
 
 
 def base_name(metrics: dict) -> str:
@@ -126,14 +129,21 @@ def expected_settings(grid, fill: str, reduce: str = "abs_sum") -> list:
 def summarize(rows, expected=(), seeds: int = 1) -> list:
     """Mean, std and 95% CI over seeds per setting; expected settings without runs appear as
     missing, those with fewer than ``seeds`` runs as partial."""
-    groups = {}
+    groups, skipped = {}, {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in SETTING), []).append(r["test_acc"])
+        key = tuple(r[k] for k in SETTING)
+        groups.setdefault(key, []).append(r["test_acc"])
+        if r.get("skipped_samples"):  # broken samples a run left out (retrain.on_error=skip): shown, never hidden
+            done, total = skipped.get(key, (0, 0))
+            skipped[key] = (done + int(r["skipped_samples"]), total + int(r.get("num_train") or 0))
     out = []
     for key in sorted(set(groups) | set(expected), key=lambda k: (k[2], k[3], k[1], k[0], k[4])):
         accs = groups.get(key, [])
         status = "missing" if not accs else ("partial" if len(accs) < seeds else "complete")
-        out.append({**dict(zip(SETTING, key)), **mean_ci(accs), "status": status})
+        lost, total = skipped.get(key, (0, 0))
+        if total and lost / total > SKIPPED_MARK:
+            status += f" ({100 * lost / total:.1f}% of samples skipped)"
+        out.append({**dict(zip(SETTING, key)), **mean_ci(accs), "status": status, "skipped": lost or None})
     return out
 
 

@@ -10,23 +10,48 @@ import hydra
 from omegaconf import DictConfig
 
 from roar.config import CONFIG_DIR
-from roar.errors import reported
+from roar.errors import RoarError, reported
 from roar.masking.write import verify_all, write_masks
 from roar.store.keys import experiment_dir
+
+
+def verify(cfg) -> int:
+    """Exit status of ``roar-mask verify``: 0 when every manifest of the experiment verifies, 1 when one
+    does not; an experiment with nothing to verify is an error naming the experiments there are."""
+    exp = experiment_dir(cfg)
+    if not any((exp / part).is_dir() for part in ("attributions", "shards")):
+        root = exp.parent
+        there = (
+            sorted(p.name for p in root.iterdir() if (p / "attributions").is_dir() or (p / "shards").is_dir())
+            if root.is_dir()
+            else []
+        )
+        raise RoarError(
+            f"No maps or shards to verify at {exp}. Experiments with some under {root}: {', '.join(there) or 'none'}; "
+            f"pass name=<one of them> (and paths.output_root= if they live elsewhere)."
+        )
+    return 1 if verify_all(exp) else 0
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="mask")
 def _main(cfg: DictConfig):
     with reported("roar-mask"):
         if cfg.action == "verify":
-            sys.exit(1 if verify_all(experiment_dir(cfg)) else 0)
+            sys.exit(verify(cfg))
         sets = write_masks(cfg)
     done = sum(1 for m in sets.values() if m)
     print(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {experiment_dir(cfg) / 'shards'}")
 
 
 def main():
-    """``roar-mask [verify] overrides...``: the ``verify`` word is shorthand for ``action=verify``."""
+    """``roar-mask [verify] overrides...``: the ``verify`` word is shorthand for ``action=verify``; a
+    verify reads only, so it writes no Hydra log folder (it works on a read-only outputs/)."""
     if len(sys.argv) > 1 and sys.argv[1] == "verify":
-        sys.argv[1] = "action=verify"
+        sys.argv[1:2] = [
+            "action=verify",
+            "hydra.output_subdir=null",
+            "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled",
+            "hydra.run.dir=.",
+        ]
     _main()

@@ -17,17 +17,20 @@ import time
 from tqdm import tqdm
 
 from roar.attribution.run import attribute
+from roar.attribution.run import check_config as check_attribute
 from roar.config import compose_config
-from roar.errors import RoarError, reported
+from roar.errors import as_list, positive_int, reported
+from roar.evaluate.run import check_config as check_eval
 from roar.evaluate.run import evaluate
 from roar.evaluate.toy import mean_curves, run_toy
+from roar.masking.write import check_config as check_mask
 from roar.masking.write import write_masks
 from roar.report.build import build_report
 from roar.report.collect import summarize
 from roar.store.io import atomic_write_json
 from roar.store.keys import experiment_dir, fraction_name, retrain_settings, toy_file
 from roar.tracking import finishing_wandb, quiet_lightning
-from roar.training.run import train
+from roar.training.run import train, validate
 
 HELP = """roar-pipeline: the whole ROAR chain for one experiment, each stage skipped when its outputs verify.
 
@@ -47,14 +50,19 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     cfg = compose_config("pipeline", overrides)
     if cfg.get("toy") is not None:
         return run_toy_check(cfg, overrides)
-    if int(cfg.grid.seeds) < 1:
-        raise RoarError(f"grid.seeds={cfg.grid.seeds}: retrain at least one seed per setting.")
+    for key in ("estimators", "modes", "fractions"):
+        as_list(cfg.grid[key], f"grid.{key}")
+    positive_int(cfg.grid.seeds, "grid.seeds")  # retrain at least one seed per setting
     settings = retrain_settings(cfg.grid)
+    for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
+        check(cfg)
     runs_cfg = [
         compose_config("pipeline", [*overrides, f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"])
         for e, m, t in settings
         for s in range(int(cfg.grid.seeds))
-    ]  # composed (and so checked) before any compute
+    ]
+    for run_cfg in runs_cfg:
+        validate(run_cfg)
     started = time.time()
     print(f"[roar-pipeline] {cfg.name}: base model", flush=True)
     base = train(cfg)

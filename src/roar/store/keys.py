@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from roar.errors import RoarError
+from roar.errors import RoarError, check_probability
 
 
 def settings_hash(settings: dict) -> str:
@@ -213,7 +213,8 @@ def run_key(cfg) -> RunKey:
             "A retrain run needs fraction=... as well as estimator=... (which masked data to train on), "
             "e.g. estimator=grad fraction=0.5 mode=remove."
         )
-    return RunKey(base_key(cfg), seed, shard_set_key(cfg, cfg.estimator, cfg.mode, float(cfg.fraction)))
+    fraction = check_probability("fraction", cfg.fraction, "the share of features masked (ROAR's t)")
+    return RunKey(base_key(cfg), seed, shard_set_key(cfg, cfg.estimator, cfg.mode, fraction))
 
 
 def eval_key(cfg, ranking: str) -> EvalKey:

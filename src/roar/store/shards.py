@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -106,7 +107,11 @@ class ShardWriter:
         self.count, self.info = 0, None
 
     def _out(self, data: bytes) -> None:
-        self.file.write(data)
+        try:
+            self.file.write(data)
+        except OSError as err:
+            self.abort()
+            raise write_error(self.path, err) from err
         self.hash.update(data)
         self.written += len(data)
 
@@ -131,16 +136,25 @@ class ShardWriter:
         end = 2 * _BLOCK
         end += -(self.written + end) % _RECORD
         self._out(b"\0" * end)
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+        except OSError as err:
+            self.abort()
+            raise write_error(self.path, err) from err
         os.chmod(self.tmp, file_mode())  # mkstemp's 0600 would hide shards from the rest of a group
         os.replace(self.tmp, self.path)
         self.info = {"sha256": self.hash.hexdigest(), "count": self.count, "bytes": self.written}
         return self.info
 
     def abort(self) -> None:
-        self.file.close()
+        """Drop the unfinished shard: close (a full disk fails the close too), then remove the
+        temporary file, so no hidden .tmp keeps the space."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
         Path(self.tmp).unlink(missing_ok=True)
 
     def __enter__(self):
@@ -151,6 +165,18 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def write_error(path: Path, err: OSError) -> RoarError:
+    """A failed shard write, with the path and the free space: the cause a user can act on."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**30:.2f} GiB free there"
+    except OSError:
+        free = "free space unknown"
+    return RoarError(
+        f"Could not write {path}: {err.strerror or err} ({free}). Nothing half-written was kept; finished shards are. "
+        f"Free some space (or set paths.output_root elsewhere) and run the same command again to resume."
+    )
 
 
 def write_shard(path, samples) -> dict:

@@ -16,13 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from roar.augment import BatchAugment
 from roar.data import DATASETS, ImageDataModule
-from roar.errors import RoarError
+from roar.errors import RoarError, positive_int
 from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
 from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
 from roar.store.keys import RunKey, run_key
-from roar.store.manifest import read_manifest
+from roar.store.manifest import read_manifest, verify_manifest
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
 from roar.utils.plain import to_plain
 
@@ -33,6 +33,8 @@ def validate(cfg: DictConfig) -> RunKey:
     """Every check that needs no data or compute, so bad input fails in a second; the run's key."""
     DATASETS[cfg.data.name], MODELS[cfg.model.name]  # unknown names list the valid ones
     BatchAugment(cfg.augment, mean=[0.5, 0.5, 0.5])  # names and probabilities
+    positive_int(cfg.data.batch_size, "data.batch_size")
+    positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
     key = run_key(cfg)
     if key.seed < 0 or str(key.seed) != str(cfg.seed).strip():
         raise RoarError(f"seed={cfg.seed}: give a non-negative integer seed (0 is a seed).")
@@ -64,26 +66,37 @@ def shard_set_hash(key: RunKey):
     return manifest.get("settings_hash") if manifest else None
 
 
+def finished_metrics(key: RunKey):
+    """The run's metrics when its metrics.json is finished (parses and holds test_acc), else None."""
+    metrics = read_json(key.folder / METRICS)
+    return metrics if isinstance(metrics, dict) and "test_acc" in metrics else None
+
+
+def outdated(key: RunKey, metrics) -> str | None:
+    """Why a finished retrain run no longer stands for its setting, or None: its shard set was
+    rewritten since it trained (other maps, fill, maps seed or format), or it trained around broken
+    samples (retrain.on_error=skip) and its shard set verifies now."""
+    if key.shards is None or metrics is None:
+        return None
+    if metrics.get("shards_settings_hash") != shard_set_hash(key):
+        return f"{key.shards.folder} was rewritten after {key.folder} trained on it"
+    if metrics.get("skipped_samples") and shards_verify(key):
+        return f"{key.folder} skipped {metrics['skipped_samples']} broken samples and its shards verify now"
+    return None
+
+
 def completed_metrics(key: RunKey):
-    """The run's metrics when its metrics.json is complete (parses, holds test_acc, and a retrain run
-    trained on the shard set that is there now), else None."""
-    metrics = read_json(key.folder / METRICS)
-    if not (isinstance(metrics, dict) and "test_acc" in metrics):
-        return None
-    if key.shards is not None and metrics.get("shards_settings_hash") != shard_set_hash(key):
-        return None
-    return metrics
+    """The run's metrics when it is finished and not outdated, else None."""
+    metrics = finished_metrics(key)
+    return None if outdated(key, metrics) else metrics
 
 
-def stale_shards(key: RunKey) -> bool:
-    """A finished retrain run whose shard set was rewritten since (other maps, fill, seed or format)."""
-    metrics = read_json(key.folder / METRICS)
-    return bool(
-        key.shards
-        and isinstance(metrics, dict)
-        and "test_acc" in metrics
-        and metrics.get("shards_settings_hash") != shard_set_hash(key)
-    )
+def shards_verify(key: RunKey) -> bool:
+    try:
+        verify_manifest(key.shards.folder)
+    except RoarError:
+        return False
+    return True
 
 
 def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
@@ -96,7 +109,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
     run_dir = key.folder
     check_run_dir_identity(cfg, key)
     done = completed_metrics(key)
-    if done and not cfg.overwrite:
+    if done and not cfg.overwrite:  # finished and not outdated
         if not quiet:
             print(
                 f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
@@ -104,9 +117,9 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
         return done
     ckpt_dir = run_dir / "checkpoints"
     resume = ckpt_dir / "last.ckpt"
-    stale = stale_shards(key)
+    stale = outdated(key, finished_metrics(key))
     if stale:
-        print(f"[roar-train] {key.shards.folder} was rewritten after {run_dir} trained on it: retraining that run.")
+        print(f"[roar-train] {stale}: retraining that run.")
     if cfg.overwrite or stale:
         for old in (run_dir / METRICS, resume):
             old.unlink(missing_ok=True)

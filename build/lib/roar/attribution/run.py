@@ -1,0 +1,116 @@
+"""Estimator maps for every train and test image, resumable and shardable (the roar-attribute stage).
+
+Writes ``attributions/<base>/<estimator>/{train,test}-%06d.tar`` (the maps format of
+roar.store.maps) and ``manifest.json`` once every shard of every split exists. Shard ``s`` holds
+samples ``[s * shard_size, (s + 1) * shard_size)`` of a split and is computed by task
+``s % num_shards``. A sealed shard of the same settings is skipped; everything is written atomically.
+Map noise (SmoothGrad, VarGrad) and the random control are drawn per (``maps_seed``, sample id).
+"""
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from roar.data import build_dataset
+from roar.errors import RoarError, as_list, positive_int
+from roar.estimators import EstimatorSuite
+from roar.models.checkpoint import load_base_model
+from roar.store.keys import base_key, maps_key
+from roar.store.maps import map_sample
+from roar.store.sharded import OutputSet, finish, plan_shards, samples_in, write_sealed
+from roar.store.shards import sha256_file
+from roar.utils.device import resolve_device
+from roar.utils.plain import to_plain
+
+TARGETS = ("predicted", "label")
+
+
+def check_config(cfg) -> EstimatorSuite:
+    """The estimator suite of ``attribute.estimators``, after checking every attribute.* value."""
+    a = cfg.attribute
+    suite = EstimatorSuite(as_list(a.estimators, "attribute.estimators"), **to_plain(a.params), seed=int(cfg.maps_seed))
+    positive_int(a.batch_size, "attribute.batch_size")
+    positive_int(a.shard_size, "attribute.shard_size")
+    if a.target not in TARGETS:
+        raise RoarError(f"attribute.target={a.target!r}; valid targets: {', '.join(TARGETS)}.")
+    if not 0 <= int(a.shard_id) < int(a.num_shards):
+        raise RoarError(f"attribute.shard_id={a.shard_id} must be in [0, attribute.num_shards={a.num_shards}).")
+    bad = set(as_list(a.splits, "attribute.splits")) - {"train", "test"}
+    if bad:
+        raise RoarError(f"attribute.splits has {sorted(bad)}; valid splits: train, test.")
+    return suite
+
+
+def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict) -> dict:
+    """Everything an estimator's maps depend on; its hash is checked before a shard is trusted."""
+    return {
+        "estimator": estimator,
+        "estimator_params": to_plain(cfg.attribute.params),
+        "maps_seed": int(cfg.maps_seed),
+        "target": cfg.attribute.target,
+        "base_checkpoint_sha256": ckpt_sha,
+        "dataset": cfg.data.name,
+        "dataset_fingerprints": fingerprints,
+        "shard_size": int(cfg.attribute.shard_size),
+    }
+
+
+def compute_shard(suite, model, dataset, start, stop, cfg, device, bar):
+    """{estimator: [samples of the maps format]} for samples [start, stop) of ``dataset``."""
+    out = {n: [] for n in suite.names}
+    bs = int(cfg.attribute.batch_size)
+    for lo in range(start, stop, bs):
+        samples = [dataset[i] for i in range(lo, min(lo + bs, stop))]
+        x = torch.stack([s["image"] for s in samples]).to(device)
+        labels = torch.tensor([s["label"] for s in samples], device=device)
+        ids = [dataset.ids[i] for i in range(lo, min(lo + bs, stop))]
+        if cfg.attribute.target == "predicted":
+            with torch.no_grad():
+                target = model(x).argmax(1)
+        else:
+            target = labels
+        maps = suite(model, x, target, ids)
+        for name, m in maps.items():
+            bad = ~torch.isfinite(m.flatten(1)).all(1)
+            if bad.any():
+                raise RoarError(
+                    f"Estimator {name} gave NaN or infinite maps for samples {[ids[i] for i in torch.nonzero(bad)[:, 0].tolist()]}."
+                )
+            scale = m.flatten(1).abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny)
+            unit = (m / scale.view(-1, *[1] * (m.dim() - 1))).to(torch.float16).cpu().numpy()
+            for k, sid in enumerate(ids):
+                out[name].append(map_sample(sid, unit[k], labels[k], target[k], scale[k]))
+        bar.update(len(samples))
+    return out
+
+
+def attribute(cfg: DictConfig) -> dict:
+    """Compute this task's shards; returns {estimator: manifest or None while shards are missing}."""
+    suite = check_config(cfg)
+    device = resolve_device(cfg.trainer.accelerator)
+    datasets = {split: build_dataset(cfg.data, split) for split in cfg.attribute.splits}
+    probe = datasets[cfg.attribute.splits[0]]
+    key = base_key(cfg)
+    model = load_base_model(key, cfg.model, probe.num_classes, list(probe[0]["image"].shape)).to(device)
+    ckpt_sha = sha256_file(key.checkpoint)
+    fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
+    size = int(cfg.attribute.shard_size)
+    outs = {
+        n: OutputSet(maps_key(cfg, n).folder, settings_for(cfg, n, ckpt_sha, fingerprints), size) for n in suite.names
+    }
+    counts = {split: len(ds) for split, ds in datasets.items()}
+    plan = plan_shards(outs.values(), counts, cfg.attribute.shard_id, cfg.attribute.num_shards, cfg.overwrite)
+    total = samples_in(plan, counts, size)
+    print(
+        f"[roar-attribute] {len(suite.names)} estimators, {suite.passes_per_image} forward+backward passes per image; "
+        f"{len(plan)} shard(s), {total} images to compute on {device}"
+    )
+    by_folder = {o.folder: n for n, o in outs.items()}
+    with tqdm(total=total, unit="img", desc="attribute", dynamic_ncols=True, disable=total == 0) as bar:
+        for split, s, todo in plan:
+            ds = datasets[split]
+            shard_suite = EstimatorSuite([by_folder[o.folder] for o in todo], **suite.params)
+            written = compute_shard(shard_suite, model, ds, s * size, min((s + 1) * size, len(ds)), cfg, device, bar)
+            for o in todo:
+                write_sealed(o, split, s, written[by_folder[o.folder]])
+    return {n: finish(o, counts) for n, o in outs.items()}

@@ -1,0 +1,66 @@
+"""Where the Hydra configs live, the resolvers they use, the config options made from the
+registries, and composing configs outside a Hydra app (tests, scripts, notebooks).
+
+- ``${roar.key:WHAT}``: a folder from the typed keys (roar.store.keys) of the config it is in:
+  ``run`` (the run's folder), ``base`` (the base model's name), ``experiment``, ``logs``, ``report``.
+- ``fill=<name>`` and ``estimator=<name>`` are made from the fill and estimator registries, so a
+  registered fill or estimator is a config option with no YAML file to keep in sync.
+"""
+
+import os
+import uuid
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from roar.errors import RoarError
+from roar.estimators import available as estimators_available
+from roar.masking.fills import FILLS
+from roar.store import keys
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+_KEYS = {
+    "run": lambda cfg: keys.run_key(cfg).folder,
+    "base": lambda cfg: keys.base_key(cfg).name,
+    "experiment": keys.experiment_dir,
+    "logs": keys.logs_dir,
+    "report": keys.report_dir,
+}
+
+
+def _key(what: str, _root_):
+    if what not in _KEYS:
+        raise RoarError(f"${{roar.key:{what}}}: valid keys are {', '.join(_KEYS)}.")
+    try:
+        return str(_KEYS[what](_root_))
+    except RoarError:  # bad input (fraction=abc): the stage's own checks report it in one paragraph
+        return str(keys.logs_dir(_root_) / "invalid")
+
+
+OmegaConf.register_new_resolver("roar.key", _key, replace=True)
+OmegaConf.register_new_resolver(
+    "roar.with_zero", lambda ts: OmegaConf.create(keys.with_zero(ts)), replace=True
+)  # a node: --resolve prints it
+OmegaConf.register_new_resolver("roar.unique", lambda: f"{os.getpid()}-{uuid.uuid4().hex[:6]}", replace=True)
+
+
+def register_options() -> None:
+    """``fill=<name>`` (the fill's settings with their defaults) and ``estimator=<name>`` for every
+    registered fill and estimator."""
+    store = ConfigStore.instance()
+    for name in FILLS:
+        store.store(group="fill", name=name, node={"name": name, **FILLS[name].params})
+    for name in estimators_available():
+        store.store(group="estimator", name=name, node={"estimator": name}, package="_global_")
+
+
+register_options()
+
+
+def compose_config(config_name: str = "train", overrides=()) -> DictConfig:
+    """The config ``roar-<stage> overrides...`` would run with, without starting a run."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))

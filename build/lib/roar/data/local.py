@@ -1,0 +1,135 @@
+"""Datasets read from a local ``data.root`` (never downloaded): CIFAR-10/100, Food-101, any class-per-folder tree.
+
+All splits get the same deterministic preprocessing, resize then center crop (ROAR section 4.2
+applies the test-time preprocessing to train and test images before ranking); training
+augmentation happens later, on batches (``roar.augment``).
+"""
+
+from pathlib import Path
+
+from torchvision import datasets, transforms
+
+from roar.data.base import ImageDataset
+from roar.data.registry import register_dataset
+from roar.errors import RoarError
+
+
+class LocalImageDataset(ImageDataset):
+    """A torchvision dataset behind the roar interface: [0, 1] tensors, stable ids, class names."""
+
+    def __init__(self, name, split, base, ids, classes, transform):
+        self.name, self.split, self.base = name, split, base
+        self.ids, self.classes, self.transform = list(ids), list(classes), transform
+
+    def load(self, i):
+        image, label = self.base[i]
+        return {"image": self.transform(image), "label": int(label)}
+
+
+def preprocess(cfg):
+    """Resize then center crop (each optional), then to a float tensor in [0, 1]."""
+    steps = []
+    if cfg.get("resize"):
+        steps.append(transforms.Resize(int(cfg.resize)))
+    if cfg.get("crop"):
+        steps.append(transforms.CenterCrop(int(cfg.crop)))
+    steps.append(transforms.ToTensor())
+    return transforms.Compose(steps)
+
+
+def require_root(cfg, expected: str, how: str) -> Path:
+    """``data.root`` as a Path, or an error saying what was expected where and how to provide it."""
+    if not cfg.get("root"):
+        raise RoarError(
+            f"data={cfg.name} reads from a local folder, but data.root is not set. "
+            f"Pass data.root=/path/to/folder holding {expected}. {how}"
+        )
+    root = Path(str(cfg.root)).expanduser()
+    if not (root / expected).exists():
+        raise RoarError(
+            f"data={cfg.name}: expected {root / expected} but it does not exist. {how} "
+            f"Then pass data.root=<the folder that holds {expected}>. roar never downloads data."
+        )
+    return root
+
+
+def _checked(cfg, make):
+    """Build a torchvision dataset, turning its 'not found / corrupted' errors into ours."""
+    try:
+        return make()
+    except (RuntimeError, FileNotFoundError, OSError) as err:
+        raise RoarError(f"data={cfg.name}, data.root={cfg.root}: the files there could not be read ({err}).") from err
+
+
+@register_dataset("cifar10")
+def build_cifar10(cfg, split):
+    return _cifar(cfg, split, datasets.CIFAR10, "cifar-10-batches-py", "cifar10")
+
+
+@register_dataset("cifar100")
+def build_cifar100(cfg, split):
+    return _cifar(cfg, split, datasets.CIFAR100, "cifar-100-python", "cifar100")
+
+
+def _cifar(cfg, split, cls, folder, name):
+    how = f"Download the CIFAR 'python version' archive on a machine with internet and extract it so that {folder}/ exists."
+    root = require_root(cfg, folder, how)
+    base = _checked(cfg, lambda: cls(str(root), train=split == "train", download=False))
+    ids = [f"{name}-{split}-{i:05d}" for i in range(len(base))]
+    return LocalImageDataset(name, split, base, ids, base.classes, preprocess(cfg))
+
+
+@register_dataset("food101")
+def build_food101(cfg, split):
+    how = "Extract the Food-101 archive so that food-101/images/ and food-101/meta/ exist."
+    root = require_root(cfg, "food-101/meta", how)
+    base = _checked(cfg, lambda: datasets.Food101(str(root), split=split, download=False))
+    images_dir = root / "food-101" / "images"
+    ids = [str(Path(p).relative_to(images_dir).with_suffix("")) for p in base._image_files]
+    return LocalImageDataset("food101", split, base, ids, base.classes, preprocess(cfg))
+
+
+def class_folders(folder: Path) -> list:
+    """The class names of a class-per-folder tree: its sub-folders, sorted (torchvision's rule)."""
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+
+
+class NamedClassFolder(datasets.ImageFolder):
+    """An ImageFolder whose labels come from a given class list (the training split's), by name."""
+
+    def __init__(self, root, classes):
+        self.given = list(classes)
+        super().__init__(root)
+
+    def find_classes(self, directory):
+        return self.given, {c: i for i, c in enumerate(self.given)}
+
+
+@register_dataset("imagefolder")
+def build_imagefolder(cfg, split):
+    """``<root>/<train_dir>/<class>/<image>`` and ``<root>/<test_dir>/<class>/<image>``. Classes are
+    numbered from the training folder alone; the test folder must hold the same class names, else the
+    error lists the differences (a misspelt or missing class would shift every label silently)."""
+    train_dir, folder = str(cfg.get("train_dir", "train")), str(cfg.get(f"{split}_dir", split))
+    how = (
+        f"Lay the images out as <root>/{folder}/<class name>/<image file> "
+        f"(ImageNet's train/ and val/ after the usual val re-sort, Imagenette, Birdsnap, ...)."
+    )
+    root = require_root(cfg, folder, how)
+    classes = class_folders(require_root(cfg, train_dir, how) / train_dir)
+    if len(classes) < 2:
+        raise RoarError(
+            f"data=imagefolder: {root / train_dir} holds {len(classes)} class folder(s) ({classes}); a classifier needs at least 2. {how}"
+        )
+    if folder != train_dir:
+        found = class_folders(root / folder)
+        if found != classes:
+            only_train, only_test = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+            raise RoarError(
+                f"data=imagefolder: the class folders of {root / folder} differ from those of {root / train_dir} "
+                f"(only in {train_dir}/: {only_train or 'none'}; only in {folder}/: {only_test or 'none'}). Labels come from "
+                f"{train_dir}/ by name: rename or add folders so both hold the same classes."
+            )
+    base = _checked(cfg, lambda: NamedClassFolder(str(root / folder), classes))
+    ids = [str(Path(p).relative_to(root).with_suffix("")) for p, _ in base.samples]
+    return LocalImageDataset("imagefolder", split, base, ids, base.classes, preprocess(cfg))

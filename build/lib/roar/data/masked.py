@@ -1,0 +1,166 @@
+"""Retrain runs (``estimator=... fraction=...``): training on the masked WebDataset shards that ``roar-mask`` wrote.
+
+The pipeline, stage by stage: shard list (from the manifest, order shuffled per (seed, epoch)) ->
+split by worker (shard w::num_workers) -> samples (webdataset) -> split by node (a worker's j-th
+sample goes to rank j % world) -> shuffle (buffer, seeded by (seed, epoch, rank, worker)) ->
+decode (numpy/PIL, never pickle) -> batch (the DataLoader).
+
+Splitting by node at sample level, not shard level, is what makes every rank's epoch the same
+length whatever the shard sizes: a worker's quota is ceil(its samples / world) on every rank, and
+a rank one short repeats one sample (as DistributedSampler pads), so DDP never waits on a rank
+that ran out. Every sample is seen exactly once per epoch apart from those few repeats.
+"""
+
+import math
+import multiprocessing
+import random
+
+from torch.utils.data import IterableDataset, get_worker_info
+
+from roar.errors import RoarError
+from roar.store.manifest import MANIFEST, read_manifest, verify_manifest
+from roar.store.masked import decode_masked_sample
+from roar.store.shards import decode_key, read_shard
+
+ON_ERROR = ("raise", "skip")
+
+
+class MaskedShards(IterableDataset):
+    name = "shards"
+
+    def __init__(
+        self, folder, split: str, manifest: dict, seed: int = 0, on_error: str = "raise", shuffle_buffer: int = 1000
+    ):
+        self.folder, self.split, self.seed, self.on_error = folder, split, int(seed), on_error
+        self.files = [
+            (folder / n, e["count"]) for n, e in sorted(manifest["files"].items()) if n.startswith(f"{split}-")
+        ]
+        self.num_samples = int(manifest["counts"][split])
+        self.classes, self.image_shape = list(manifest["classes"]), tuple(manifest["image_shape"])
+        self.dataset = manifest["dataset"]  # the source dataset, for metrics.json
+        self.stats = {"mean": manifest["mean"], "std": manifest["std"]}
+        self.token_drop = bool(manifest["drops_tokens"])  # the fill's trait: the mask travels with the sample
+        self.shuffle_buffer = int(shuffle_buffer) if split == "train" else 0
+        self.rank, self.world, self.workers, self.epoch = 0, 1, 0, 0
+        self.skipped = multiprocessing.Value("i", 0)
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    def configure(self, rank: int, world: int, workers: int) -> None:
+        self.rank, self.world, self.workers = int(rank), int(world), int(workers)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def worker_files(self, worker: int, workers: int):
+        files = list(self.files)
+        if self.split == "train":
+            random.Random(f"{self.seed}|{self.epoch}|shards").shuffle(files)  # same order on every rank
+        return files[worker :: max(1, workers)]
+
+    def quota(self, files) -> int:
+        return math.ceil(sum(count for _, count in files) / self.world)
+
+    def __len__(self):
+        n = max(1, self.workers)
+        return sum(self.quota(self.worker_files(w, n)) for w in range(n))
+
+    def _skip(self, n: int) -> None:
+        with self.skipped.get_lock():
+            self.skipped.value += n
+
+    def _rank_samples(self, files):
+        """This rank's samples of ``files``: the j-th sample of the worker's stream goes to rank j % world.
+        A shard that ends early (truncated at a member boundary reads as a shorter valid tar) is
+        caught by its count in the manifest."""
+        j = 0
+        for path, count in files:
+            start, mine = j, sum(1 for k in range(j, j + count) if k % self.world == self.rank)
+            try:
+                for sample in read_shard(path):
+                    if j % self.world == self.rank:
+                        mine -= 1
+                        try:
+                            yield decode_masked_sample(sample, self.token_drop)
+                        except Exception as err:
+                            if self.on_error == "raise":
+                                raise RoarError(
+                                    f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or pass data.on_error=skip."
+                                ) from err
+                            self._skip(1)
+                    j += 1
+                if j - start != count:
+                    raise RoarError(
+                        f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. Rerun roar-mask, or pass data.on_error=skip."
+                    )
+            except RoarError:
+                if self.on_error == "raise":
+                    raise
+                self._skip(max(mine, 0))  # this rank's unread samples of the broken shard
+            j = start + count
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        files = self.worker_files(worker, workers)
+        quota, stream = self.quota(files), self._rank_samples(files)
+        if self.shuffle_buffer:
+            stream = shuffled(
+                stream, self.shuffle_buffer, random.Random(f"{self.seed}|{self.epoch}|{self.rank}|{worker}")
+            )
+        first, given = None, 0
+        for sample in stream:
+            if given == quota:
+                break
+            first = first or sample
+            given += 1
+            yield sample
+        if given < quota and first is None:
+            raise RoarError(f"{self.folder}: no readable {self.split} sample for rank {self.rank}, worker {worker}.")
+        for _ in range(quota - given):  # pad to the quota every rank shares (DDP needs equal lengths)
+            yield first
+
+
+def shuffled(stream, size: int, rng: random.Random):
+    """Buffer shuffle (webdataset's ``shuffle`` stage) with an explicit, seeded generator."""
+    buffer = []
+    for sample in stream:
+        buffer.append(sample)
+        if len(buffer) >= size:
+            k = rng.randrange(len(buffer))
+            buffer[k], buffer[-1] = buffer[-1], buffer[k]
+            yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def open_shard_set(key, split: str, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000) -> MaskedShards:
+    """The ``split`` of the shard set ``key`` (a ShardSetKey) for a retrain run, after checking it
+    exists, holds that split, comes from the run's dataset and (with ``on_error=raise``) verifies."""
+    if on_error not in ON_ERROR:
+        raise RoarError(f"retrain.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
+    folder = key.folder
+    make = (
+        f"roar-mask name={key.base.experiment_dir.name} data={key.base.data} model={key.base.model} augment={key.base.augment} "
+        f"mask.estimators=[{key.estimator}] mask.modes=[{key.mode}] reduce={key.reduce} fill=... (the same fill)"
+    )
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise RoarError(
+            f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, fraction={key.fraction}). "
+            f"Run roar-attribute and then roar-mask with these settings first: {make}."
+        )
+    if split not in manifest.get("counts", {}):
+        raise RoarError(
+            f"The shard set {folder} has no {split} split (its {MANIFEST} lists {sorted(manifest.get('counts', {}))}). "
+            f"Write it with {make} mask.splits=[{split}]."
+        )
+    if manifest.get("dataset") != key.base.data:
+        raise RoarError(
+            f"The shard set {folder} was made from data={manifest.get('dataset')}, not data={key.base.data}. Rerun roar-mask."
+        )
+    if on_error == "raise":
+        manifest = verify_manifest(folder)
+    return MaskedShards(folder, split, manifest, seed=seed, on_error=on_error, shuffle_buffer=shuffle_buffer)

@@ -1,0 +1,115 @@
+"""Computing several estimators at once, sharing every forward+backward pass they can share.
+
+Names: a base (``grad``, ``grad_x_input``, ``ig``, ``gb``), its square (``grad_sq``), an ensemble
+around it (``sg-ig``, ``sg_sq-ig``, ``vargrad-ig``), or a control (``random``, ``sobel``).
+
+Sharing (ROAR section 4.1 definitions):
+- ``<base>_sq`` is the square of ``<base>``: free once the base is computed.
+- SmoothGrad, SmoothGrad-squared and VarGrad of one base are the mean, the mean of squares and the
+  variance of the *same* J noisy estimates (J=15, noise sd 0.15 x the image's value range), so the
+  trio costs J x (base passes), not 3 J x. VarGrad divides by J (population variance), so
+  ``sg_sq - sg**2 == vargrad`` exactly up to rounding.
+- Noise is drawn per (seed, sample id): maps do not depend on batch size, shard split or device.
+"""
+
+import torch
+
+from roar.errors import RoarError, unknown_name
+from roar.estimators.controls import CONTROLS
+from roar.estimators.gradients import BASES
+from roar.utils.seeding import per_sample
+
+ENSEMBLES = ("sg", "sg_sq", "vargrad")
+DEFAULT_PARAMS = {
+    "ig_steps": 25,
+    "ig_method": "gausslegendre",
+    "baseline": 0.0,
+    "samples": 15,
+    "noise": 0.15,
+    "max_rows": 64,
+    "seed": 0,
+}
+
+
+def available():
+    names = [*BASES, *(f"{b}_sq" for b in BASES), *(f"{e}-{b}" for e in ENSEMBLES for b in BASES), *CONTROLS]
+    return sorted(names)
+
+
+def parse(name: str):
+    """(kind, base) of an estimator name: kind is 'base', 'sq', one of ENSEMBLES, or 'control'."""
+    if name in CONTROLS:
+        return "control", None
+    if name in BASES:
+        return "base", name
+    if name.endswith("_sq") and name[:-3] in BASES:
+        return "sq", name[:-3]
+    ensemble, _, base = name.partition("-")
+    if ensemble in ENSEMBLES and base in BASES:
+        return ensemble, base
+    raise unknown_name("estimator", name, available())
+
+
+def noisy_inputs(x, ids, params):
+    """J noisy copies of every image, (B*J, C, H, W): x + N(0, (noise * (max - min of the image))^2)."""
+    j = int(params["samples"])
+    unit = per_sample(params["seed"], ids, "smoothgrad", (j, *x.shape[1:]), fn=torch.randn).to(x.device, x.dtype)
+    spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1, 1) * float(params["noise"])
+    return (x[:, None] + unit * spread).reshape(-1, *x.shape[1:])
+
+
+class EstimatorSuite:
+    """``suite(model, x, target, ids) -> {name: maps}`` for every name, with shared passes.
+
+    ``passes_per_image`` is the number of forward+backward passes one image costs.
+    """
+
+    def __init__(self, names, **params):
+        self.names = list(dict.fromkeys(names))
+        if not self.names:
+            raise RoarError("No estimator given; name at least one of: " + ", ".join(available()))
+        self.params = {**DEFAULT_PARAMS, **params}
+        unknown = set(self.params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise RoarError(f"Unknown estimator parameter(s) {sorted(unknown)}; valid: {sorted(DEFAULT_PARAMS)}.")
+        if int(self.params["samples"]) < 1 or int(self.params["ig_steps"]) < 1:
+            raise RoarError("estimator samples and ig_steps must be at least 1.")
+        self.kinds = {n: parse(n) for n in self.names}
+        self.plain = sorted({b for k, b in self.kinds.values() if k in ("base", "sq")})
+        self.noisy = sorted({b for k, b in self.kinds.values() if k in ENSEMBLES})
+
+    @property
+    def passes_per_image(self) -> int:
+        cost = {b: BASES[b].passes(self.params) for b in BASES}
+        return sum(cost[b] for b in self.plain) + int(self.params["samples"]) * sum(cost[b] for b in self.noisy)
+
+    def __call__(self, model, x, target, ids=None):
+        ids = [str(i) for i in range(len(x))] if ids is None else list(ids)
+        p, out = self.params, {}
+        for b in self.plain:
+            maps = BASES[b](model, x, target, p)
+            out[b], out[f"{b}_sq"] = maps, maps * maps
+        if self.noisy:
+            xs, j = noisy_inputs(x, ids, p), int(p["samples"])
+            for b in self.noisy:
+                est = BASES[b](model, xs, target.repeat_interleave(j), p).view(len(x), j, *x.shape[1:])
+                out[f"sg-{b}"] = est.mean(1)
+                out[f"sg_sq-{b}"] = (est * est).mean(1)
+                out[f"vargrad-{b}"] = est.var(1, unbiased=False)
+        for n, (kind, _) in self.kinds.items():
+            if kind == "control":
+                out[n] = CONTROLS[n](x, ids, p["seed"])
+        return {n: out[n].detach() for n in self.names}
+
+
+def get_estimator(name: str, **params):
+    """The estimator ``name`` as a callable ``(model, inputs, target, ids=None) -> Tensor`` of the inputs'
+    shape (per element, before any channel reduction). ``ids`` seed the noise per sample."""
+    suite = EstimatorSuite([name], **params)
+
+    def estimator(model, inputs, target, ids=None):
+        return suite(model, inputs, target, ids)[name]
+
+    estimator.__name__ = name
+    estimator.passes_per_image = suite.passes_per_image
+    return estimator

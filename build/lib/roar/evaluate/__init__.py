@@ -1,0 +1,1 @@
+"""No-retrain evaluation: MIF/LIF and deletion curves (curves), statistics (stats), the ROAR toy check (toy)."""

@@ -1,0 +1,93 @@
+"""Perturbation curves without retraining: the model's outputs as ranked features are masked.
+
+- MIF / LIF (FPA section 3): mask the most (MIF) or the least (LIF) important features first, in
+  steps of ``step`` up to 100%, and record the target logit divided by the unmasked one. MIF at t
+  masks exactly what ``remove`` masks at t; LIF at t what ``keep`` masks at t (the bottom-ranked t),
+  so the curves use the one masking function of roar-mask (``roar.masking.mask_images``). For signed
+  rankings (``reduce=sum``) "most important" is the highest positive score, LIF starts at the most
+  negative (counter-evidence), as in FPA.
+- The deletion curve (ROAR Fig. 3, "no retraining"): test accuracy of the unchanged model on images
+  masked at the ROAR grid's fractions.
+
+All masked copies of a chunk of images (every mode x every fraction) go through the model together.
+"""
+
+import numpy as np
+import torch
+
+from roar.errors import RoarError
+from roar.evaluate.stats import fidelity_area, normal_ci_half_width
+from roar.masking import mask_images
+from roar.masking.fills import fill_of
+from roar.masking.patches import patch_keep
+
+CURVE_MODES = {"mif": "remove", "lif": "keep"}
+
+
+def step_fractions(step: float) -> list:
+    """0, step, 2 step, ..., 1 (1 always included)."""
+    n = int(round(1.0 / float(step)))
+    if n < 1 or abs(n * float(step) - 1.0) > 1e-9:
+        raise RoarError(f"eval.step={step}: give a step that divides 1 (0.05 for FPA's 5% steps, 0.1, 0.25, ...).")
+    return [k / n for k in range(n + 1)]
+
+
+@torch.no_grad()
+def masked_logits(model, images, ranks, fractions, modes, fill, mean, donors=None, max_rows: int = 512) -> torch.Tensor:
+    """(B, len(modes), len(fractions), classes) logits of every masked copy of every image.
+
+    ``ranks``: (B, F) from ``feature_ranks``. A token-dropping ViT with ``fill=token_drop`` drops every
+    patch holding a masked pixel instead of seeing painted pixels (missingness paper, appendix B).
+    """
+    settings = [(m, t) for m in modes for t in fractions]
+    token_drop = fill_of(fill).drops_tokens
+    per_image = max(1, int(max_rows) // len(settings))
+    out = []
+    for a in range(0, images.shape[0], per_image):
+        x, r = images[a : a + per_image], ranks[a : a + per_image]
+        d = donors[a : a + per_image] if donors is not None else None
+        masked, removed = zip(*(mask_images(x, r, m, t, fill, mean, d) for m, t in settings))
+        batch = torch.stack(masked, 1).flatten(0, 1)  # image-major: all settings of an image together
+        keep = None
+        if token_drop:
+            keep = patch_keep(torch.stack(removed, 1).flatten(0, 1), model.net.patch_size)
+        logits = torch.cat(
+            [
+                model(batch[k : k + max_rows], None if keep is None else keep[k : k + max_rows])
+                for k in range(0, len(batch), max_rows)
+            ]
+        )
+        out.append(logits.view(x.shape[0], len(modes), len(fractions), -1))
+    return torch.cat(out)
+
+
+def normalized_target_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, M, S) target logit at every step divided by the unmasked one (step 0 must be t = 0)."""
+    picked = logits.gather(-1, target.view(-1, 1, 1, 1).expand(*logits.shape[:-1], 1)).squeeze(-1)
+    return picked / picked[:, :, :1]
+
+
+def summarize_curves(fractions, normalized: np.ndarray) -> dict:
+    """Mean curves with 95% intervals over images, and the fidelity A per image and on average.
+
+    ``normalized``: (N, 2, S) for (MIF, LIF) over N images.
+    """
+    areas = fidelity_area(fractions, normalized[:, 0], normalized[:, 1])
+    curves = {}
+    for k, name in enumerate(CURVE_MODES):
+        values = normalized[:, k]
+        curves[name] = {
+            "mean": values.mean(0).tolist(),
+            "ci": [normal_ci_half_width(values[:, s]) for s in range(values.shape[1])],
+        }
+    return {
+        "fractions": list(fractions),
+        **curves,
+        "fidelity": {
+            "mean": float(areas.mean()),
+            "ci": normal_ci_half_width(areas),
+            "std": float(areas.std(ddof=1)) if len(areas) > 1 else 0.0,
+            "n": int(len(areas)),
+        },
+        "fidelity_per_image": [round(float(a), 4) for a in areas],
+    }

@@ -1,0 +1,241 @@
+"""Evaluating rankings on the base model without retraining (the roar-eval stage).
+
+For every ranking of ``eval.rankings`` (``grad`` ranks by abs_sum, ``ig.sum`` by the signed sum),
+on the test set or a seeded subset of ``eval.max_images``:
+- MIF and LIF curves of the target logit normalized to the unmasked one, in ``eval.step`` steps,
+  and the fidelity A (area between LIF and MIF) with its 95% interval over images (FPA section 3,
+  Table 1);
+- the deletion curve: test accuracy of the unchanged model at the ROAR grid's fractions and modes
+  (ROAR Fig. 3, "no retraining").
+The target is the class the maps explain (``attribute.target``). Ties and the subset are drawn
+from ``maps_seed``. Writes each ranking's EvalKey file (``eval/<base>/<fill>/<ranking>.json``); a
+file whose settings match is skipped.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from roar.data import build_dataset
+from roar.data.stats import channel_stats
+from roar.errors import RoarError, as_list, positive_int
+from roar.estimators import parse, reduce_maps
+from roar.estimators.reduce import REDUCTIONS
+from roar.evaluate.curves import CURVE_MODES, masked_logits, normalized_target_logits, step_fractions, summarize_curves
+from roar.masking.donors import donor_images
+from roar.masking.fills import check_fill
+from roar.masking.masks import MODES, check_fractions, feature_ranks
+from roar.models.checkpoint import load_base_model
+from roar.store.io import atomic_write_json, read_json
+from roar.store.keys import base_key, eval_key, maps_key, parse_ranking, settings_hash
+from roar.store.manifest import MANIFEST, verify_manifest
+from roar.store.maps import iter_maps
+from roar.store.shards import sha256_file
+from roar.tracking import finishing_wandb, start_wandb_run
+from roar.utils.device import resolve_device
+from roar.utils.plain import to_plain
+
+
+def check_config(cfg) -> list:
+    """(ranking, estimator, reduce) of every ranking, after checking every eval.* value."""
+    rankings = []
+    positive_int(cfg.eval.batch_size, "eval.batch_size")
+    for name in as_list(cfg.eval.rankings, "eval.rankings"):
+        est, red = parse_ranking(name)
+        parse(est)
+        if red not in REDUCTIONS:
+            raise RoarError(
+                f"eval.rankings has {name!r}: {red!r} is not a reduction ({', '.join(REDUCTIONS)}); write e.g. ig.sum."
+            )
+        rankings.append((str(name), est, red))
+    step_fractions(cfg.eval.step)
+    check_fractions(as_list(cfg.eval.fractions, "eval.fractions"))
+    for mode in as_list(cfg.eval.modes, "eval.modes"):
+        if mode not in MODES:
+            raise RoarError(f"eval.modes has {mode!r}; valid modes: {', '.join(MODES)}.")
+    if cfg.eval.max_images is not None and int(cfg.eval.max_images) < 1:
+        raise RoarError(
+            f"eval.max_images={cfg.eval.max_images}: give a positive count, or null for the whole test set."
+        )
+    return rankings
+
+
+def subset(n: int, max_images, seed: int) -> list:
+    """The evaluated test indices: all, or a seeded random subset in dataset order."""
+    if max_images is None or int(max_images) >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, int(max_images), replace=False).tolist())
+
+
+def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
+    """The verified manifest of an estimator's maps, made from this base model and this test set."""
+    if not (folder / MANIFEST).exists():
+        raise RoarError(
+            f"No maps at {folder}. Run roar-attribute with the same overrides and attribute.estimators=[{folder.name}] first."
+        )
+    manifest = verify_manifest(folder)
+    if manifest.get("base_checkpoint_sha256") != ckpt_sha:
+        raise RoarError(
+            f"{folder / MANIFEST} was computed from another base checkpoint. Rerun roar-attribute (overwrite=true)."
+        )
+    if manifest["dataset_fingerprints"].get("test") != test_set.fingerprint():
+        raise RoarError(
+            f"{folder / MANIFEST} was made from other test data than data={test_set.name} gives now. Rerun roar-attribute."
+        )
+    return manifest
+
+
+def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, mean, device, bar) -> dict:
+    """{ranking: curves and deletion accuracies} over the test images ``indices``. Each image is
+    loaded once for every ranking; the maps of every estimator are streamed side by side (their
+    shards hold the test split in dataset order)."""
+    steps = step_fractions(cfg.eval.step)
+    deletion = sorted(set(check_fractions(cfg.eval.fractions)))
+    fractions = sorted(set(steps) | set(deletion))
+    step_at, del_at = [fractions.index(t) for t in steps], [fractions.index(t) for t in deletion]
+    modes = list(CURVE_MODES.values())  # remove, keep: MIF/LIF and both deletion modes from one pass
+    wanted, seed, bs = set(indices), int(cfg.maps_seed), int(cfg.eval.batch_size)
+    fill = check_fill(cfg.fill, test_set[0]["image"].shape[0])
+    estimators = sorted({est for _, est, _ in rankings})
+    normalized, correct, chunk = {name: [] for name, _, _ in rankings}, {name: [] for name, _, _ in rankings}, []
+
+    def flush():
+        ids = [test_set.ids[i] for i, _ in chunk]
+        samples = [test_set[i] for i, _ in chunk]
+        images = torch.stack([x["image"] for x in samples]).to(device)
+        labels = torch.tensor([int(x["label"]) for x in samples], device=device)
+        donors = donor_images(train_set, ids, seed).to(device) if fill.needs_donors else None
+        for name, est, red in rankings:
+            maps = torch.from_numpy(np.stack([entry[est][1] for _, entry in chunk])).to(device)
+            target = torch.tensor(
+                [entry[est][2]["target"] for _, entry in chunk], device=device
+            )  # the class the maps explain
+            ranks = feature_ranks(reduce_maps(maps, red).flatten(1), ids, seed)
+            logits = masked_logits(
+                model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows)
+            )
+            normalized[name].append(normalized_target_logits(logits[:, :, step_at], target).cpu().numpy())
+            correct[name].append((logits[:, :, del_at].argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
+        bar.update(len(chunk))
+        chunk.clear()
+
+    folders = {est: maps_key(cfg, est).folder for est in estimators}
+    streams = {est: iter_maps(folders[est], "test") for est in estimators}
+    for i, sid in enumerate(test_set.ids):
+        entry = {est: next(stream, (None, None, None)) for est, stream in streams.items()}
+        for est, (found, _, _) in entry.items():
+            if found != sid:
+                raise RoarError(
+                    f"{folders[est]}: test sample {i} is {found}, the dataset has {sid} there. Rerun roar-attribute."
+                )
+        if i in wanted:
+            chunk.append((i, entry))
+            if len(chunk) == bs:
+                flush()
+    if chunk:
+        flush()
+    results = {}
+    for name, _, _ in rankings:
+        result = summarize_curves(steps, np.concatenate(normalized[name]))
+        acc = np.concatenate(correct[name]).mean(0)  # (2 modes, deletion fractions)
+        result["deletion"] = {
+            mode: {"fractions": deletion, "accuracy": acc[modes.index(mode)].tolist()} for mode in cfg.eval.modes
+        }
+        result["accuracy_unmasked"] = float(acc[0, deletion.index(0.0)]) if 0.0 in deletion else None
+        results[name] = result
+    return results
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Evaluate every ranking of ``eval.rankings``; returns {ranking: result dict}."""
+    rankings = check_config(cfg)
+    device = resolve_device(cfg.trainer.accelerator)
+    train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    key = base_key(cfg)
+    model = load_base_model(key, cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
+    if check_fill(cfg.fill, test_set[0]["image"].shape[0]).drops_tokens and not model.accepts_keep:
+        raise RoarError(
+            f"fill={cfg.fill.name} drops the tokens of masked patches; model={cfg.model.name} has no tokens. Use a ViT (model=vit_tiny) or a painting fill."
+        )
+    mean = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)["mean"]
+    ckpt_sha = sha256_file(key.checkpoint)
+    indices = subset(len(test_set), cfg.eval.max_images, int(cfg.maps_seed))
+    plan, results, manifests = [], {}, {}
+    for name, est, red in rankings:
+        if est not in manifests:  # ig and ig.sum share one set of maps: verified once
+            manifests[est] = checked_maps(maps_key(cfg, est).folder, test_set, ckpt_sha)
+        manifest = manifests[est]
+        settings = {
+            "ranking": name,
+            "estimator": est,
+            "reduce": red,
+            "fill": to_plain(cfg.fill),
+            "dataset": cfg.data.name,
+            "model": cfg.model.name,
+            "augment": cfg.augment.name,
+            "base_checkpoint_sha256": ckpt_sha,
+            "maps_settings_hash": manifest["settings_hash"],
+            "eval": to_plain(cfg.eval),
+            "maps_seed": int(cfg.maps_seed),
+            "test_ids": len(indices),
+        }
+        out = eval_key(cfg, name).file
+        done = read_json(out)
+        if not cfg.overwrite and isinstance(done, dict) and done.get("settings_hash") == settings_hash(settings):
+            results[name] = done
+        else:
+            plan.append((name, red, settings, out))
+    model = model.to(device)
+    print(
+        f"[roar-eval] {key.name}: {len(rankings)} rankings ({len(results)} already done), "
+        f"{len(indices)} test images, fill={cfg.fill.name}, step={cfg.eval.step}, on {device}"
+    )
+    with tqdm(total=len(indices) if plan else 0, unit="img", desc="eval", dynamic_ncols=True, disable=not plan) as bar:
+        computed = evaluate_rankings(
+            model,
+            test_set,
+            train_set,
+            indices,
+            [(n, s["estimator"], red) for n, red, s, _ in plan],
+            cfg,
+            mean,
+            device,
+            bar,
+        )
+    for name, _, settings, out in plan:
+        results[name] = {**settings, "settings_hash": settings_hash(settings), **computed[name]}
+        atomic_write_json(out, results[name])
+    print_fidelity(results)
+    if plan:  # a rerun that computed nothing adds no wandb run
+        log_to_wandb(cfg, results)
+    return results
+
+
+def print_fidelity(results: dict) -> None:
+    print(f"  {'ranking':24s} {'fidelity A (95% CI)':>22s}  deletion accuracy (no retraining)")
+    for name, r in results.items():
+        f = r["fidelity"]
+        curve = "  ".join(f"{m}: " + " ".join(f"{a:.3f}" for a in d["accuracy"]) for m, d in r["deletion"].items())
+        print(f"  {name:24s} {f['mean']:>12.2f} ± {f['ci']:<7.2f}  {curve}")
+
+
+def log_to_wandb(cfg, results: dict) -> None:
+    """One wandb run (job_type eval) per base model: fidelity per ranking and the curves as a table."""
+    with finishing_wandb():
+        key = eval_key(cfg, "")
+        run = start_wandb_run(cfg, key.file.parent, "eval", f"{cfg.name}/eval/{key.base.name}/{key.fill}")
+        if run is None:
+            return
+        import wandb
+
+        rows = [
+            [name, curve, t, v]
+            for name, r in results.items()
+            for curve in CURVE_MODES
+            for t, v in zip(r["fractions"], r[curve]["mean"])
+        ]
+        run.log({"curves": wandb.Table(columns=["ranking", "curve", "fraction", "normalized_logit"], data=rows)})
+        run.summary.update({f"fidelity/{name}": r["fidelity"]["mean"] for name, r in results.items()})

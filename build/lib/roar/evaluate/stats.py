@@ -1,0 +1,88 @@
+"""Statistics of the report: confidence intervals, curve areas, comparisons with random, rank agreement.
+
+Every function takes plain sequences and returns plain floats, so tests can check them by hand.
+"""
+
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+LEVEL = 0.95
+
+
+def mean_ci(values, level: float = LEVEL) -> dict:
+    """Mean, sample std (ddof 1) and the two-sided Student-t confidence interval of the mean.
+
+    One value gives std 0 and no interval (ci_low = ci_high = NaN): one seed says nothing about spread.
+    """
+    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    n = len(x)
+    if n == 0:
+        return {"n": 0, "mean": math.nan, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    mean = float(x.mean())
+    if n == 1:
+        return {"n": 1, "mean": mean, "std": 0.0, "ci_low": math.nan, "ci_high": math.nan}
+    std = float(x.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def normal_ci_half_width(values, level: float = LEVEL) -> float:
+    """z x sd / sqrt(n): the +- of a mean over many images (FPA Table 1's 95% intervals)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return math.nan
+    return float(sps.norm.ppf(0.5 + level / 2) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def curve_area(fractions, values):
+    """Trapezoid area under ``values`` (..., S) over the S ``fractions`` (increasing): a float for one
+    curve, an array for a stack of them."""
+    f, v = np.asarray(fractions, dtype=float), np.asarray(values, dtype=float)
+    area = np.sum((f[1:] - f[:-1]) * (v[..., 1:] + v[..., :-1]) / 2, axis=-1)
+    return float(area) if area.ndim == 0 else area
+
+
+def fidelity_area(fractions, mif, lif):
+    """FPA section 3's A: the area between the LIF and the MIF curve, x in percent of features masked.
+
+    ``mif``/``lif`` are (..., S) curves over the S ``fractions``; returns (...) areas, larger = more
+    faithful. Percent on x gives FPA Table 1's scale (an ideal estimator of normalized logits: ~100).
+    """
+    return curve_area(
+        np.asarray(fractions, dtype=float) * 100, np.asarray(lif, dtype=float) - np.asarray(mif, dtype=float)
+    )
+
+
+def compare_with_random(values, random_values, lower_is_better: bool, alpha: float = 0.05) -> dict:
+    """Welch's t-test of one estimator's per-seed curve areas against random's.
+
+    verdict: "better than random" / "no different" / "worse than random" (two-sided, ``alpha``);
+    "too few seeds" when either side has fewer than two; "insufficient data" when an area is undefined
+    (NaN: a curve without its t = 0 point), never a verdict drawn from NaN.
+    """
+    a = np.asarray(values, dtype=float)
+    b = np.asarray(random_values, dtype=float)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return {"diff": math.nan, "p": math.nan, "verdict": "insufficient data"}
+    out = {"diff": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, "p": math.nan}
+    if len(a) < 2 or len(b) < 2:
+        return {**out, "verdict": "too few seeds"}
+    if np.all(a == a[0]) and np.all(b == b[0]):  # no spread on either side: the t statistic is undefined
+        p = 0.0 if a[0] != b[0] else 1.0
+    else:
+        p = float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    better = out["diff"] < 0 if lower_is_better else out["diff"] > 0
+    verdict = "no different" if p >= alpha else ("better than random" if better else "worse than random")
+    return {**out, "p": p, "verdict": verdict}
+
+
+def spearman(scores_a: dict, scores_b: dict) -> dict:
+    """Spearman rank correlation of two {estimator: score} orderings over their common estimators
+    (higher score = ranked better in both). Needs three estimators in common; else rho is NaN."""
+    common = sorted(set(scores_a) & set(scores_b))
+    if len(common) < 3:
+        return {"rho": math.nan, "n": len(common), "estimators": common}
+    rho = sps.spearmanr([scores_a[k] for k in common], [scores_b[k] for k in common]).statistic
+    return {"rho": float(rho), "n": len(common), "estimators": common}

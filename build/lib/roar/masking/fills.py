@@ -1,0 +1,120 @@
+"""What takes the place of masked features (``fill=``), in raw pixel units ([0, 1] images).
+
+Each fill is one registered function ``fill(images, removed, cfg, mean, donors) -> images`` with
+its declared traits; stages and the report ask for traits, never compare names:
+- ``params``: its config keys and their defaults (``fill=<name>`` on the command line gets them);
+- ``needs_donors``: it takes pixels of other training images (``roar.masking.donors``);
+- ``drops_tokens``: it paints nothing; the mask travels with the sample and a ViT drops the tokens
+  of every patch with a removed pixel (missingness paper, appendix B);
+- ``leakage_control``: its images carry only the mask's shape, so a model trained on them measures
+  how much class information the mask alone leaks; it is reported against chance, not judged.
+``removed`` is (B, 1 or C, H, W) boolean.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from roar.errors import RoarError
+from roar.registry import Registry
+
+FILLS = Registry(
+    "fill",
+    defaults={"params": {}, "needs_donors": False, "drops_tokens": False, "leakage_control": False, "check": None},
+)
+
+
+def gaussian_blur(images: torch.Tensor, kernel: int = 21, sigma: float = 10.0) -> torch.Tensor:
+    """Separable Gaussian blur with reflect padding (kernel clipped to the image size)."""
+    h, w = images.shape[-2:]
+    k = min(kernel, 2 * ((min(h, w) - 1) // 2) + 1)
+    r = torch.arange(k, dtype=images.dtype, device=images.device) - k // 2
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = images.shape[1]
+    x = F.pad(images, (k // 2, k // 2, 0, 0), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    x = F.pad(x, (0, 0, k // 2, k // 2), mode="reflect")
+    return F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+
+
+def _per_channel(values, images) -> torch.Tensor:
+    return torch.tensor([float(v) for v in values], dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+
+
+@FILLS.register("channel_mean")
+def channel_mean(images, removed, cfg, mean, donors):
+    """ROAR section 4.1: the training split's per-channel mean (the default)."""
+    return torch.where(removed, _per_channel(mean, images), images)
+
+
+@FILLS.register("zero")
+def zero(images, removed, cfg, mean, donors):
+    """Black, 0 (FPA)."""
+    return images.masked_fill(removed, 0.0)
+
+
+def _check_constant(cfg, channels: int) -> None:
+    value = list(cfg.get("value") or [])
+    if len(value) not in (1, channels) or not all(0 <= float(v) <= 1 for v in value):
+        raise RoarError(f"fill.value={value}: give 1 or {channels} pixel values in [0, 1].")
+
+
+@FILLS.register("constant", params={"value": [0.5, 0.5, 0.5]}, check=_check_constant)
+def constant(images, removed, cfg, mean, donors):
+    """Any colour, ``fill.value`` (one value per channel, or one for all)."""
+    return torch.where(removed, _per_channel(cfg.value, images), images)
+
+
+@FILLS.register("blur", params={"kernel": 21, "sigma": 10.0})
+def blur(images, removed, cfg, mean, donors):
+    """The image blurred by a Gaussian, kernel 21, sigma 10 (missingness paper C.4)."""
+    return torch.where(
+        removed, gaussian_blur(images, int(cfg.get("kernel", 21)), float(cfg.get("sigma", 10.0))), images
+    )
+
+
+@FILLS.register("random_image", needs_donors=True)
+def random_image(images, removed, cfg, mean, donors):
+    """The pixels of another training image, chosen per (maps seed, sample id) (the
+    masking-explanations paper's distractor)."""
+    return torch.where(removed, donors, images)
+
+
+@FILLS.register("token_drop", drops_tokens=True)
+def token_drop(images, removed, cfg, mean, donors):
+    """No painting: a ViT drops the masked patches' tokens (missingness paper, appendix B)."""
+    return images
+
+
+@FILLS.register("mask_only", leakage_control=True)
+def mask_only(images, removed, cfg, mean, donors):
+    """The image is the binary mask itself (removed = 1): the leakage control."""
+    return removed.expand_as(images).to(images.dtype)
+
+
+def fill_of(cfg):
+    """The registered fill ``cfg.name`` (its traits: ``needs_donors``, ``drops_tokens``, ``leakage_control``)."""
+    return FILLS[cfg.name]
+
+
+def check_fill(cfg, channels: int):
+    """The fill's entry after checking its config against the images' channel count."""
+    fill = fill_of(cfg)
+    unknown = set(cfg) - {"name", *fill.params}
+    if unknown:
+        raise RoarError(
+            f"fill={cfg.name} has no setting {sorted(unknown)}; its settings: {sorted(fill.params) or 'none'}."
+        )
+    if fill.check:
+        fill.check(cfg, channels)
+    return fill
+
+
+def apply_fill(images, removed, cfg, mean=None, donors=None):
+    """Masked images. ``donors`` (B, C, H, W): the other training images of a fill that needs donors."""
+    return fill_of(cfg)(images, removed, cfg, mean, donors)
+
+
+def fill_named(label: str):
+    """The registered fill behind a fill label of a path or a metrics.json (``constant-1f3a9c2e`` -> constant)."""
+    return FILLS[str(label).partition("-")[0]]

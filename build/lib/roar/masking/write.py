@@ -1,0 +1,195 @@
+"""Ranked-masked WebDataset shards per estimator, mode, fill and fraction (the roar-mask stage).
+
+For each estimator the stored maps are reduced (``reduce=``), ranked once per image (one sort serves
+every fraction; ties broken per (``maps_seed``, sample id) by roar.masking.ranking), and for every
+(mode, fraction) the masked images are written to the shard set of its ShardSetKey
+(``shards/<base>/<ranking>/<mode>/<fill>/<fraction>/``) in the masked-sample format
+(roar.store.masked), with a ``manifest.json``. Output shard ``s`` holds the samples of attribution
+shard ``s``; task ``shard_id`` writes the shards with ``s % num_shards == shard_id``.
+"""
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from roar.data import build_dataset
+from roar.data.stats import channel_stats
+from roar.errors import RoarError, as_list, positive_int
+from roar.estimators import parse, reduce_maps
+from roar.masking.donors import donor_images
+from roar.masking.fills import check_fill
+from roar.masking.masks import MODES, check_fractions, feature_ranks, mask_images
+from roar.store.keys import maps_key, shard_set_key
+from roar.store.manifest import MANIFEST, shard_name, verify_manifest
+from roar.store.maps import iter_map_shard
+from roar.store.masked import FORMATS, masked_sample
+from roar.store.sharded import OutputSet, finish, open_shard, plan_shards, samples_in, seal_shard
+from roar.utils.plain import to_plain
+
+
+def check_config(cfg) -> list:
+    """The fractions to write, after checking every mask.* value."""
+    for name in as_list(cfg.mask.estimators, "mask.estimators"):
+        parse(name)
+    fractions = check_fractions(as_list(cfg.mask.fractions, "mask.fractions"))
+    positive_int(cfg.mask.batch_size, "mask.batch_size")
+    for mode in as_list(cfg.mask.modes, "mask.modes"):
+        if mode not in MODES:
+            raise RoarError(f"mask.modes has {mode!r}; valid modes: {', '.join(MODES)}.")
+    if cfg.mask.format not in FORMATS:
+        raise RoarError(
+            f"mask.format={cfg.mask.format!r}; valid formats: {', '.join(FORMATS)} (never JPEG: masks must stay exact)."
+        )
+    if not 0 <= int(cfg.mask.shard_id) < int(cfg.mask.num_shards):
+        raise RoarError(f"mask.shard_id={cfg.mask.shard_id} must be in [0, mask.num_shards={cfg.mask.num_shards}).")
+    bad = set(as_list(cfg.mask.splits, "mask.splits")) - {"train", "test"}
+    if bad:
+        raise RoarError(f"mask.splits has {sorted(bad)}; valid splits: train, test.")
+    return fractions
+
+
+def read_attribution_shard(tar: Path, expected_ids, image_shape):
+    """Maps of one attribution shard, checked against the dataset's ids and image shape."""
+    ids, maps = [], []
+    for sid, m, _ in iter_map_shard(tar):
+        ids.append(sid)
+        maps.append(torch.from_numpy(m))
+    if ids != list(expected_ids):
+        first = next((i for i, (a, b) in enumerate(zip(ids, expected_ids)) if a != b), min(len(ids), len(expected_ids)))
+        found = ids[first] if first < len(ids) else "(end of shard)"
+        want = expected_ids[first] if first < len(expected_ids) else "(end of split)"
+        raise RoarError(
+            f"{tar}: sample {first} is {found}, the dataset has {want} there. The maps were made from other data; rerun roar-attribute."
+        )
+    for sid, m in zip(ids, maps):
+        if tuple(m.shape) != tuple(image_shape):
+            raise RoarError(
+                f"{tar}: the map of sample {sid} has shape {tuple(m.shape)}, the images {tuple(image_shape)}."
+            )
+    return ids, torch.stack(maps)
+
+
+def source_maps(cfg, fingerprints: dict) -> dict:
+    """{estimator: verified manifest of its maps}, made from the data this config gives now."""
+    sources = {}
+    for est in cfg.mask.estimators:
+        folder = maps_key(cfg, est).folder
+        if not (folder / MANIFEST).exists():
+            raise RoarError(
+                f"No complete maps for estimator {est} at {folder}. Run roar-attribute with attribute.estimators=[{est}] first."
+            )
+        manifest = verify_manifest(folder)
+        for split in cfg.mask.splits:
+            if manifest["dataset_fingerprints"].get(split) != fingerprints[split]:
+                raise RoarError(
+                    f"{folder / MANIFEST} was made from other {split} data than data={cfg.data.name} gives now. Rerun roar-attribute."
+                )
+        sources[est] = manifest
+    return sources
+
+
+def write_masks(cfg: DictConfig) -> dict:
+    """Write this task's masked shards; returns {set folder: manifest or None while shards are missing}."""
+    fractions = check_config(cfg)
+    datasets = {split: build_dataset(cfg.data, split) for split in ("train", "test")}
+    train_set = datasets["train"]
+    fill = check_fill(cfg.fill, train_set[0]["image"].shape[0])
+    stats = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)
+    image_shape = list(train_set[0]["image"].shape)
+    fingerprints = {split: datasets[split].fingerprint() for split in cfg.mask.splits}  # hashes every id: once
+    sources = source_maps(cfg, fingerprints)
+    counts = {split: len(datasets[split]) for split in cfg.mask.splits}
+    outs, plan = {}, []
+    for est, source in sources.items():
+        size = int(source["shard_size"])
+        sets = []
+        for mode in cfg.mask.modes:
+            for t in fractions:
+                key = shard_set_key(cfg, est, mode, t)
+                settings = {
+                    **key.identity,
+                    "fill": to_plain(cfg.fill),
+                    "fill_label": key.fill,
+                    "drops_tokens": fill.drops_tokens,
+                    "format": cfg.mask.format,
+                    "maps_seed": int(cfg.maps_seed),
+                    "source_settings_hash": source["settings_hash"],
+                    "classes": train_set.classes,
+                    "image_shape": image_shape,
+                    "mean": stats["mean"],
+                    "std": stats["std"],
+                    "shard_size": size,
+                }
+                sets.append(OutputSet(key.folder, settings, size))
+        outs.update({o.folder: o for o in sets})
+        plan += [
+            (est, split, s, todo)
+            for split, s, todo in plan_shards(sets, counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
+        ]
+    total = sum(samples_in([p[1:]], counts, int(sources[p[0]]["shard_size"])) for p in plan)
+    print(
+        f"[roar-mask] {len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} fractions), "
+        f"fill={cfg.fill.name}, reduce={cfg.reduce}; {len(plan)} source shard(s), {total} images to mask"
+    )
+    with tqdm(total=total, unit="img", desc="mask", dynamic_ncols=True, disable=total == 0) as bar:
+        for est, split, s, todo in plan:
+            ds, size = datasets[split], todo[0].size
+            lo, hi = s * size, min((s + 1) * size, len(ds))
+            ids, maps = read_attribution_shard(
+                maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], ds[0]["image"].shape
+            )
+            write_masked_shard(cfg, fill, ds, train_set, stats["mean"], lo, ids, maps, split, s, todo, bar)
+    return {folder: finish(o, counts) for folder, o in outs.items()}
+
+
+def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, todo, bar):
+    """Mask one source shard for every (mode, fraction) set in ``todo``, streaming into their tars."""
+    writers = {o.folder: open_shard(o, split, s) for o in todo}
+    seed, bs, fmt = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format
+    try:
+        for a in range(0, len(ids), bs):
+            batch_ids = ids[a : a + bs]
+            samples = [ds[lo + a + k] for k in range(len(batch_ids))]
+            images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
+            ranks = feature_ranks(reduce_maps(maps[a : a + bs], cfg.reduce).flatten(1), batch_ids, seed)
+            donors = donor_images(train_set, batch_ids, seed) if fill.needs_donors else None
+            for o in todo:
+                st = o.settings
+                masked, removed = mask_images(images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors)
+                removed_np = removed.numpy()
+                meta = {k: st[k] for k in ("estimator", "reduce", "mode", "fraction")} | {"fill": st["fill_label"]}
+                for k, sid in enumerate(batch_ids):
+                    writers[o.folder].write(masked_sample(sid, masked[k], removed_np[k], labels[k], fmt, meta))
+            bar.update(len(batch_ids))
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for o in todo:
+        seal_shard(o, split, s, writers[o.folder].close())
+
+
+def verify_all(experiment_dir) -> list:
+    """Verify every manifest of an experiment (maps and shard sets); returns the problems (empty when all verify)."""
+    problems, n = [], 0
+    roots = [Path(experiment_dir) / part for part in ("attributions", "shards")]
+    for root in roots:
+        for manifest in sorted(root.rglob(MANIFEST)):
+            n += 1
+            try:
+                verify_manifest(manifest.parent)
+            except RoarError as err:
+                problems.append(str(err))
+        for folder in sorted({p.parent for p in root.rglob("*.tar")}):
+            if not (folder / MANIFEST).exists():
+                problems.append(
+                    f"{folder} has shards but no {MANIFEST}: the stage that writes it has not finished there."
+                )
+    print(
+        f"[roar-mask verify] {n} manifest(s) under {experiment_dir}: {'all verify' if not problems else f'{len(problems)} problem(s)'}"
+    )
+    for p in problems:
+        print(f"  {p}")
+    return problems

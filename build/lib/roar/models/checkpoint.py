@@ -1,0 +1,59 @@
+"""Loading trained classifiers safely (``weights_only=True``) and checking they fit what is asked of them."""
+
+from pathlib import Path
+
+import torch
+
+from roar.errors import RoarError
+from roar.models.module import Classifier
+
+
+def read_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise RoarError(f"Checkpoint {path} does not exist. Train the model first (roar-train) or fix the path.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused or a truncated file
+        raise RoarError(f"Checkpoint {path} could not be loaded safely (weights_only=True): {err}") from None
+
+
+def check_compatible(ckpt: dict, path, model=None, num_classes=None, image_shape=None):
+    """Raise when the checkpoint at ``path`` was made for another model, class count or image shape."""
+    hp = ckpt.get("hyper_parameters", {})
+    found = {
+        "model": hp.get("model"),
+        "num_classes": hp.get("num_classes"),
+        "image_shape": list(hp.get("image_shape") or []),
+    }
+    wanted = {"model": model, "num_classes": num_classes, "image_shape": list(image_shape) if image_shape else None}
+    for key, value in wanted.items():
+        if value is not None and found[key] != value:
+            raise RoarError(
+                f"Checkpoint {path} was trained with {key}={found[key]}, but this run asks for {key}={value}. "
+                f"Point to the checkpoint of the matching run, or change the config to match it."
+            )
+
+
+def load_classifier(path, **expected) -> Classifier:
+    """The Classifier saved at ``path``, in eval mode, after ``check_compatible(**expected)``."""
+    ckpt = read_checkpoint(path)
+    check_compatible(ckpt, path, **expected)
+    model = Classifier(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def load_base_model(key, model_cfg, num_classes: int, image_shape) -> Classifier:
+    """The finished base model of ``key`` (a BaseKey), checked against the config's model (name and
+    params), class count and image shape, so a foreign checkpoint is never used silently."""
+    if not (key.folder / "metrics.json").is_file() or not key.checkpoint.is_file():
+        raise RoarError(
+            f"No finished base model at {key.folder} (metrics.json and checkpoints/last.ckpt). "
+            f"Run roar-train with the same name/data/model/augment first."
+        )
+    from roar.utils.plain import to_plain
+
+    return load_classifier(
+        key.checkpoint, model=to_plain(model_cfg), num_classes=num_classes, image_shape=list(image_shape)
+    )

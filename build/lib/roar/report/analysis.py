@@ -1,0 +1,179 @@
+"""What the report concludes: curves with intervals, verdicts against random, agreement of methods.
+
+- A ROAR (or KAR) curve is test accuracy over the fraction t masked, starting at the unmodified
+  baseline (t = 0). Its area, divided by the span of t, is the mean accuracy over that span: lower
+  is a better estimator under ROAR (removing what it ranks first hurts more), higher under KAR.
+- Verdict: per seed, the area of an estimator's curve and of random's over the fractions both have;
+  Welch's t-test over seeds says better than / no different from / worse than random (ROAR 4.3).
+- Agreement: Spearman correlation of the estimators' orderings under each method (ROAR, KAR,
+  no-retrain fidelity A, no-retrain deletion) over the estimators both methods rank.
+"""
+
+import itertools
+import math
+
+import numpy as np
+
+from roar.evaluate.stats import compare_with_random, curve_area, spearman
+from roar.masking.fills import fill_named
+from roar.store.keys import ranking_name
+
+
+def curve(summary, baseline, estimator, reduce, mode, fill) -> list:
+    """Summary rows of one curve in fraction order, the baseline first when the curve has no t = 0."""
+    points = sorted(
+        (
+            s
+            for s in summary
+            if (s["estimator"], s["reduce"], s["mode"], s["fill"]) == (estimator, reduce, mode, fill) and s["n"]
+        ),
+        key=lambda s: s["fraction"],
+    )
+    if baseline is not None and (not points or points[0]["fraction"] != 0.0) and not fill_named(fill).leakage_control:
+        points.insert(0, baseline)
+    return points
+
+
+def curves_of(summary) -> list:
+    """(estimator, reduce, mode, fill) of every curve with at least one run at t > 0."""
+    return sorted(
+        {(s["estimator"], s["reduce"], s["mode"], s["fill"]) for s in summary if s["n"] and s["fraction"] > 0}
+    )
+
+
+def seed_areas(rows, estimator, reduce, mode, fill, fractions) -> dict:
+    """{seed: mean accuracy over [0, max t]} for the seeds that have every fraction of ``fractions``;
+    the t = 0 point is the seed's baseline run (or the baseline mean when that seed has none)."""
+    base = {r["seed"]: r["test_acc"] for r in rows if r["fraction"] == 0.0 and r["fill"] == fill}
+    base_mean = float(np.mean(list(base.values()))) if base else math.nan
+    acc = {
+        (r["seed"], r["fraction"]): r["test_acc"]
+        for r in rows
+        if (r["estimator"], r["reduce"], r["mode"], r["fill"]) == (estimator, reduce, mode, fill)
+    }
+    out = {}
+    for seed in sorted({s for s, _ in acc}):
+        if all((seed, t) in acc for t in fractions):
+            values = [base.get(seed, base_mean)] + [acc[seed, t] for t in fractions]
+            out[seed] = curve_area([0.0, *fractions], values) / max(fractions)
+    return out
+
+
+def fractions_of(rows, estimator, reduce, mode, fill) -> set:
+    return {
+        r["fraction"]
+        for r in rows
+        if (r["estimator"], r["reduce"], r["mode"], r["fill"]) == (estimator, reduce, mode, fill) and r["fraction"] > 0
+    }
+
+
+def verdicts(rows) -> list:
+    """One row per (estimator, mode, fill) with a random curve beside it: areas and the verdict.
+    A leakage control (``mask_only``) is not judged here (see ``leakage``)."""
+    out = []
+    for est, red, mode, fill in sorted(
+        {(r["estimator"], r["reduce"], r["mode"], r["fill"]) for r in rows if r["fraction"] > 0}
+    ):
+        if est == "random" or fill_named(fill).leakage_control:
+            continue
+        rand_red = (
+            red if fractions_of(rows, "random", red, mode, fill) else "abs_sum"
+        )  # random's ranking ignores the reduction
+        common = sorted(fractions_of(rows, est, red, mode, fill) & fractions_of(rows, "random", rand_red, mode, fill))
+        if not common:
+            out.append(
+                {
+                    "estimator": ranking_name(est, red),
+                    "mode": mode,
+                    "fill": fill,
+                    "verdict": "no random curve to compare with",
+                    "fractions": [],
+                }
+            )
+            continue
+        if not any(r["fraction"] == 0.0 and r["fill"] == fill for r in rows):  # the curves' first point is missing
+            out.append(
+                {
+                    "estimator": ranking_name(est, red),
+                    "mode": mode,
+                    "fill": fill,
+                    "fractions": common,
+                    "verdict": f"insufficient data: no t = 0 baseline run; run roar-train estimator=random fraction=0 "
+                    f"mode={mode} fill={fill.partition('-')[0]} for each seed (or roar-train -m sweep=grid)",
+                }
+            )
+            continue
+        mine, rand = (
+            seed_areas(rows, est, red, mode, fill, common),
+            seed_areas(rows, "random", rand_red, mode, fill, common),
+        )
+        test = compare_with_random(list(mine.values()), list(rand.values()), lower_is_better=mode == "remove")
+        out.append(
+            {
+                "estimator": ranking_name(est, red),
+                "mode": mode,
+                "fill": fill,
+                "fractions": common,
+                "area": float(np.mean(list(mine.values()))) if mine else math.nan,
+                "area_random": float(np.mean(list(rand.values()))) if rand else math.nan,
+                "seeds": len(mine),
+                "seeds_random": len(rand),
+                **test,
+            }
+        )
+    return out
+
+
+def method_scores(rows, evaluations, fill: str) -> dict:
+    """{method: {ranking: score}}, higher = ranked better by that method, for the runs and
+    evaluations of one base model."""
+    scores = {}
+    for mode, method, sign in (("remove", "ROAR", -1), ("keep", "KAR", 1)):
+        per = {}
+        for est, red, m, f in {(r["estimator"], r["reduce"], r["mode"], r["fill"]) for r in rows}:
+            if m != mode or f != fill:
+                continue
+            fr = sorted(fractions_of(rows, est, red, mode, fill))
+            areas = seed_areas(rows, est, red, mode, fill, fr) if fr else {}
+            if areas:
+                per[ranking_name(est, red)] = sign * float(np.mean(list(areas.values())))
+        if per:
+            scores[method] = per
+    chosen = [e for e in evaluations if e["fill"] == fill]
+    if chosen:
+        scores["no-retrain fidelity A"] = {e["ranking"]: e["fidelity"]["mean"] for e in chosen}
+        deletion = {}
+        for e in chosen:
+            d = e["deletion"].get("remove")
+            if d and len(d["fractions"]) > 1:
+                deletion[e["ranking"]] = -curve_area(d["fractions"], d["accuracy"]) / max(d["fractions"])
+        if deletion:
+            scores["no-retrain deletion"] = deletion
+    return scores
+
+
+def agreement(rows, evaluations, fill: str) -> list:
+    """Spearman rho of every pair of methods' orderings, per base model (its runs and evaluations)."""
+    out = []
+    for base in sorted({r["base"] for r in rows} | {e["base"] for e in evaluations}):
+        scores = method_scores(
+            [r for r in rows if r["base"] == base], [e for e in evaluations if e["base"] == base], fill
+        )
+        out += [
+            {"base": base, "a": a, "b": b, **spearman(scores[a], scores[b])}
+            for a, b in itertools.combinations(scores, 2)
+        ]
+    return out
+
+
+def leakage(summary, num_classes) -> list:
+    """Accuracy of the leakage control (``mask_only``: images that are only the mask) next to chance."""
+    chance = 1.0 / num_classes if num_classes else math.nan
+    return [
+        {
+            **{k: s[k] for k in ("estimator", "reduce", "mode", "fraction", "n", "mean", "ci_low", "ci_high")},
+            "chance": chance,
+        }
+        for s in summary
+        if fill_named(s["fill"]).leakage_control and s["n"]
+    ]

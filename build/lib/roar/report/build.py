@@ -1,0 +1,368 @@
+"""An experiment's answer as tables, figures, one HTML page and a wandb run (the roar-report stage).
+
+Reads every ``metrics.json`` below ``runs/``, the base models, the roar-eval results and the toy
+check of the experiment, and writes into ``<experiment>/report/``: ``results.csv`` (one row per run),
+``summary.csv`` (mean, std, 95% CI over seeds per setting, the t = 0 baseline included, missing
+settings marked missing), ``verdict.csv``, ``agreement.csv``, ``fidelity.csv``, the figures and
+``index.html``. Works on a partly finished experiment; files it cannot use are listed with the
+reason, and the report is built from the rest.
+"""
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from roar.errors import RoarError
+from roar.evaluate.toy import mean_curves
+from roar.masking.fills import fill_named
+from roar.report import analysis, collect, html, plots
+from roar.store.io import atomic_write_bytes, read_json
+from roar.store.keys import BaseKey, experiment_dir, fill_label, fraction_name, report_dir, toy_file
+from roar.tracking import finishing_wandb, start_wandb_run
+
+VERDICT_COLUMNS = {
+    "estimator": "estimator",
+    "mode": "mode",
+    "fill": "fill",
+    "area": "mean acc. (area / span)",
+    "area_random": "random",
+    "diff": "difference",
+    "p": "p (Welch)",
+    "seeds": "seeds",
+    "verdict": "verdict",
+}
+
+
+def write_csv(path, columns, rows) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in r.items()})
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return Path(path)
+
+
+def fidelity_rows(evaluations, fill: str) -> list:
+    """FPA Table 1: one row per base model (its augmentation), one column per ranking, A ± 95% CI."""
+    rows = {}
+    for e in evaluations:
+        if e["fill"] == fill:
+            row = rows.setdefault((e["model"], e["augment"]), {"model": e["model"], "augment": e["augment"]})
+            row[e["ranking"]] = f"{e['fidelity']['mean']:.1f} ± {e['fidelity']['ci']:.1f}"
+    return [
+        rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1] != "none", k[1]))
+    ]  # no augmentation first, as in FPA
+
+
+def fidelity_columns(data) -> list:
+    """The fidelity table's rankings: eval.rankings' order first, any others after."""
+    present = {k for r in data["fidelity"] for k in r} - {"model", "augment"}
+    return [r for r in data["ranking_order"] if r in present] + sorted(present - set(data["ranking_order"]))
+
+
+def gather(cfg) -> dict:
+    """Everything the report shows, read from the experiment folder."""
+    exp = experiment_dir(cfg)
+    if not any((exp / part).exists() for part in ("runs", "base", "eval", "toy")):
+        raise RoarError(
+            f"No experiment folder at {exp} (no runs/, base/, eval/ or toy/ in it). Check name= (and paths.output_root=), "
+            f"or run roar-pipeline experiment=... first."
+        )
+    toy = read_json(toy_file(cfg))
+    rows, problems, dataset = collect.read_runs(exp, cfg.data.name)
+    if toy is not None:
+        dataset = f"toy ({toy['features']} features)"
+    evaluations, eval_problems = collect.read_evaluations(exp)
+    problems += eval_problems
+    bases = collect.read_base_models(exp)
+    notes = []
+    if not rows and toy is None:
+        notes.append(
+            f"No finished retrain runs under {exp / 'runs'} (no metrics.json with test_acc): "
+            f"{'a no-retrain experiment, or ' if evaluations else ''}run roar-pipeline with the same overrides. The report shows what there is."
+        )
+    no_retrain = toy is not None or (not rows and evaluations)  # nothing to retrain was asked of this experiment
+    fill = fill_label(cfg.fill)
+    expected = [] if no_retrain else collect.expected_settings(cfg.grid, fill, cfg.reduce)
+    summary = collect.summarize(rows, expected, int(cfg.grid.seeds))
+    num_classes = next((r["num_classes"] for r in [*rows, *bases] if r.get("num_classes")), None)
+    return {
+        "exp": exp,
+        "dataset": dataset,
+        "rows": rows,
+        "problems": problems,
+        "notes": notes,
+        "evaluations": evaluations,
+        "bases": bases,
+        "toy": toy,
+        "summary": summary,
+        "baselines": collect.baselines(summary),
+        "verdicts": analysis.verdicts(rows),
+        "fill": fill,
+        "agreement": analysis.agreement(rows, evaluations, fill),
+        "leakage": analysis.leakage(summary, num_classes),
+        "base": BaseKey(exp, rows[0]["dataset"], rows[0]["model"], rows[0]["augment"]) if rows else None,
+        "fidelity": fidelity_rows(evaluations, fill),
+        "ranking_order": [str(r) for r in cfg.eval.rankings],
+    }
+
+
+def draw(cfg, data, out: Path) -> list:
+    """(path, caption) of every figure there is data for."""
+    palette, figures = plots.Palette(), []
+    fill = data["fill"]
+    fills = sorted({s["fill"] for s in data["summary"] if s["n"] and not fill_named(s["fill"]).leakage_control})
+    for mode, label in (("remove", "ROAR"), ("keep", "KAR")):
+        for fill in fills:
+            path = plots.accuracy_curves(
+                data["summary"], data["baselines"], mode, fill, out / f"{label.lower()}-{fill}.png", palette
+            )
+            if path:
+                figures.append(
+                    (
+                        path,
+                        f"{label}: test accuracy after retraining vs fraction masked (fill={fill}); bands: 95% CI over seeds; random and sobel dashed.",
+                    )
+                )
+    path = plots.retrain_vs_no_retrain(
+        data["summary"], data["baselines"], data["evaluations"], fill, out / "retrain-vs-no-retrain.png", palette
+    )
+    if path:
+        figures.append(
+            (
+                path,
+                "ROAR Fig. 3: the same rankings with retraining (left) and without (right): without retraining, accuracy falls even for random.",
+            )
+        )
+    for fill in sorted({e["fill"] for e in data["evaluations"]}):
+        path = plots.mif_lif_curves(data["evaluations"], fill, out / f"mif-lif-{fill}.png", palette)
+        if path:
+            figures.append(
+                (
+                    path,
+                    f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; A = area between them.",
+                )
+            )
+    path = (
+        plots.image_grid(data["base"], data["summary"], data["baselines"].get(fill), "remove", fill, out / "images.png")
+        if data["base"]
+        else None
+    )
+    if path:
+        figures.append(
+            (
+                path,
+                "ROAR Fig. 1: one test image as each ranking masks it at each fraction; above: mean test accuracy after retraining.",
+            )
+        )
+    if data["toy"]:
+        figures.append(
+            (
+                plots.toy_curves(data["toy"], out / "toy.png"),
+                "ROAR Fig. 2: toy data, least squares: inverted ranking without and with retraining.",
+            )
+        )
+    return figures
+
+
+def summary_table_rows(summary) -> list:
+    return [
+        {
+            **s,
+            "fraction": fraction_name(s["fraction"]),
+            "ci": f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]" if s["n"] > 1 else None,
+            "mean": s["mean"] if s["n"] else "missing",
+        }
+        for s in summary
+    ]
+
+
+def render(cfg, data, figures, out: Path) -> Path:
+    exp = data["exp"]
+    bases = html.table({"model": "model", "augment": "augment", "test_acc": "test accuracy"}, data["bases"])
+    problems = (
+        (
+            '<div class="problems"><p>Files left out of this report:</p><ul>'
+            + "".join(f"<li>{html.escape(p)}</li>" for p in data["problems"])
+            + "</ul></div>"
+        )
+        if data["problems"]
+        else ""
+    )
+    runs = len(data["rows"])
+    intro = (
+        f"<p>Experiment <b>{html.escape(cfg.name)}</b> ({html.escape(str(exp))}), dataset <b>{html.escape(str(data['dataset']))}</b>: "
+        f"{runs} finished retrain run(s), {sum(1 for s in data['summary'] if s['status'] == 'missing')} missing setting(s), "
+        f"{len(data['evaluations'])} no-retrain evaluation(s). Built {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>"
+        + "".join(f'<p class="note">{html.escape(n)}</p>' for n in data["notes"])
+    )
+    verdict_note = (
+        '<p class="note">Per seed, the area under the accuracy curve over [0, max t] divided by the span (the mean accuracy over t), '
+        "compared with random's by Welch's t-test over seeds (two-sided, 5%). Under ROAR lower is better; under KAR higher.</p>"
+    )
+    agree = [{**a, "estimators": ", ".join(a["estimators"])} for a in data["agreement"]]
+    fid_cols = {"model": "model", "augment": "augment", **{k: k for k in fidelity_columns(data)}}
+    toy = toy_table(data["toy"]) if data["toy"] else ""
+    leak = (
+        html.table(["estimator", "mode", "fraction", "n", "mean", "ci_low", "ci_high", "chance"], data["leakage"])
+        if data["leakage"]
+        else ""
+    )
+    sections = [
+        ("", intro + problems),
+        ("Base models", bases if data["bases"] else ""),
+        (
+            "Verdict: which estimators beat a random ranking",
+            html.table(VERDICT_COLUMNS, data["verdicts"], {"p": "{:.3g}", "seeds": "{}"}) + verdict_note
+            if data["verdicts"]
+            else "",
+        ),
+        (
+            "Do the evaluation methods agree? (per base model)",
+            html.table(
+                {
+                    "base": "base model",
+                    "a": "method",
+                    "b": "method",
+                    "rho": "Spearman rho",
+                    "n": "estimators",
+                    "estimators": "compared",
+                },
+                agree,
+                {"n": "{}"},
+            )
+            if agree
+            else "",
+        ),
+        (
+            "Fidelity without retraining (FPA Table 1: area between LIF and MIF, 95% CI over images)",
+            html.table(fid_cols, data["fidelity"]) if data["fidelity"] else "",
+        ),
+        ("Leakage: the mask alone (fill=mask_only) vs chance", leak),
+        ("ROAR toy check (ROAR section 3): test accuracy, mean over datasets, vs fraction of features removed", toy),
+        ("Figures", "".join(html.figure(p, c) for p, c in figures)),
+        (
+            "Test accuracy per setting (mean, std and 95% CI over seeds)",
+            html.table(
+                {
+                    "estimator": "estimator",
+                    "reduce": "reduce",
+                    "mode": "mode",
+                    "fill": "fill",
+                    "fraction": "t",
+                    "n": "seeds",
+                    "mean": "mean",
+                    "std": "std",
+                    "ci": "95% CI",
+                    "status": "status",
+                },
+                summary_table_rows(data["summary"]),
+                {"n": "{}"},
+            )
+            if data["summary"]
+            else "",
+        ),
+        (
+            "Files",
+            "<p>"
+            + " · ".join(
+                f'<a href="{n}">{n}</a>'
+                for n in ("results.csv", "summary.csv", "verdict.csv", "agreement.csv", "fidelity.csv")
+            )
+            + "</p>",
+        ),
+    ]
+    path = out / "index.html"
+    atomic_write_bytes(path, html.page(f"roar report: {cfg.name}", sections).encode())
+    return path
+
+
+def toy_table(toy) -> str:
+    columns = {"ranking": "ranking", "kind": "model", **{fraction_name(t): f"{t:.2f}" for t in toy["fractions"]}}
+    rows = [
+        {
+            "ranking": name,
+            "kind": kind.replace("_", " "),
+            **dict(zip((fraction_name(t) for t in toy["fractions"]), accs)),
+        }
+        for (name, kind), accs in mean_curves(toy).items()
+    ]
+    return html.table(columns, rows, {k: "{:.2f}" for k in columns})
+
+
+def log_to_wandb(cfg, data, figures) -> None:
+    """The report's tables and figures as one wandb run of job_type report."""
+    with finishing_wandb():
+        run = start_wandb_run(cfg, report_dir(cfg), "report", f"{cfg.name}/report")
+        if run is None:
+            return
+        import wandb
+
+        def as_table(rows):
+            cols = sorted({k for r in rows for k in r})
+            return wandb.Table(
+                columns=cols,
+                data=[[str(r.get(c, "")) if isinstance(r.get(c), list) else r.get(c) for c in cols] for r in rows],
+            )
+
+        payload = {
+            name: as_table(rows)
+            for name, rows in (
+                ("results", data["rows"]),
+                ("summary", data["summary"]),
+                ("verdict", data["verdicts"]),
+                ("agreement", data["agreement"]),
+                ("fidelity", data["fidelity"]),
+            )
+            if rows
+        }
+        payload.update({Path(p).stem: wandb.Image(str(p), caption=c) for p, c in figures})
+        run.log(payload)
+
+
+def build_report(cfg: DictConfig) -> Path:
+    """Write the report; returns the path of index.html."""
+    data = gather(cfg)
+    out = report_dir(cfg)
+    write_csv(out / "results.csv", collect.RUN_COLUMNS, data["rows"])
+    write_csv(out / "summary.csv", collect.SUMMARY_COLUMNS, data["summary"])
+    write_csv(
+        out / "verdict.csv",
+        [*VERDICT_COLUMNS, "fractions", "seeds_random"],
+        [{**v, "fractions": " ".join(map(fraction_name, v["fractions"]))} for v in data["verdicts"]],
+    )
+    write_csv(
+        out / "agreement.csv",
+        ["base", "a", "b", "rho", "n", "estimators"],
+        [{**a, "estimators": " ".join(a["estimators"])} for a in data["agreement"]],
+    )
+    write_csv(out / "fidelity.csv", ["model", "augment", *fidelity_columns(data)], data["fidelity"])
+    figures = draw(cfg, data, out)
+    for stale in set(out.glob("*.png")) - {Path(p) for p, _ in figures}:  # a figure this report no longer has
+        stale.unlink()
+    path = render(cfg, data, figures, out)
+    log_to_wandb(cfg, data, figures)
+    print_verdicts(data)
+    for n in data["notes"]:
+        print(f"[roar-report] note: {n}")
+    for p in data["problems"]:
+        print(f"[roar-report] warning: {p}")
+    print(f"[roar-report] {len(data['rows'])} runs, {len(figures)} figures -> {path.resolve()}")
+    return path
+
+
+def print_verdicts(data) -> None:
+    if not data["verdicts"]:
+        return
+    print("Verdict: mean accuracy over the curve (its area / span of t) vs random's, Welch's t-test over seeds")
+    print(f"  {'estimator':22s} {'mode':6s} {'mean acc':>9s} {'random':>8s} {'p':>8s}  verdict")
+    for v in data["verdicts"]:
+        if "area" in v:
+            print(
+                f"  {v['estimator']:22s} {v['mode']:6s} {v['area']:9.4f} {v['area_random']:8.4f} {v['p']:8.3g}  {v['verdict']}"
+            )

@@ -1,0 +1,23 @@
+"""``roar-attribute``: every estimator's map of every train and test image (roar.attribution.run).
+
+roar-attribute experiment=roar_digits attribute.estimators=[grad,sg-grad,sg_sq-grad]
+roar-attribute experiment=roar_imagenet attribute.shard_id=3 attribute.num_shards=8   # one task of a job array
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from roar.attribution.run import attribute
+from roar.config import CONFIG_DIR
+from roar.errors import reported
+from roar.store.keys import base_key
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attribute")
+def main(cfg: DictConfig):
+    with reported("roar-attribute"):
+        manifests = attribute(cfg)
+    done = [n for n, m in manifests.items() if m]
+    print(
+        f"[roar-attribute] complete: {len(done)}/{len(manifests)} estimators -> {base_key(cfg).experiment_dir / 'attributions' / base_key(cfg).name}"
+    )

@@ -1,0 +1,155 @@
+"""``roar-pipeline``: the whole chain for one experiment, each stage skipped when its outputs verify.
+
+    roar-pipeline experiment=roar_digits [overrides...]
+
+train base -> attribute (grid.estimators) -> mask (grid.modes x grid.fractions, plus t = 0)
+-> retrain grid.seeds seeds of every retrain setting (roar.store.keys.retrain_settings: the
+unmodified baseline t = 0 once under random, every estimator x mode x fraction > 0) -> roar-eval
+(no-retrain curves of the base model) -> roar-report (tables, figures, index.html).
+``experiment=roar_toy`` runs ROAR's toy check instead and reports it. One config (conf/pipeline.yaml:
+every stage's section) drives every stage, so running a stage by hand with the same overrides finds
+the same artifacts. Finished runs are skipped, interrupted ones resume.
+"""
+
+import sys
+import time
+
+from tqdm import tqdm
+
+from roar.attribution.run import attribute
+from roar.attribution.run import check_config as check_attribute
+from roar.config import compose_config
+from roar.errors import as_list, positive_int, reported
+from roar.evaluate.run import check_config as check_eval
+from roar.evaluate.run import evaluate
+from roar.evaluate.toy import mean_curves, run_toy
+from roar.masking.write import check_config as check_mask
+from roar.masking.write import write_masks
+from roar.report.build import build_report
+from roar.report.collect import summarize
+from roar.store.io import atomic_write_json
+from roar.store.keys import experiment_dir, fraction_name, retrain_settings, toy_file
+from roar.tracking import finishing_wandb, quiet_lightning
+from roar.training.run import train, validate
+
+HELP = """roar-pipeline: the whole ROAR chain for one experiment, each stage skipped when its outputs verify.
+
+  roar-pipeline experiment=roar_digits [key=value ...]
+
+train the base model -> attribute (grid.estimators) -> mask (grid.modes x grid.fractions, t = 0 too)
+-> retrain grid.seeds seeds per setting -> roar-eval (no retraining) -> roar-report.
+Main keys: experiment, name, data, model, augment, fill, grid.estimators, grid.modes, grid.fractions,
+grid.seeds, trainer.accelerator, paths.output_root. Every key of roar-train, roar-attribute, roar-mask
+and roar-eval applies (see their --help and --cfg job). The pipeline sweeps its own grid: no -m.
+"""
+
+
+def run_pipeline(overrides, progress: bool = True) -> list:
+    """Run every stage; returns the retrain runs' metrics."""
+    overrides = list(overrides)
+    cfg = compose_config("pipeline", overrides)
+    if cfg.get("toy") is not None:
+        return run_toy_check(cfg, overrides)
+    for key in ("estimators", "modes", "fractions"):
+        as_list(cfg.grid[key], f"grid.{key}")
+    positive_int(cfg.grid.seeds, "grid.seeds")  # retrain at least one seed per setting
+    settings = retrain_settings(cfg.grid)
+    runs_cfg = [
+        compose_config("pipeline", [*overrides, f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"])
+        for e, m, t in settings
+        for s in range(int(cfg.grid.seeds))
+    ]
+    for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
+        check(cfg)
+    for run_cfg in runs_cfg:
+        validate(run_cfg)
+    started = time.time()
+    print(f"[roar-pipeline] {cfg.name}: base model", flush=True)
+    base = train(cfg)
+    print(
+        f"[roar-pipeline] {cfg.name}: base test_acc {base['test_acc']:.4f}; attributions for {list(cfg.attribute.estimators)}",
+        flush=True,
+    )
+    attribute(cfg)
+    print(f"[roar-pipeline] {cfg.name}: masked shards", flush=True)
+    write_masks(cfg)
+    print(
+        f"[roar-pipeline] {cfg.name}: retraining {len(settings)} settings x {cfg.grid.seeds} seeds = {len(runs_cfg)} runs",
+        flush=True,
+    )
+    runs = retrain(runs_cfg, progress)
+    print(
+        f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under {experiment_dir(cfg) / 'runs'}"
+    )
+    print_summary(runs, base)
+    print(f"[roar-pipeline] {cfg.name}: no-retrain evaluation of the base model", flush=True)
+    evaluate(cfg)
+    report = build_report(cfg)
+    print(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s. Report: {report.resolve()}")
+    return runs
+
+
+def retrain(configs, progress: bool) -> list:
+    """Train every run, one progress line for the sweep (runs done / total, elapsed, the current setting)."""
+    runs = []
+    with tqdm(total=len(configs), unit="run", desc="retrain", dynamic_ncols=True, disable=not progress) as bar:
+        for run_cfg in configs:
+            bar.set_postfix_str(
+                f"{run_cfg.estimator} {run_cfg.mode} t={fraction_name(run_cfg.fraction)} seed={run_cfg.seed}"
+            )
+            with finishing_wandb():
+                runs.append(train(run_cfg, quiet=progress))
+            bar.update(1)
+    return runs
+
+
+def run_toy_check(cfg, overrides) -> dict:
+    """ROAR's toy check (roar.evaluate.toy): results.json under <experiment>/toy/, then the report."""
+    toy = run_toy(**{k: v for k, v in dict(cfg.toy).items() if k != "seeds"}, seeds=list(cfg.toy.seeds))
+    atomic_write_json(toy_file(cfg), toy)
+    print(f"[roar-pipeline] toy check, test accuracy (mean over {len(toy['seeds'])} datasets) vs fraction removed")
+    print("  " + " " * 24 + " ".join(f"{t:5.2f}" for t in toy["fractions"]))
+    for (name, kind), accs in mean_curves(toy).items():
+        print(f"  {name:12s} {kind:11s} " + " ".join(f"{a:5.2f}" for a in accs))
+    report = build_report(compose_config("report", overrides))
+    print(f"[roar-pipeline] {cfg.name}: done. Report: {report.resolve()}")
+    return toy
+
+
+def print_summary(runs, base) -> None:
+    """Test accuracy per estimator (rows) and fraction removed (columns), mean ± sd over seeds
+    (the report's summary, roar.report.collect.summarize); one seed shows no spread."""
+    cells = {(s["estimator"], s["mode"], s["fraction"]): s for s in summarize(runs)}
+    fractions = sorted({r["fraction"] for r in runs})
+    print(f"\nTest accuracy after retraining (mean ± sd over seeds); base model {base['test_acc']:.4f}")
+    print(f"  {'estimator':14s} {'mode':6s} " + " ".join(f"{'t=' + fraction_name(t):>15s}" for t in fractions))
+    for est, mode in dict.fromkeys((r["estimator"], r["mode"]) for r in runs):
+        row = []
+        for t in fractions:
+            c = cells.get((est, mode, t))
+            row.append("" if not c else f"{c['mean']:.3f} ± {c['std']:.3f}" if c["n"] > 1 else f"{c['mean']:.3f}")
+        print(f"  {est:14s} {mode:6s} " + " ".join(f"{c:>15s}" for c in row))
+
+
+def main():
+    args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        print(HELP)
+        return
+    if any(a in ("-m", "--multirun") for a in args):
+        print("roar-pipeline: error: the pipeline sweeps its own grid (grid.*); drop -m.", file=sys.stderr)
+        sys.exit(2)
+    if any(a.startswith("--") for a in args):
+        print(
+            f"roar-pipeline: error: {next(a for a in args if a.startswith('--'))} is not an option of roar-pipeline "
+            f"(it takes key=value overrides; see roar-pipeline --help). For a stage's config: roar-train --cfg job ...",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    quiet_lightning()
+    with reported("roar-pipeline"):
+        run_pipeline(args + ["trainer.enable_progress_bar=false"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The sweeper of every roar multirun: the retrain grid generated the same way on every launcher,
+and every job checked before any is launched.
+
+``roar-train -m experiment=... sweep=grid`` runs every retrain setting of ``grid.*``
+(roar.store.keys.retrain_settings: t = 0 once under random, every estimator x mode x fraction > 0)
+times ``grid.seeds``, on the local launcher or as one SLURM job array alike. Before launching, a
+sweep that would fail in every job fails once, here, in seconds: a SLURM launcher config without
+partition or time, DDP jobs whose tasks per node differ from trainer.devices, retrain jobs whose
+shard sets do not exist (each job's config is composed, and its own key says where its shards are).
+"""
+
+import sys
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from omegaconf import OmegaConf
+
+from roar.errors import RoarError
+from roar.store.keys import is_retrain, retrain_settings, run_key
+from roar.store.manifest import MANIFEST
+
+GRID_KEYS = ("estimator", "mode", "fraction", "seed")
+
+
+def check_cluster(config) -> None:
+    launcher = config.hydra.launcher
+    if "SlurmLauncher" not in str(launcher.get("_target_", "")):
+        return
+    choice = config.hydra.runtime.choices.get("hydra/launcher")
+    for key in ("partition", "timeout_min"):
+        if OmegaConf.is_missing(launcher, key) or launcher.get(key) in (None, ""):
+            raise RoarError(
+                f"hydra.launcher.{key} is not set (hydra/launcher={choice}). Copy slurm/cluster.yaml to "
+                f"conf/hydra/launcher/<name>.yaml, fill in partition and timeout_min, and pass hydra/launcher=<name>."
+            )
+    tasks, devices = int(launcher.get("tasks_per_node") or 1), config.trainer.devices
+    if tasks > 1 or config.trainer.strategy == "ddp":
+        if not isinstance(devices, int) or tasks != devices:
+            raise RoarError(
+                f"hydra.launcher.tasks_per_node={tasks} but trainer.devices={devices}: SLURM must start one task per device "
+                f"(hydra/launcher=slurm_ddp sets tasks_per_node=trainer.devices)."
+            )
+        gpus = launcher.get("gpus_per_node")
+        if config.trainer.accelerator in ("gpu", "cuda") and gpus != devices:
+            raise RoarError(f"hydra.launcher.gpus_per_node={gpus} but trainer.devices={devices}: one GPU per task.")
+
+
+def grid_jobs(config, jobs: list) -> list:
+    """Every job of ``jobs`` times every retrain setting of the experiment's grid and every seed."""
+    given = sorted({o.split("=", 1)[0].lstrip("+~") for job in jobs for o in job} & set(GRID_KEYS))
+    if given:
+        raise RoarError(
+            f"sweep=grid makes the estimator, mode, fraction and seed of every job from grid.*; drop {', '.join(given)}=... "
+            f"(or drop sweep=grid to sweep your own lists)."
+        )
+    settings = retrain_settings(config.grid)
+    return [
+        [*job, f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"]
+        for job in jobs
+        for e, m, t in settings
+        for s in range(int(config.grid.seeds))
+    ]
+
+
+def missing_shards(configs) -> list:
+    """The shard-set folders that the retrain jobs among ``configs`` would need and that have no manifest."""
+    missing = []
+    for cfg in configs:
+        if is_retrain(cfg):
+            folder = run_key(cfg).shards.folder
+            if not (folder / MANIFEST).exists() and str(folder) not in missing:
+                missing.append(str(folder))
+    return missing
+
+
+class PreflightSweeper(BasicSweeper):
+    """Hydra's basic sweeper, with the grid generated and the jobs checked before launching."""
+
+    def split_arguments(self, overrides, max_batch_size):
+        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        try:
+            check_cluster(self.config)
+            if self.config.get("sweep") == "grid":
+                jobs = grid_jobs(self.config, jobs)
+            elif self.config.get("sweep") is not None:
+                raise RoarError(f"sweep={self.config.sweep!r}: the only sweep roar makes itself is sweep=grid.")
+            loader = self.hydra_context.config_loader
+            missing = missing_shards(loader.load_sweep_config(self.config, list(job)) for job in jobs)
+            if missing:
+                raise RoarError(
+                    f"{len(missing)} setting(s) of this sweep have no masked shards, e.g. {missing[0]}. "
+                    f"Run roar-attribute and then roar-mask for them first (or roar-pipeline)."
+                )
+        except Exception as err:  # fail closed: a check that cannot run must not let the sweep through
+            print(f"roar: error: {err} Nothing was launched.", file=sys.stderr)
+            sys.exit(2)
+        if max_batch_size is None:
+            return [jobs]
+        return [jobs[i : i + max_batch_size] for i in range(0, len(jobs), max_batch_size)]

@@ -1,0 +1,253 @@
+"""Typed keys: the one owner of every artifact's folder, wandb group and identity.
+
+    outputs/<name>/
+      base/<data>-<model>-<augment>/                                   BaseKey
+      attributions/<base>/<estimator>/                                 MapsKey
+      shards/<base>/<ranking>/<mode>/<fill>/<fraction>/                ShardSetKey
+      runs/<base>/<ranking>/<mode>/<fill>/<fraction>/seed=<seed>/      RunKey (a retrain run)
+      eval/<base>/<fill>/<ranking>.json                                EvalKey
+      report/  logs/
+
+A key carries what its artifact is made from, so a changed input gets another folder or another
+settings hash, never a finished output of other inputs: the base key names its dataset, shard sets
+and runs name their base model, and the fill's folder name is a digest of its whole config
+(``fill_label``). YAML gets paths from these keys through one resolver (``${roar.key:run}``,
+roar.config); nothing else spells a folder.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from roar.errors import RoarError, check_probability
+
+
+def settings_hash(settings: dict) -> str:
+    """sha256 of a JSON-able dict, independent of key order: the identity of a set of settings."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def ranking_name(estimator: str, reduce: str = "abs_sum") -> str:
+    """The folder name of an estimator's ranking: ``grad`` (abs_sum, the default) or ``grad_x_input.sum``."""
+    return estimator if reduce == "abs_sum" else f"{estimator}.{reduce}"
+
+
+def parse_ranking(name: str):
+    """(estimator, reduce) of a ranking name, the inverse of ``ranking_name``: ``ig.sum`` -> (ig, sum)."""
+    estimator, _, reduce = str(name).partition(".")
+    return estimator, reduce or "abs_sum"
+
+
+def fraction_name(fraction: float) -> str:
+    """``0.1`` -> "0.1", ``0`` -> "0": the shortest exact decimal, so two fractions never share a folder."""
+    return format(float(fraction), "g")
+
+
+def fill_label(fill) -> str:
+    """A fill's name in paths: its name alone when its config is only the name (``channel_mean``),
+    else the name and a digest of the whole config (``constant-1f3a9c2e``), so ``fill.value=[0.2]``
+    and ``fill.value=[0.8]`` never share a folder."""
+    plain = {
+        k: (list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig" else v)
+        for k, v in dict(fill).items()
+    }
+    if set(plain) == {"name"}:
+        return str(plain["name"])
+    return f"{plain['name']}-{settings_hash(plain)[:8]}"
+
+
+@dataclass(frozen=True)
+class BaseKey:
+    """The base model: trained by roar-train on the source dataset."""
+
+    experiment_dir: Path
+    data: str
+    model: str
+    augment: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.data}-{self.model}-{self.augment}"
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.experiment_dir) / "base" / self.name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoints" / "last.ckpt"
+
+    @property
+    def identity(self) -> dict:
+        return {"dataset": self.data, "model": self.model, "augment": self.augment}
+
+
+@dataclass(frozen=True)
+class MapsKey:
+    """One estimator's maps of every train and test image, computed from one base model."""
+
+    base: BaseKey
+    estimator: str
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.base.experiment_dir) / "attributions" / self.base.name / self.estimator
+
+
+@dataclass(frozen=True)
+class ShardSetKey:
+    """Ranked-masked shards: one (ranking, mode, fill, fraction) of one base model's maps."""
+
+    base: BaseKey
+    estimator: str
+    reduce: str
+    mode: str
+    fill: str  # fill_label
+    fraction: float
+
+    @property
+    def ranking(self) -> str:
+        return ranking_name(self.estimator, self.reduce)
+
+    @property
+    def relative(self) -> Path:
+        return Path(self.base.name) / self.ranking / self.mode / self.fill / fraction_name(self.fraction)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.base.experiment_dir) / "shards" / self.relative
+
+    @property
+    def identity(self) -> dict:
+        return {
+            **self.base.identity,
+            "estimator": self.estimator,
+            "reduce": self.reduce,
+            "mode": self.mode,
+            "fill": self.fill,
+            "fraction": float(self.fraction),
+        }
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """A training run: the base model (``shards`` None) or a retrain run on a shard set."""
+
+    base: BaseKey
+    seed: int
+    shards: ShardSetKey | None = None
+
+    @property
+    def stage(self) -> str:
+        return "base" if self.shards is None else "retrain"
+
+    @property
+    def folder(self) -> Path:
+        if self.shards is None:
+            return self.base.folder
+        return Path(self.base.experiment_dir) / "runs" / self.shards.relative / f"seed={self.seed}"
+
+    @property
+    def group(self) -> str:
+        """The wandb group: the setting without its seed, so the seeds of one setting plot together."""
+        name = f"{Path(self.base.experiment_dir).name}/{self.stage}/{self.base.name}"
+        return name if self.shards is None else f"{name}/{self.shards.relative.relative_to(self.base.name)}"
+
+    @property
+    def identity(self) -> dict:
+        """The settings that name the run: two runs with different identities never share a folder."""
+        ident = dict(self.shards.identity if self.shards else self.base.identity)
+        return {**ident, "seed": int(self.seed)}
+
+
+@dataclass(frozen=True)
+class EvalKey:
+    """A no-retrain evaluation (roar-eval) of one ranking on one base model with one fill."""
+
+    base: BaseKey
+    fill: str  # fill_label
+    ranking: str
+
+    @property
+    def file(self) -> Path:
+        return Path(self.base.experiment_dir) / "eval" / self.base.name / self.fill / f"{self.ranking}.json"
+
+
+# --- keys from a composed config (every stage's config has name, paths, data, model, augment, fill) ---
+
+
+def experiment_dir(cfg) -> Path:
+    return Path(str(cfg.paths.output_root)) / str(cfg.name)
+
+
+def base_key(cfg) -> BaseKey:
+    return BaseKey(experiment_dir(cfg), str(cfg.data.name), str(cfg.model.name), str(cfg.augment.name))
+
+
+def maps_key(cfg, estimator: str) -> MapsKey:
+    return MapsKey(base_key(cfg), str(estimator))
+
+
+def shard_set_key(cfg, estimator: str, mode: str, fraction: float, reduce: str | None = None) -> ShardSetKey:
+    return ShardSetKey(
+        base_key(cfg), str(estimator), str(reduce or cfg.reduce), str(mode), fill_label(cfg.fill), float(fraction)
+    )
+
+
+def is_retrain(cfg) -> bool:
+    """A run trains on masked shards when it names the ranking (estimator=) it retrains on."""
+    return cfg.get("estimator") is not None
+
+
+def run_key(cfg) -> RunKey:
+    """The run ``roar-train`` with this config makes: the base model, or a retrain run (estimator= set)."""
+    try:
+        seed = int(cfg.seed)
+    except (TypeError, ValueError):
+        raise RoarError(f"seed={cfg.get('seed')!r}: give a non-negative integer seed (0 is a seed).") from None
+    if not is_retrain(cfg):
+        return RunKey(base_key(cfg), seed)
+    if cfg.get("fraction") is None:
+        raise RoarError(
+            "A retrain run needs fraction=... as well as estimator=... (which masked data to train on), "
+            "e.g. estimator=grad fraction=0.5 mode=remove."
+        )
+    fraction = check_probability("fraction", cfg.fraction, "the share of features masked (ROAR's t)")
+    return RunKey(base_key(cfg), seed, shard_set_key(cfg, cfg.estimator, cfg.mode, fraction))
+
+
+def eval_key(cfg, ranking: str) -> EvalKey:
+    return EvalKey(base_key(cfg), fill_label(cfg.fill), str(ranking))
+
+
+def retrain_settings(grid) -> list:
+    """(estimator, mode, fraction) of every retrain setting of an experiment's ``grid``, the one
+    enumeration used by roar-pipeline, the sweeper of ``roar-train -m`` (any launcher) and the report:
+    every estimator x mode x fraction t > 0, and the unmodified baseline t = 0 once, under random
+    (ROAR section 4.2 retrains the unmodified data once)."""
+    settings = [("random", str(grid.modes[0]), 0.0)] if "random" in grid.estimators else []
+    for est in grid.estimators:
+        for mode in grid.modes:
+            settings += [(str(est), str(mode), float(t)) for t in grid.fractions if float(t) != 0.0]
+    return settings
+
+
+def with_zero(fractions) -> list:
+    """t = 0 (the unmodified data) plus ``fractions``: what roar-mask writes and roar-eval deletes."""
+    return [0.0] + [float(t) for t in fractions if float(t) != 0.0]
+
+
+def report_dir(cfg) -> Path:
+    """The experiment's report: index.html, the CSV tables, the figures (roar-report)."""
+    return experiment_dir(cfg) / "report"
+
+
+def logs_dir(cfg) -> Path:
+    """Hydra's .hydra/ of the stages that are not runs, and the sweeps' own logs."""
+    return experiment_dir(cfg) / "logs"
+
+
+def toy_file(cfg) -> Path:
+    """ROAR's toy check (experiment=roar_toy)."""
+    return experiment_dir(cfg) / "toy" / "results.json"

@@ -1,0 +1,30 @@
+"""The maps format (roar-attribute's shards): one sample per image, key = the sample id.
+
+``map.npy``: float16 map of the image's shape divided by its largest magnitude; ``json``: id,
+label, target (the class the map explains), scale (that largest magnitude).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from roar.store.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes, read_shard
+
+
+def map_sample(sample_id: str, unit_map: np.ndarray, label: int, target: int, scale: float) -> dict:
+    meta = {"id": sample_id, "label": int(label), "target": int(target), "scale": float(scale)}
+    return {"__key__": encode_key(sample_id), "map.npy": npy_bytes(unit_map), "json": json_bytes(meta)}
+
+
+def iter_map_shard(tar: Path):
+    """(sample id, float32 map in the estimator's units, meta) for every sample of one shard."""
+    for sample in read_shard(tar):
+        meta = json.loads(sample["json"])
+        yield decode_key(sample["__key__"]), load_npy(sample["map.npy"]).astype(np.float32) * meta["scale"], meta
+
+
+def iter_maps(folder, split: str):
+    """``iter_map_shard`` over every shard of ``split`` in an estimator's folder, in sample order."""
+    for tar in sorted(Path(folder).glob(f"{split}-*.tar")):
+        yield from iter_map_shard(tar)

@@ -1,0 +1,209 @@
+"""Training one run (a base model, or a retrain run on masked shards) and writing its metrics.json.
+
+The run's folder, wandb group and identity come from its RunKey (roar.store.keys): ``estimator=``
+set makes it a retrain run on the shard set of (base model, ranking, mode, fill, fraction).
+Writes ``metrics.json`` (test accuracy and the settings that name the run; a retrain run also the
+settings hash of the shard set it trained on), ``checkpoints/last.ckpt``, ``config.yaml``
+(resolved). A complete run is skipped; one with a last.ckpt resumes from it; ``overwrite=true``
+redoes it; a run whose shard set was rewritten since is redone, never skipped with old numbers.
+"""
+
+import time
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from roar.augment import BatchAugment
+from roar.data import DATASETS, ImageDataModule
+from roar.errors import RoarError, positive_int
+from roar.models import MODELS
+from roar.models.checkpoint import check_compatible, read_checkpoint
+from roar.models.module import Classifier
+from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
+from roar.store.keys import RunKey, run_key
+from roar.store.manifest import read_manifest, verify_manifest
+from roar.tracking import build_logger, cluster_plugins, finishing_wandb
+from roar.utils.plain import to_plain
+
+METRICS = "metrics.json"
+
+
+def validate(cfg: DictConfig) -> RunKey:
+    """Every check that needs no data or compute, so bad input fails in a second; the run's key."""
+    DATASETS[cfg.data.name], MODELS[cfg.model.name]  # unknown names list the valid ones
+    BatchAugment(cfg.augment, mean=[0.5, 0.5, 0.5])  # names and probabilities
+    positive_int(cfg.data.batch_size, "data.batch_size")
+    positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
+    key = run_key(cfg)
+    if key.seed < 0 or str(key.seed) != str(cfg.seed).strip():
+        raise RoarError(f"seed={cfg.seed}: give a non-negative integer seed (0 is a seed).")
+    return key
+
+
+def check_run_dir_identity(cfg, key: RunKey) -> None:
+    """Refuse to resume or skip into a run folder that holds a run of other settings."""
+    saved = read_json(key.folder / METRICS) or {}
+    before = saved.get("identity")
+    if cfg.overwrite or before is None or before == key.identity:
+        return
+    raise RoarError(
+        f"{key.folder} holds a run with {before}, not {key.identity}. "
+        f"Give this run its own name (name=...), or pass overwrite=true to replace that run."
+    )
+
+
+def configured_callbacks(cfg) -> list:
+    """The Lightning callbacks of the config's ``callbacks`` section (``{name: {_target_: ...}}``)."""
+    from hydra.utils import instantiate
+
+    return [instantiate(spec) for _, spec in sorted((cfg.get("callbacks") or {}).items())]
+
+
+def shard_set_hash(key: RunKey):
+    """The settings hash of the shard set a retrain run trains on (None for a base model or a missing set)."""
+    manifest = read_manifest(key.shards.folder) if key.shards else None
+    return manifest.get("settings_hash") if manifest else None
+
+
+def finished_metrics(key: RunKey):
+    """The run's metrics when its metrics.json is finished (parses and holds test_acc), else None."""
+    metrics = read_json(key.folder / METRICS)
+    return metrics if isinstance(metrics, dict) and "test_acc" in metrics else None
+
+
+def outdated(key: RunKey, metrics) -> str | None:
+    """Why a finished retrain run no longer stands for its setting, or None: its shard set was
+    rewritten since it trained (other maps, fill, maps seed or format), or it trained around broken
+    samples (retrain.on_error=skip) and its shard set verifies now."""
+    if key.shards is None or metrics is None:
+        return None
+    if metrics.get("shards_settings_hash") != shard_set_hash(key):
+        return f"{key.shards.folder} was rewritten after {key.folder} trained on it"
+    if metrics.get("skipped_samples") and shards_verify(key):
+        return f"{key.folder} skipped {metrics['skipped_samples']} broken samples and its shards verify now"
+    return None
+
+
+def completed_metrics(key: RunKey):
+    """The run's metrics when it is finished and not outdated, else None."""
+    metrics = finished_metrics(key)
+    return None if outdated(key, metrics) else metrics
+
+
+def shards_verify(key: RunKey) -> bool:
+    try:
+        verify_manifest(key.shards.folder)
+    except RoarError:
+        return False
+    return True
+
+
+def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
+    """Train and test one run as ``cfg`` says; returns the metrics written to its folder's metrics.json.
+
+    ``callbacks`` are extra Lightning callbacks (profilers, fault injection in tests); ``quiet`` keeps
+    the skip and resume lines off the console (roar-pipeline shows one progress line instead).
+    """
+    key = validate(cfg)
+    run_dir = key.folder
+    check_run_dir_identity(cfg, key)
+    done = completed_metrics(key)
+    if done and not cfg.overwrite:  # finished and not outdated
+        if not quiet:
+            print(
+                f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
+            )
+        return done
+    ckpt_dir = run_dir / "checkpoints"
+    resume = ckpt_dir / "last.ckpt"
+    stale = outdated(key, finished_metrics(key))
+    if stale:
+        print(f"[roar-train] {stale}: retraining that run.")
+    if cfg.overwrite or stale:
+        for old in (run_dir / METRICS, resume):
+            old.unlink(missing_ok=True)
+
+    L.seed_everything(key.seed, workers=True, verbose=False)
+    data = ImageDataModule(
+        cfg.data, seed=key.seed, cache_dir=cfg.paths.cache_dir, shards=key.shards, retrain_cfg=cfg.get("retrain")
+    )
+    data.setup()
+    shards_hash = shard_set_hash(key)
+    model = Classifier(
+        model=to_plain(cfg.model),
+        optim=to_plain(cfg.optim),
+        augment=to_plain(cfg.augment),
+        num_classes=data.num_classes,
+        image_shape=list(data.image_shape),
+        mean=data.stats["mean"],
+        std=data.stats["std"],
+        max_epochs=int(cfg.trainer.max_epochs),
+        seed=key.seed,
+    )
+    ckpt_path = None
+    if resume.is_file():
+        try:
+            saved = read_checkpoint(resume)
+        except RoarError as err:  # a checkpoint cut off mid-write: start again rather than trust it
+            print(f"[roar-train] {err} Starting this run from scratch.")
+            resume.unlink()
+        else:
+            check_compatible(
+                saved,
+                resume,
+                model=to_plain(cfg.model),
+                num_classes=data.num_classes,
+                image_shape=list(data.image_shape),
+            )
+            ckpt_path = str(resume)
+            if not quiet:
+                print(f"[roar-train] resuming from {resume}")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    started = time.time()
+    with finishing_wandb():
+        trainer = L.Trainer(
+            **to_plain(cfg.trainer),
+            logger=build_logger(cfg, key),
+            callbacks=[
+                ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False),
+                *configured_callbacks(cfg),
+                *callbacks,
+            ],
+            default_root_dir=str(run_dir),
+            limit_val_batches=0,
+            use_distributed_sampler=False,  # ImageDataModule shards by rank itself
+            plugins=cluster_plugins(),
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        if trainer.interrupted:  # Ctrl-C or a scheduler's signal: last.ckpt is kept, metrics.json is not written
+            raise KeyboardInterrupt(f"training interrupted; run the same command again to resume from {resume}")
+        train_acc = trainer.callback_metrics.get("train_acc")
+        tested = trainer.test(model, datamodule=data, verbose=False)[0]
+        metrics = {
+            **{k: float(v) for k, v in tested.items()},
+            "train_acc": None if train_acc is None else float(train_acc),
+            **key.identity,
+            "identity": key.identity,
+            "shards_settings_hash": shards_hash,
+            "stage": key.stage,
+            "name": cfg.name,
+            "epochs": int(trainer.current_epoch),
+            "world_size": int(trainer.world_size),
+            "num_classes": int(data.num_classes),
+            "num_train": int(getattr(data.train_set, "num_samples", len(data.train_set))),
+            "num_test": int(getattr(data.test_set, "num_samples", len(data.test_set))),
+            "train_seconds": round(time.time() - started, 2),
+            "checkpoint": str(resume),
+        }
+        if hasattr(data.train_set, "skipped"):  # data.on_error=skip: broken samples are counted, not hidden
+            metrics["skipped_samples"] = int(data.train_set.skipped.value + data.test_set.skipped.value)
+        if trainer.is_global_zero:
+            atomic_write_json(run_dir / METRICS, metrics)
+            for lg in trainer.loggers:
+                if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger":
+                    lg.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    return metrics

@@ -1,0 +1,96 @@
+"""The command-line apps as a newcomer meets them: --help, --cfg, read-only verify, a wheel install."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+APPS = ("roar-train", "roar-attribute", "roar-mask", "roar-eval", "roar-report", "roar-pipeline")
+
+
+def run(*args, **kw):
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_every_app_says_what_it_does_and_its_main_keys(app):
+    out = run(app, "--help")
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert out.stdout.startswith(f"{app}: ") and "Main keys:" in out.stdout and "experiment" in out.stdout
+
+
+def test_cfg_job_shows_a_stages_own_section_resolved_and_the_pipeline_says_what_it_takes():
+    mask = run("roar-mask", "--cfg", "job", "--resolve")
+    assert mask.returncode == 0 and "mask:" in mask.stdout and "optim:" not in mask.stdout
+    assert "fractions:\n  - 0.0\n" in mask.stdout  # t = 0 plus the grid's, resolved
+    train = run("roar-train", "--cfg", "job", "--resolve", "experiment=roar_digits")
+    assert train.returncode == 0 and "optim:" in train.stdout and "max_epochs: 10" in train.stdout
+    pipeline = run("roar-pipeline", "--cfg", "job")
+    assert (
+        pipeline.returncode == 2
+        and "roar-pipeline: error: --cfg is not an option" in pipeline.stderr
+        and "Traceback" not in pipeline.stderr
+    )
+
+
+def test_verify_of_a_misspelt_experiment_names_those_there_are_and_writes_nothing(tmp_path):
+    (tmp_path / "roar_digits" / "shards").mkdir(parents=True)
+    out = run("roar-mask", "verify", f"paths.output_root={tmp_path}", "name=roar_digts", cwd=tmp_path)
+    assert out.returncode == 2 and "No maps or shards to verify" in out.stderr and "roar_digits" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["roar_digits"]  # no roar_digts/ with a log folder
+    os.chmod(tmp_path, 0o555)  # read-only outputs: a verify still runs
+    try:
+        ok = run("roar-mask", "verify", f"paths.output_root={tmp_path}", "name=roar_digits", cwd=tmp_path)
+    finally:
+        os.chmod(tmp_path, 0o755)
+    assert ok.returncode == 0 and "0 manifest(s)" in ok.stdout and "all verify" in ok.stdout
+
+
+@pytest.mark.slow
+def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("roar-*.whl")
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=300,
+    )
+    assert (target / "roar" / "conf" / "train.yaml").is_file() and (
+        target / "roar" / "conf" / "sections" / "mask.yaml"
+    ).is_file()
+    assert (target / "hydra_plugins" / "roar_sweeper" / "grid_sweeper.py").is_file()
+    probe = "import roar.config, sys; print(roar.config.CONFIG_DIR); sys.argv = ['roar-train', '--cfg', 'job']; from roar.stages.train import main; main()"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (
+        out.stdout.startswith(str(target / "roar" / "conf")) and "optim:" in out.stdout
+    )  # the installed copy, not this checkout
