@@ -69,7 +69,7 @@ def demo(outputs):
             + ", ".join(f"t={t}: {a:.3f}" for t, a in at.items())
         )
     for a in read_csv(exp / "report" / "agreement.csv"):
-        print(f"  Spearman({a['a']}, {a['b']}) = {a['rho']} over {a['n']} rankings")
+        print(f"  Spearman({a['a']}, {a['b']}) = {float(a['rho']):.2f} over {a['n']} rankings")
 
 
 def fpa(outputs):

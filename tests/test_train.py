@@ -94,15 +94,17 @@ def test_own_data_after_the_demo_gets_its_own_base_model(make_cfg):
     assert Path(shapes["checkpoint"]).parent.parent.name == "shapes-resnet8-none"
 
 
-def test_run_folder_holding_a_run_of_other_settings_is_refused(make_cfg):
-    import json
-
-    first = train(make_cfg(*QUICK))
-    path = Path(first["checkpoint"]).parent.parent / "metrics.json"
-    tampered = {**json.loads(path.read_text()), "identity": {**first["identity"], "seed": 3}}
-    path.write_text(json.dumps(tampered))
-    with pytest.raises(RoarError, match="holds a run with .*'seed': 3.* not .*'seed': 0"):
-        train(make_cfg(*QUICK))
+def test_a_recipe_change_never_resumes_or_skips_into_the_old_run(make_cfg):
+    """A sweep over optim.lr used to print job 0's accuracy for job 1: now the folder's run was trained
+    with other settings, and the run says so instead of reusing it."""
+    first = train(make_cfg(*QUICK, "optim.lr=0.05"))
+    with pytest.raises(RoarError, match=r"holds a run trained with other settings \(training.optim.lr: 0.05 -> 0.2\)"):
+        train(make_cfg(*QUICK, "optim.lr=0.2"))
+    with pytest.raises(RoarError, match=r"training.trainer.max_epochs: 2 -> 3"):
+        train(make_cfg("trainer.max_epochs=3", "trainer.limit_train_batches=4", "optim.lr=0.05"))
+    assert train(make_cfg(*QUICK, "optim.lr=0.05")) == first  # the same settings: skipped
+    redone = train(make_cfg(*QUICK, "optim.lr=0.2", "overwrite=true"))
+    assert redone["test_loss"] != first["test_loss"]
 
 
 @pytest.mark.parametrize("augment", ["none", "fpa"])

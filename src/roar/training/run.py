@@ -41,14 +41,52 @@ def validate(cfg: DictConfig) -> RunKey:
     return key
 
 
-def check_run_dir_identity(cfg, key: RunKey) -> None:
-    """Refuse to resume or skip into a run folder that holds a run of other settings."""
-    saved = read_json(key.folder / METRICS) or {}
-    before = saved.get("identity")
-    if cfg.overwrite or before is None or before == key.identity:
-        return
+IDENTITY = "identity.json"
+NOT_WEIGHTS = (
+    "accelerator",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "log_every_n_steps",
+)  # trainer keys that train nothing
+
+
+def training_settings(cfg) -> dict:
+    """Everything besides the run's key that changes what it trains: optimizer and schedule, model and
+    augmentation parameters, data settings (not where the data lie), the Trainer's epochs, precision,
+    limits and devices."""
+    return {
+        "optim": to_plain(cfg.optim),
+        "model": to_plain(cfg.model),
+        "augment": to_plain(cfg.augment),
+        "data": {k: v for k, v in to_plain(cfg.data).items() if k not in ("root", "num_workers", "on_error")},
+        "trainer": {k: v for k, v in to_plain(cfg.trainer).items() if k not in NOT_WEIGHTS},
+    }
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_run_dir_identity(cfg, key: RunKey) -> dict:
+    """The run's identity (its key and its training settings), after refusing a folder that holds a run
+    trained with other ones: a changed recipe never resumes or skips into an old run. A folder whose
+    run never trained (no checkpoint, no metrics) is taken over by the corrected command."""
+    now = {"identity": key.identity, "training": training_settings(cfg)}
+    saved = read_json(key.folder / IDENTITY)
+    trained = (key.folder / METRICS).exists() or (key.folder / "checkpoints" / "last.ckpt").exists()
+    if cfg.overwrite or not isinstance(saved, dict) or not trained or saved == now:
+        return now
+    before, after = flat(saved), flat(now)
+    changed = [
+        f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
+        for k in sorted(set(before) | set(after))
+        if before.get(k) != after.get(k)
+    ]
     raise RoarError(
-        f"{key.folder} holds a run with {before}, not {key.identity}. "
+        f"{key.folder} holds a run trained with other settings ({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}). "
         f"Give this run its own name (name=...), or pass overwrite=true to replace that run."
     )
 
@@ -107,7 +145,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
     """
     key = validate(cfg)
     run_dir = key.folder
-    check_run_dir_identity(cfg, key)
+    identity = check_run_dir_identity(cfg, key)
     done = completed_metrics(key)
     if done and not cfg.overwrite:  # finished and not outdated
         if not quiet:
@@ -162,6 +200,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    atomic_write_json(run_dir / IDENTITY, identity)
     started = time.time()
     with finishing_wandb():
         trainer = L.Trainer(
