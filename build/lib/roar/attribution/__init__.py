@@ -1,1 +1,0 @@
-"""Estimator maps of every train and test image, sharded and resumable: ``roar.attribution.run.attribute``."""
