@@ -51,7 +51,13 @@ def test_verify_of_a_misspelt_experiment_names_those_there_are_and_writes_nothin
 
 @pytest.mark.slow
 def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
-    root = Path(__file__).resolve().parents[1]
+    import shutil
+
+    root = tmp_path / "project"  # a copy: building in the checkout would leave build/ there
+    here = Path(__file__).resolve().parents[1]
+    shutil.copytree(here / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(here / name, root / name)
     build = subprocess.run(
         [
             sys.executable,
