@@ -42,7 +42,7 @@ def metrics(folder):
 def demo(outputs):
     seconds, _ = roar("roar-pipeline", "experiment=roar_digits", *QUIET, outputs=outputs)
     exp = outputs / "roar_digits"
-    base = metrics(next((exp / "base").iterdir()))
+    base = metrics(next((exp / "base").glob("*/metrics.json")).parent)
     print(
         f"$ roar-pipeline experiment=roar_digits     # what make demo runs: {seconds:.0f} s here (finished runs are skipped)"
     )
@@ -101,9 +101,8 @@ def bases(outputs):
         ["name=demo_shapes", "data=shapes", "model=resnet8", "augment=none"],
     ):
         seconds, _ = roar("roar-train", *args, *QUIET, outputs=outputs)
-        m = metrics(
-            outputs / args[0].split("=")[1] / "base" / f"{args[1].split('=')[1]}-resnet8-{args[3].split('=')[1]}"
-        )
+        prefix = f"{args[1].split('=')[1]}-resnet8-{args[3].split('=')[1]}-"  # the base folder: <data>-<model>-<augment>-<digest>
+        m = metrics(next((outputs / args[0].split("=")[1] / "base").glob(prefix + "*")))
         print(
             f"$ roar-train {' '.join(args)}   # test_acc {m['test_acc']:.4f}, {m['epochs']} epochs, {m['train_seconds']:.0f} s"
         )

@@ -7,6 +7,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 QUIET = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+TINY_BASE = ("trainer.max_epochs=3",)  # the shared base model's settings (tiny_base)
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def tiny_base(tmp_path_factory):
     from roar.training.run import train
 
     origin = tmp_path_factory.mktemp("tiny")
-    train(compose_config("train", [f"paths.output_root={origin}", *QUIET, "trainer.max_epochs=3"]))
+    train(compose_config("train", [f"paths.output_root={origin}", *QUIET, *TINY_BASE]))
 
     def copy(root, name="default", parts=("base",)):
         for part in parts:
@@ -63,3 +64,11 @@ def tiny_pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     overrides = [f"paths.output_root={root}", *TINY, "attribute.params.samples=2"]
     return root, overrides, run_pipeline(overrides, progress=False)
+
+
+def base_name(*overrides) -> str:
+    """The folder name roar-train gives the base model of these overrides (data-model-augment-digest)."""
+    from roar.config import compose_config
+    from roar.store.keys import base_key
+
+    return base_key(compose_config("train", [*QUIET, *overrides])).name

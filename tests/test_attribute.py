@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_BASE, base_name
 from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.data import build_dataset
@@ -18,7 +19,7 @@ from roar.training.run import train
 pytestmark = pytest.mark.slow
 ESTIMATORS = "attribute.estimators=[grad,sg_sq-grad,ig,random]"
 SMALL = ["attribute.params.samples=3", "attribute.params.ig_steps=4", "attribute.shard_size=500"]
-BASE = "digits-resnet8-none"
+BASE = base_name(*TINY_BASE)
 
 
 NAMES = ("default", "rerun", "whole", "split", "batch7", "half", "settings", "nan", "array")
@@ -115,7 +116,7 @@ def test_changed_settings_are_never_mixed_silently(outputs):
     "overrides, message",
     [
         (["attribute.estimators=[grad,lime]"], "Unknown estimator 'lime'"),
-        (["name=nobase"], "No finished base model at"),
+        (["name=nobase"], "No finished base model of data=digits"),
         (["attribute.target=logit"], "attribute.target='logit'"),
         (
             ["attribute.shard_id=2", "attribute.num_shards=2"],
@@ -179,7 +180,7 @@ def test_gradients_find_the_object_on_shapes(tmp_path):
         maps = torch.stack(
             [
                 torch.from_numpy(m)
-                for _, m, _ in iter_maps(tmp_path / "default" / "attributions" / "shapes-resnet8-none" / name, "test")
+                for _, m, _ in iter_maps(tmp_path / "default" / "attributions" / metrics["base"] / name, "test")
             ]
         )
         mass = reduce_maps(maps, "abs_sum")[:, 0]
@@ -220,7 +221,7 @@ def test_a_foreign_checkpoint_is_never_used(outputs):
     import shutil
 
     base = outputs / "default" / "base"
-    shutil.copytree(base / BASE, base / "digits-resnet20-none", dirs_exist_ok=True)
+    shutil.copytree(base / BASE, base / "digits-resnet20-none-0123abcd", dirs_exist_ok=True)
     with pytest.raises(RoarError, match="was trained with model=.*resnet8.* but this run asks for model=.*resnet20"):
         attribute(cfg_for(outputs, "model=resnet20"))
     with pytest.raises(

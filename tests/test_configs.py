@@ -26,14 +26,18 @@ def test_every_option_composes(override):
     group, option = override.split("=")
     if group in ("data", "model", "augment", "fill"):
         assert cfg[group].name == option
-    if group == "estimator":
-        cfg = compose_config("train", [override, "fraction=0.5"])
+    if group == "estimator":  # a retrain run, on a base model named here (no base has been trained)
+        cfg = compose_config(
+            "train", [override, "fraction=0.5", f"base={cfg.data.name}-{cfg.model.name}-none-0123abcd"]
+        )
     key = validate(cfg)
     if group == "estimator":
         assert key.stage == "retrain" and "/runs/" in str(key.folder) and cfg.estimator == option
     else:
-        assert key.stage == "base" and str(key.folder).endswith(
-            f"/base/{cfg.data.name}-{cfg.model.name}-{cfg.augment.name}"
+        assert key.stage == "base" and key.folder.parent.name == "base"
+        assert (
+            key.folder.name == f"{cfg.data.name}-{cfg.model.name}-{cfg.augment.name}-{key.base.digest}"
+            and len(key.base.digest) == 8
         )
 
 
@@ -45,22 +49,63 @@ def test_registered_fills_and_estimators_are_the_config_options():
 
 
 def test_retrain_runs_are_named_by_their_setting_and_base_model():
+    base = "base=digits-resnet8-none-0123abcd"
     cfg = compose_config(
-        "train", ["estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fraction=0.3", "seed=4"]
+        "train", [base, "estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fraction=0.3", "seed=4"]
     )
     key = run_key(cfg)
-    assert str(key.folder).startswith("outputs/default/runs/digits-resnet8-none/sg_sq-ig.sum/keep/blur-") and str(
-        key.folder
-    ).endswith("/0.3/seed=4")
-    assert key.group == f"default/retrain/digits-resnet8-none/sg_sq-ig.sum/keep/{key.shards.fill}/0.3"
+    assert str(key.folder).startswith("outputs/default/runs/digits-resnet8-none-0123abcd/sg_sq-ig.sum/keep/blur-")
+    assert str(key.folder).endswith("/0.3/seed=4")
+    assert key.group == f"default/retrain/digits-resnet8-none-0123abcd/sg_sq-ig.sum/keep/{key.shards.fill}/0.3"
     other = run_key(
         compose_config(
             "train",
-            ["estimator=sg_sq-ig", "reduce=sum", "mode=keep", "fill=blur", "fill.sigma=2", "fraction=0.3", "seed=4"],
+            [
+                base,
+                "estimator=sg_sq-ig",
+                "reduce=sum",
+                "mode=keep",
+                "fill=blur",
+                "fill.sigma=2",
+                "fraction=0.3",
+                "seed=4",
+            ],
         )
     )
     assert other.shards.fill != key.shards.fill  # the fill's folder is a digest of its whole config
-    assert run_key(compose_config("train", ["estimator=grad", "fraction=0.5"])).shards.fill == "channel_mean"
+    assert run_key(compose_config("train", [base, "estimator=grad", "fraction=0.5"])).shards.fill == "channel_mean"
+    with pytest.raises(RoarError, match="base=shapes-resnet8-none-0123abcd is not a base model of data=digits"):
+        run_key(compose_config("train", ["base=shapes-resnet8-none-0123abcd", "estimator=grad", "fraction=0.5"]))
+
+
+def test_a_recipe_or_seed_change_names_another_base_model():
+    """Everything that changes the trained weights is in the base model's identity: a sweep over any
+    of them gives distinct runs (the folder name stays readable; a digest carries the rest)."""
+    names = {
+        run_key(compose_config("train", list(o))).folder.name
+        for o in [
+            (),
+            ("optim.lr=0.2",),
+            ("trainer.max_epochs=3",),
+            ("model.params.width=8",),
+            ("data.batch_size=32",),
+            ("seed=1",),
+            ("augment=fpa", "augment.params.p=0.2"),
+            ("trainer.precision=bf16-mixed",),
+        ]
+    }
+    assert len(names) == 8 and all(n.startswith("digits-resnet8-") for n in names)
+    same = {
+        run_key(compose_config("train", list(o))).folder.name
+        for o in [
+            (),
+            ("trainer.accelerator=cpu",),
+            ("trainer.enable_progress_bar=false",),
+            ("logger=csv",),
+            ("maps_seed=3",),
+        ]
+    }
+    assert len(same) == 1  # where and how it runs, and the maps seed, do not change the weights
 
 
 def test_each_stage_config_owns_its_section():
@@ -79,7 +124,7 @@ def test_each_stage_config_owns_its_section():
 
 def test_seed_roles_a_second_base_seed_keeps_the_rankings():
     a, b = compose_config("mask", ["seed=0"]), compose_config("mask", ["seed=1"])
-    assert a.maps_seed == b.maps_seed == 0 and run_key(a).folder == run_key(compose_config("train")).folder
+    assert a.maps_seed == b.maps_seed == 0  # maps noise, ties and donors do not follow the training seed
 
 
 @pytest.mark.parametrize("launcher", sorted(p.stem for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")))
@@ -131,7 +176,7 @@ def test_recipes_follow_the_papers():
         ("augment=input_dropout augment.params.keep_prob=-0.1", "keep_prob=-0.1 is outside [0, 1]"),
         ("seed=-1", "seed=-1"),
         ("seed=1.5", "seed=1.5"),
-        ("estimator=grad", "needs fraction="),
+        ("estimator=grad base=digits-resnet8-none-0123abcd", "needs fraction="),
     ],
 )
 def test_bad_names_and_values_fail_before_any_compute(override, message):

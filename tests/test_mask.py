@@ -11,6 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from conftest import TINY_BASE, base_name
 from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.data import build_dataset
@@ -28,7 +29,7 @@ from roar.training.run import train
 pytestmark = pytest.mark.slow
 FRACTIONS = "mask.fractions=[0,0.3,0.7,1.0]"
 QUIET = ["logger=csv", "trainer.enable_progress_bar=false"]
-BASE = "digits-resnet8-none"
+BASE = base_name(*TINY_BASE)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def root(tmp_path_factory, tiny_base):
 
 def cfg(root, *overrides, config="mask"):
     return compose_config(
-        config, [f"paths.output_root={root}", *QUIET, "mask.estimators=[grad,random]", FRACTIONS, *overrides]
+        config,
+        [f"paths.output_root={root}", *QUIET, f"base={BASE}", "mask.estimators=[grad,random]", FRACTIONS, *overrides],
     )
 
 
@@ -211,7 +213,14 @@ def test_truncated_shard_is_reported_by_name(root, tmp_path):
         text=True,
     )
     assert out.returncode == 1 and "train-000001.tar" in out.stdout
-    run = [f"paths.output_root={tmp_path}", *QUIET, "estimator=grad", "fraction=0.7", "trainer.max_epochs=1"]
+    run = [
+        f"paths.output_root={tmp_path}",
+        *QUIET,
+        f"base={BASE}",
+        "estimator=grad",
+        "fraction=0.7",
+        "trainer.max_epochs=1",
+    ]
     with pytest.raises(RoarError, match="train-000001.tar has sha256"):
         train(compose_config("train", run))
     import tarfile
@@ -455,6 +464,6 @@ def test_a_shard_set_without_the_train_split_names_the_set_and_the_command(root,
     ]
     with pytest.raises(
         RoarError,
-        match=r"onesplit/shards/digits-resnet8-none/grad/remove/channel_mean/0.5 has no train split .*mask.splits=\[train\]",
+        match=rf"onesplit/shards/{BASE}/grad/remove/channel_mean/0.5 has no train split .*mask.splits=\[train\]",
     ):
         train(compose_config("train", run))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, base_name
 from slurm_cluster import SlurmCluster, ensure_installed
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -117,7 +117,7 @@ def test_requeued_job_resumes_to_the_same_accuracy(cluster, local):
         *hold,
     ]
     driver = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ckpt = root / "requeued" / "base" / "digits-resnet8-none" / "checkpoints" / "last.ckpt"
+    ckpt = root / "requeued" / "base" / base_name(*COMMON, *slow, "seed=0") / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not marker.exists() and time.time() < deadline and driver.poll() is None:
         time.sleep(0.2)

@@ -13,11 +13,11 @@ from roar.store.shards import ShardWriter, read_shard
 
 
 def test_keys_own_every_folder_and_the_fill_digest():
-    base = BaseKey("out/exp", "digits", "resnet8", "fpa")
+    base = BaseKey("out/exp", "digits", "resnet8", "fpa", "0123abcd")
     key = ShardSetKey(
         base, "ig", "sum", "keep", fill_label(OmegaConf.create({"name": "constant", "value": [0.2]})), 0.1
     )
-    assert str(key.folder).startswith("out/exp/shards/digits-resnet8-fpa/ig.sum/keep/constant-") and str(
+    assert str(key.folder).startswith("out/exp/shards/digits-resnet8-fpa-0123abcd/ig.sum/keep/constant-") and str(
         key.folder
     ).endswith("/0.1")
     assert fill_label({"name": "constant", "value": [0.2]}) != fill_label({"name": "constant", "value": [0.8]})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, base_name
 from roar.config import compose_config
 from roar.errors import RoarError
 from roar.stages.pipeline import run_pipeline
@@ -31,8 +31,9 @@ def test_pipeline_retrains_every_setting_and_seed(sweep):
     root, _, runs = sweep
     assert len(runs) == 6  # (random t=0, grad t=0.5, random t=0.5) x 2 seeds
     names = {str(d.relative_to(root / "roar_digits" / "runs")) for d in run_dirs(root)}
+    base = base_name(*TINY)
     assert names == {
-        f"digits-resnet8-none/{e}/remove/channel_mean/{t}/seed={s}"
+        f"{base}/{e}/remove/channel_mean/{t}/seed={s}"
         for e, t in [("random", "0"), ("grad", "0.5"), ("random", "0.5")]
         for s in (0, 1)
     }
@@ -46,7 +47,7 @@ def test_pipeline_ends_with_no_retrain_evaluation_and_the_report(sweep):
     root, _, _ = sweep
     exp = root / "roar_digits"
     for ranking in ("grad", "random"):
-        result = json.loads((exp / "eval" / "digits-resnet8-none" / "channel_mean" / f"{ranking}.json").read_text())
+        result = json.loads((exp / "eval" / base_name(*TINY) / "channel_mean" / f"{ranking}.json").read_text())
         assert result["deletion"]["remove"]["fractions"] == [0.0, 0.5] and result["fidelity"]["n"] == 450
     lines = (exp / "report" / "results.csv").read_text().splitlines()
     assert len(lines) == 1 + 6 and lines[0].startswith("estimator,reduce,mode,fill,fraction,seed,test_acc")
@@ -146,24 +147,65 @@ def test_two_sweeps_at_the_same_second_get_their_own_folders():
     assert len(dirs) == 2
 
 
-def test_grid_without_shards_says_which_stage_to_run(tmp_path):
+def base_only(root, to):
+    """The pipeline's base model alone under another output root (no maps, no shards)."""
+    import shutil
+
+    shutil.copytree(root / "roar_digits" / "base", to / "roar_digits" / "base")
+    return to
+
+
+def test_grid_without_shards_says_which_stage_to_run(sweep, tmp_path):
+    with pytest.raises(RoarError, match="No finished base model of data=digits"):  # first things first
+        train(compose_config("train", [f"paths.output_root={tmp_path}", *TINY, "estimator=ig", "fraction=0.5"]))
+    base_only(sweep[0], tmp_path)
     with pytest.raises(RoarError, match="Run roar-attribute and then roar-mask with these settings first"):
-        train(compose_config("train", [f"paths.output_root={tmp_path}", "estimator=ig", "fraction=0.5"]))
+        train(compose_config("train", [f"paths.output_root={tmp_path}", *TINY, "estimator=ig", "fraction=0.5"]))
     with pytest.raises(RoarError, match="needs fraction="):
-        train(compose_config("train", [f"paths.output_root={tmp_path}", "estimator=ig"]))
+        train(compose_config("train", [f"paths.output_root={tmp_path}", *TINY, "estimator=ig"]))
 
 
 def test_settings_and_wandb_groups():
     cfg = compose_config("train", TINY)
     assert retrain_settings(cfg.grid) == [("random", "remove", 0.0), ("grad", "remove", 0.5), ("random", "remove", 0.5)]
-    run = run_key(compose_config("train", [*TINY, "estimator=grad", "fraction=0.5", "seed=3"]))
-    assert (
-        run.group == "roar_digits/retrain/digits-resnet8-none/grad/remove/channel_mean/0.5" and run.stage == "retrain"
-    )
-    assert run_key(cfg).group == "roar_digits/base/digits-resnet8-none"
+    base = base_name(*TINY)
+    run = run_key(compose_config("train", [*TINY, f"base={base}", "estimator=grad", "fraction=0.5", "seed=3"]))
+    assert run.group == f"roar_digits/retrain/{base}/grad/remove/channel_mean/0.5" and run.stage == "retrain"
+    assert run_key(cfg).group == f"roar_digits/base/{base}" and base.startswith("digits-resnet8-none-")
 
 
-def test_local_sweep_over_missing_shards_stops_before_any_run(tmp_path):
+def test_a_retrain_run_finds_its_base_model_or_says_which_to_pick(sweep, tmp_path):
+    """Retrain runs (and the stages after roar-train) find the one finished base model of their data,
+    model and augment; with several, the one trained with their own recipe; else base= names it."""
+    root, _, _ = sweep
+    run = [f"paths.output_root={root}", *TINY, "estimator=grad", "fraction=0.5", "seed=0"]
+    assert run_key(compose_config("train", run)).base.name == base_name(*TINY)
+    import shutil
+
+    other = root / "roar_digits" / "base" / f"{base_name(*TINY)[:-8]}deadbeef"
+    shutil.copytree(root / "roar_digits" / "base" / base_name(*TINY), other)
+    identity = json.loads((other / "identity.json").read_text())
+    identity["training"]["optim"]["lr"] = 0.3  # another base model, trained with another learning rate
+    (other / "identity.json").write_text(json.dumps(identity))
+    try:
+        assert run_key(compose_config("train", run)).base.name == base_name(*TINY)  # its own recipe picks it
+        assert run_key(compose_config("train", [*run, "optim.lr=0.3"])).base.name == other.name
+        with pytest.raises(
+            RoarError, match=r"2 finished base models of data=digits model=resnet8 augment=none .*Pass base="
+        ):
+            run_key(compose_config("train", [*run, "optim.lr=0.7"]))
+        with pytest.raises(RoarError, match="2 finished base models"):
+            from roar.store.keys import base_key
+
+            base_key(compose_config("mask", [f"paths.output_root={root}", "experiment=roar_digits"]))
+    finally:
+        shutil.rmtree(other)
+    with pytest.raises(RoarError, match="No finished base model of data=digits model=resnet8 augment=none"):
+        run_key(compose_config("train", [f"paths.output_root={tmp_path}", *TINY, "estimator=grad", "fraction=0.5"]))
+
+
+def test_local_sweep_over_missing_shards_stops_before_any_run(sweep, tmp_path):
+    base_only(sweep[0], tmp_path)
     out = subprocess.run(
         [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=grad,ig", "fraction=0.5"],
         capture_output=True,
@@ -178,9 +220,10 @@ def test_local_sweep_over_missing_shards_stops_before_any_run(tmp_path):
     assert not (tmp_path / "roar_digits" / "runs").exists()
 
 
-def test_estimator_glob_sweeps_every_registered_estimator(tmp_path):
+def test_estimator_glob_sweeps_every_registered_estimator(sweep, tmp_path):
     from roar.estimators import available
 
+    base_only(sweep[0], tmp_path)
     out = subprocess.run(
         [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=glob(*)", "fraction=0.5"],
         capture_output=True,
@@ -189,6 +232,13 @@ def test_estimator_glob_sweeps_every_registered_estimator(tmp_path):
     )
     assert out.returncode == 2 and f"{len(available())} setting(s) of this sweep have no masked shards" in out.stderr
     assert compose_config("train", ["estimator=vargrad-ig"]).estimator == "vargrad-ig"
+    empty = subprocess.run(
+        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}/none", *TINY, "estimator=grad", "fraction=0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert empty.returncode == 2 and "No finished base model" in empty.stderr and "Nothing was launched" in empty.stderr
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "estimator": est,
             "reduce": red,
             "fill": to_plain(cfg.fill),
+            "base": key.name,
             "dataset": cfg.data.name,
             "model": cfg.model.name,
             "augment": cfg.augment.name,

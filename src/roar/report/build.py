@@ -106,10 +106,16 @@ def gather(cfg) -> dict:
         "fill": fill,
         "agreement": analysis.agreement(rows, evaluations, fill),
         "leakage": analysis.leakage(summary, num_classes),
-        "base": BaseKey(exp, rows[0]["dataset"], rows[0]["model"], rows[0]["augment"]) if rows else None,
+        "base": base_of(exp, rows[0]) if rows else None,
         "fidelity": fidelity_rows(evaluations, fill),
         "ranking_order": [str(r) for r in cfg.eval.rankings],
     }
+
+
+def base_of(exp, row) -> BaseKey:
+    """The BaseKey of a run's row (its base folder name carries the digest)."""
+    prefix = f"{row['dataset']}-{row['model']}-{row['augment']}"
+    return BaseKey(exp, row["dataset"], row["model"], row["augment"], row["base"][len(prefix) + 1 :])
 
 
 def draw(cfg, data, out: Path) -> list:

@@ -39,8 +39,8 @@ SKIPPED_MARK = 0.01  # a setting whose runs skipped more than 1% of their sample
 
 
 def base_name(metrics: dict) -> str:
-    """The base model a run or evaluation belongs to, as its BaseKey names it."""
-    return f"{metrics.get('dataset')}-{metrics.get('model')}-{metrics.get('augment')}"
+    """The base model a run belongs to, as its BaseKey names it (recorded in its metrics.json)."""
+    return metrics.get("base") or f"{metrics.get('dataset')}-{metrics.get('model')}-{metrics.get('augment')}"
 
 
 def read_runs(experiment_dir, preferred: str):

@@ -28,7 +28,7 @@ from roar.masking.write import write_masks
 from roar.report.build import build_report
 from roar.report.collect import summarize
 from roar.store.io import atomic_write_json
-from roar.store.keys import experiment_dir, fraction_name, retrain_settings, toy_file
+from roar.store.keys import base_key, experiment_dir, fraction_name, retrain_settings, toy_file
 from roar.tracking import finishing_wandb, quiet_lightning
 from roar.training.run import train, validate
 
@@ -56,8 +56,11 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     settings = retrain_settings(cfg.grid)
     for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
         check(cfg)
+    base = base_key(cfg).name  # the retrain runs' base model: the one this pipeline trains
     runs_cfg = [
-        compose_config("pipeline", [*overrides, f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"])
+        compose_config(
+            "pipeline", [*overrides, f"base={base}", f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"]
+        )
         for e, m, t in settings
         for s in range(int(cfg.grid.seeds))
     ]

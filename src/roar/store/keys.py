@@ -1,7 +1,7 @@
 """Typed keys: the one owner of every artifact's folder, wandb group and identity.
 
     outputs/<name>/
-      base/<data>-<model>-<augment>/                                   BaseKey
+      base/<data>-<model>-<augment>-<digest>/                          BaseKey (digest: training settings and seed)
       attributions/<base>/<estimator>/                                 MapsKey
       shards/<base>/<ranking>/<mode>/<fill>/<fraction>/                ShardSetKey
       runs/<base>/<ranking>/<mode>/<fill>/<fraction>/seed=<seed>/      RunKey (a retrain run)
@@ -9,9 +9,13 @@
       report/  logs/
 
 A key carries what its artifact is made from, so a changed input gets another folder or another
-settings hash, never a finished output of other inputs: the base key names its dataset, shard sets
-and runs name their base model, and the fill's folder name is a digest of its whole config
-(``fill_label``). YAML gets paths from these keys through one resolver (``${roar.key:run}``,
+settings hash, never a finished output of other inputs: the base key names its dataset and a digest
+of everything that changes its weights (``training_settings`` and the seed), shard sets and runs
+name their base model, and the fill's folder name is a digest of its whole config (``fill_label``).
+
+Only roar-train knows a base model's training settings; the stages after it (and retrain runs, whose
+seed is not the base model's) find it as the one finished base of their data, model and augment, or
+by ``base=<its folder name>`` (``find_base``). YAML gets paths from these keys through one resolver (``${roar.key:run}``,
 roar.config); nothing else spells a folder.
 """
 
@@ -21,6 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roar.errors import RoarError, check_probability
+from roar.store.io import read_json
+from roar.utils.plain import to_plain
+
+IDENTITY = "identity.json"  # what a run was trained with: its key's identity and its training settings
+NOT_WEIGHTS = (
+    "accelerator",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "log_every_n_steps",
+)  # trainer keys that train nothing
 
 
 def settings_hash(settings: dict) -> str:
@@ -65,10 +79,15 @@ class BaseKey:
     data: str
     model: str
     augment: str
+    digest: str  # of the training settings and seed (base_digest)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.data}-{self.model}-{self.augment}"
 
     @property
     def name(self) -> str:
-        return f"{self.data}-{self.model}-{self.augment}"
+        return f"{self.prefix}-{self.digest}"
 
     @property
     def folder(self) -> Path:
@@ -80,7 +99,7 @@ class BaseKey:
 
     @property
     def identity(self) -> dict:
-        return {"dataset": self.data, "model": self.model, "augment": self.augment}
+        return {"dataset": self.data, "model": self.model, "augment": self.augment, "base": self.name}
 
 
 @dataclass(frozen=True)
@@ -181,8 +200,63 @@ def experiment_dir(cfg) -> Path:
     return Path(str(cfg.paths.output_root)) / str(cfg.name)
 
 
+def training_settings(cfg) -> dict:
+    """Everything besides a run's key that changes what it trains: optimizer and schedule, model and
+    augmentation parameters, data settings (not where the data lie), the Trainer's epochs, precision,
+    limits and devices."""
+    return {
+        "optim": to_plain(cfg.optim),
+        "model": to_plain(cfg.model),
+        "augment": to_plain(cfg.augment),
+        "data": {k: v for k, v in to_plain(cfg.data).items() if k not in ("root", "num_workers", "on_error")},
+        "trainer": {k: v for k, v in to_plain(cfg.trainer).items() if k not in NOT_WEIGHTS},
+    }
+
+
+def base_digest(cfg) -> str:
+    """The base model's digest: its training settings and its seed (a config that trains, roar-train's)."""
+    return settings_hash({"training": training_settings(cfg), "seed": int(cfg.seed)})[:8]
+
+
 def base_key(cfg) -> BaseKey:
-    return BaseKey(experiment_dir(cfg), str(cfg.data.name), str(cfg.model.name), str(cfg.augment.name))
+    """The base model of ``cfg``: the one roar-train makes with it, the one ``base=`` names, or the one
+    finished base of the config's data, model and augment (``find_base``)."""
+    exp, data, model, augment = experiment_dir(cfg), str(cfg.data.name), str(cfg.model.name), str(cfg.augment.name)
+    prefix = f"{data}-{model}-{augment}"
+    if cfg.get("base"):
+        chosen = str(cfg.base)
+        if not chosen.startswith(prefix + "-"):
+            raise RoarError(
+                f"base={chosen} is not a base model of data={data} model={model} augment={augment} "
+                f"(their folders are named {prefix}-<digest>); pick one under {exp / 'base'}."
+            )
+        return BaseKey(exp, data, model, augment, chosen[len(prefix) + 1 :])
+    if "optim" in cfg and not is_retrain(cfg):
+        return BaseKey(exp, data, model, augment, base_digest(cfg))
+    return find_base(cfg, exp, data, model, augment)
+
+
+def find_base(cfg, exp: Path, data: str, model: str, augment: str) -> BaseKey:
+    """The one finished base model of (data, model, augment) under the experiment; among several, a retrain
+    run takes the one trained with its own training settings. None or several left: an error that lists them."""
+    prefix, folder = f"{data}-{model}-{augment}", exp / "base"
+    found = (
+        sorted(p.name for p in folder.glob(f"{prefix}-*") if (p / "metrics.json").is_file()) if folder.is_dir() else []
+    )
+    if len(found) > 1 and "optim" in cfg:
+        mine = training_settings(cfg)
+        found = [n for n in found if (read_json(folder / n / IDENTITY) or {}).get("training") == mine] or found
+    if len(found) == 1:
+        return BaseKey(exp, data, model, augment, found[0][len(prefix) + 1 :])
+    if not found:
+        raise RoarError(
+            f"No finished base model of data={data} model={model} augment={augment} under {folder}. "
+            f"Run roar-train with the same name/data/model/augment (and recipe) first, or roar-pipeline."
+        )
+    raise RoarError(
+        f"{len(found)} finished base models of data={data} model={model} augment={augment} under {folder}: "
+        f"{', '.join(found)}. Pass base=<one of them>."
+    )
 
 
 def maps_key(cfg, estimator: str) -> MapsKey:

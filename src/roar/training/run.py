@@ -21,7 +21,7 @@ from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
 from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
-from roar.store.keys import RunKey, run_key
+from roar.store.keys import IDENTITY, RunKey, run_key, training_settings
 from roar.store.manifest import read_manifest, verify_manifest
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
 from roar.utils.plain import to_plain
@@ -39,28 +39,6 @@ def validate(cfg: DictConfig) -> RunKey:
     if key.seed < 0 or str(key.seed) != str(cfg.seed).strip():
         raise RoarError(f"seed={cfg.seed}: give a non-negative integer seed (0 is a seed).")
     return key
-
-
-IDENTITY = "identity.json"
-NOT_WEIGHTS = (
-    "accelerator",
-    "enable_progress_bar",
-    "enable_model_summary",
-    "log_every_n_steps",
-)  # trainer keys that train nothing
-
-
-def training_settings(cfg) -> dict:
-    """Everything besides the run's key that changes what it trains: optimizer and schedule, model and
-    augmentation parameters, data settings (not where the data lie), the Trainer's epochs, precision,
-    limits and devices."""
-    return {
-        "optim": to_plain(cfg.optim),
-        "model": to_plain(cfg.model),
-        "augment": to_plain(cfg.augment),
-        "data": {k: v for k, v in to_plain(cfg.data).items() if k not in ("root", "num_workers", "on_error")},
-        "trainer": {k: v for k, v in to_plain(cfg.trainer).items() if k not in NOT_WEIGHTS},
-    }
 
 
 def flat(d: dict, prefix: str = "") -> dict:
