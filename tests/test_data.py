@@ -167,3 +167,23 @@ def test_an_unreadable_image_is_named_or_skipped_and_counted(tmp_path):
     assert torch.equal(skipping[1]["image"], skipping[2]["image"]) and skipping.skipped.value == 1
     with pytest.raises(RoarError, match="data.on_error='maybe'"):
         build_dataset(cfg(name="imagefolder", root=str(tmp_path), on_error="maybe"), "train")
+
+
+def test_channel_stats_fall_back_when_the_data_root_cannot_be_written(tmp_path, monkeypatch):
+    """A read-only data root with a .roar-cache/ folder: the statistics are kept under outputs/.cache
+    instead of failing after the pass (root ignores permission bits, so the write is made to fail)."""
+    import roar.data.stats as stats_module
+
+    make_imagefolder(tmp_path / "data")
+    (tmp_path / "data" / ".roar-cache").mkdir()
+    c = cfg(name="imagefolder", root=str(tmp_path / "data"), resize=10, crop=8)
+    real = stats_module.atomic_write_json
+
+    def read_only(path, obj):
+        if str(tmp_path / "data") in str(path):
+            raise OSError(30, "Read-only file system")
+        return real(path, obj)
+
+    monkeypatch.setattr(stats_module, "atomic_write_json", read_only)
+    stats = channel_stats(build_dataset(c, "train"), c, tmp_path / "cache")
+    assert len(stats["mean"]) == 3 and list((tmp_path / "cache").glob("stats-imagefolder-*.json"))

@@ -154,6 +154,12 @@ def test_report_goes_to_an_offline_wandb_run(synthetic):
         ("sobel", "remove", "no different"),
     }
     assert {p.name.split("_")[0] for p in media.glob("images/*.png")} == {"roar-channel", "kar-channel"}
+    import time
+
+    time.sleep(1.1)  # wandb names offline folders by the second
+    build_report(report_cfg(root, "logger=wandb", "logger.mode=offline"))  # a repeat resumes the same wandb run
+    again = sorted((exp / "report" / "wandb").glob("offline-run-*"))
+    assert len(again) == 2 and len({p.name.rsplit("-", 1)[1] for p in again}) == 1  # one run id: one run once synced
 
 
 def chromium() -> str:

@@ -143,7 +143,10 @@ def test_requeued_job_resumes_to_the_same_accuracy(cluster, local):
 
 
 def test_bad_launcher_settings_fail_before_submitting(cluster, local, tmp_path):
+    import shutil
+
     root, _ = local
+    shutil.copytree(root / "roar_digits" / "base", tmp_path / "roar_digits" / "base")  # a base model, no shards
     cmd = [ROAR_TRAIN, "-m", f"hydra.searchpath=[file://{root}/conf]", f"paths.output_root={tmp_path}", *COMMON]
     out = cluster.run(*cmd, "hydra/launcher=slurm", "seed=0,1")
     assert out.returncode != 0 and "hydra.launcher.partition is not set" in out.stderr

@@ -3,6 +3,7 @@ that do not train, the wandb run always finished, and Lightning's cluster enviro
 run outside SLURM says nothing about SLURM."""
 
 import contextlib
+import hashlib
 import logging
 import os
 import warnings
@@ -83,7 +84,11 @@ def start_wandb_run(cfg, directory, job_type: str, name: str):
     import wandb
 
     os.makedirs(directory, exist_ok=True)
+    # one wandb run per (folder, name): a repeated eval or report resumes it instead of adding a run of the same name
+    run_id = hashlib.sha256(f"{os.path.abspath(directory)}|{name}".encode()).hexdigest()[:16]
     return wandb.init(
+        id=run_id,
+        resume="allow",
         project=cfg.logger.project,
         entity=cfg.logger.get("entity"),
         dir=str(directory),

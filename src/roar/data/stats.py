@@ -58,5 +58,8 @@ def channel_stats(dataset, data_cfg, cache_dir):
         return cached
     mean, std = compute_channel_stats(dataset, num_workers=int(data_cfg.get("num_workers", 0)))
     stats = {"mean": mean, "std": [max(s, 1e-6) for s in std], "count": len(dataset)}
-    atomic_write_json(path, stats)
+    try:
+        atomic_write_json(path, stats)
+    except OSError:  # a read-only file system the probe could not see (as root, permission bits say nothing)
+        atomic_write_json(Path(cache_dir) / path.name, stats)
     return stats
