@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
 from omegaconf import OmegaConf
-from timing import verdict
+from timing import fit_one_epoch, verdict
 from tqdm import tqdm
 
 from roar.config import compose_config
@@ -96,14 +95,6 @@ def bench_masking(tmp):
         )
 
 
-class EpochTimer(L.Callback):
-    def on_train_epoch_start(self, trainer, module):
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module):
-        self.seconds = time.perf_counter() - self.start
-
-
 def bench_loader(tmp):
     n, shape = 384, (3, 32, 32)
     data = shapes(n)
@@ -139,18 +130,7 @@ def bench_loader(tmp):
             max_epochs=1,
         )
         loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=shuffle)
-        timer = EpochTimer()
-        L.Trainer(
-            accelerator="cpu",
-            max_epochs=1,
-            logger=False,
-            enable_checkpointing=False,
-            callbacks=[timer],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-        ).fit(model, loader)
-        return timer.seconds
+        return fit_one_epoch(model, loader)
 
     times = {"memory": [], "shards": []}
     for _ in range(3):

@@ -9,12 +9,11 @@
 
 import time
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from timing import interleaved, verdict
+from timing import fit_one_epoch, interleaved, verdict
 from torch.utils.data import DataLoader, Dataset
 
 from roar.augment import fpa_loop
@@ -107,20 +106,6 @@ class InMemory(Dataset):
         return {"image": self.images[i], "label": self.labels[i]}
 
 
-class EpochClock(L.Callback):
-    """Wall time from the start of batch ``skip`` to the end of the epoch (Lightning's overhead included)."""
-
-    def __init__(self, skip):
-        self.skip, self.start, self.seconds = skip, None, None
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if batch_idx == self.skip:
-            self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module):
-        self.seconds = time.perf_counter() - self.start
-
-
 def bench_lightning_vs_plain():
     print("\n== ResNet-18 (small stem) at 32x32, batch 64: Lightning Trainer vs a plain PyTorch loop")
     shape, batch_size, batches, skip = (3, 32, 32), 64, 12, 2
@@ -144,19 +129,7 @@ def bench_lightning_vs_plain():
     for _ in range(3):
         results["plain"].append(plain())
         torch.manual_seed(0)
-        clock = EpochClock(skip)
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_epochs=1,
-            logger=False,
-            enable_checkpointing=False,
-            callbacks=[clock],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-        )
-        trainer.fit(classifier("resnet18", NONE, shape), train_dataloaders=loader)
-        results["lightning"].append(clock.seconds)
+        results["lightning"].append(fit_one_epoch(classifier("resnet18", NONE, shape), loader, skip))
     plain_ips = timed / float(np.median(results["plain"]))
     light_ips = timed / float(np.median(results["lightning"]))
     ratio = light_ips / plain_ips

@@ -123,8 +123,13 @@ def test_each_stage_config_owns_its_section():
 
 
 def test_seed_roles_a_second_base_seed_keeps_the_rankings():
-    a, b = compose_config("mask", ["seed=0"]), compose_config("mask", ["seed=1"])
-    assert a.maps_seed == b.maps_seed == 0  # maps noise, ties and donors do not follow the training seed
+    """``seed`` trains; the maps' settings (noise, ties, donors follow ``maps_seed``) do not follow it."""
+    from roar.attribution.run import settings_for
+
+    a, b = compose_config("attribute", ["seed=0"]), compose_config("attribute", ["seed=1"])
+    assert settings_for(a, "sg-grad", "sha", {}) == settings_for(b, "sg-grad", "sha", {})
+    c = compose_config("attribute", ["maps_seed=1"])
+    assert settings_for(c, "sg-grad", "sha", {})["maps_seed"] == 1 != settings_for(a, "sg-grad", "sha", {})["maps_seed"]
 
 
 @pytest.mark.parametrize("launcher", sorted(p.stem for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")))

@@ -26,9 +26,7 @@ class ImageDataModule(L.LightningDataModule):
                 "on_error": self.retrain_cfg.get("on_error", "raise"),
                 "shuffle_buffer": int(self.retrain_cfg.get("shuffle_buffer", 1000)),
             }
-            self.train_set, self.test_set = (
-                open_shard_set(self.shards, split, self.seed, **opts) for split in ("train", "test")
-            )
+            self.train_set, self.test_set = open_shard_set(self.shards, self.seed, **opts)  # checked and verified once
             self.stats = self.train_set.stats  # the source data's, recorded in the manifest
         else:
             self.train_set = build_dataset(self.cfg, "train")

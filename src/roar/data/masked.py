@@ -136,9 +136,11 @@ def shuffled(stream, size: int, rng: random.Random):
     yield from buffer
 
 
-def open_shard_set(key, split: str, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000) -> MaskedShards:
-    """The ``split`` of the shard set ``key`` (a ShardSetKey) for a retrain run, after checking it
-    exists, holds that split, comes from the run's dataset and (with ``on_error=raise``) verifies."""
+def open_shard_set(
+    key, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000, splits=("train", "test")
+) -> list:
+    """The ``splits`` of the shard set ``key`` (a ShardSetKey) for a retrain run, after checking it
+    exists, holds them, comes from the run's dataset and (with ``on_error=raise``) verifies: once."""
     if on_error not in ON_ERROR:
         raise RoarError(f"retrain.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
     folder = key.folder
@@ -152,15 +154,19 @@ def open_shard_set(key, split: str, seed: int, on_error: str = "raise", shuffle_
             f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, fraction={key.fraction}). "
             f"Run roar-attribute and then roar-mask with these settings first: {make}."
         )
-    if split not in manifest.get("counts", {}):
-        raise RoarError(
-            f"The shard set {folder} has no {split} split (its {MANIFEST} lists {sorted(manifest.get('counts', {}))}). "
-            f"Write it with {make} mask.splits=[{split}]."
-        )
+    for split in splits:
+        if split not in manifest.get("counts", {}):
+            raise RoarError(
+                f"The shard set {folder} has no {split} split (its {MANIFEST} lists {sorted(manifest.get('counts', {}))}). "
+                f"Write it with {make} mask.splits=[{split}]."
+            )
     if manifest.get("dataset") != key.base.data:
         raise RoarError(
             f"The shard set {folder} was made from data={manifest.get('dataset')}, not data={key.base.data}. Rerun roar-mask."
         )
     if on_error == "raise":
         manifest = verify_manifest(folder)
-    return MaskedShards(folder, split, manifest, seed=seed, on_error=on_error, shuffle_buffer=shuffle_buffer)
+    return [
+        MaskedShards(folder, split, manifest, seed=seed, on_error=on_error, shuffle_buffer=shuffle_buffer)
+        for split in splits
+    ]

@@ -88,7 +88,7 @@ def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
     return manifest
 
 
-def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, mean, device, bar) -> dict:
+def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, mean, device, bar) -> dict:
     """{ranking: curves and deletion accuracies} over the test images ``indices``. Each image is
     loaded once for every ranking; the maps of every estimator are streamed side by side (their
     shards hold the test split in dataset order)."""
@@ -98,7 +98,6 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, mean, 
     step_at, del_at = [fractions.index(t) for t in steps], [fractions.index(t) for t in deletion]
     modes = list(CURVE_MODES.values())  # remove, keep: MIF/LIF and both deletion modes from one pass
     wanted, seed, bs = set(indices), int(cfg.maps_seed), int(cfg.eval.batch_size)
-    fill = check_fill(cfg.fill, test_set[0]["image"].shape[0])
     estimators = sorted({est for _, est, _ in rankings})
     normalized, correct, chunk = {name: [] for name, _, _ in rankings}, {name: [] for name, _, _ in rankings}, []
 
@@ -156,7 +155,8 @@ def evaluate(cfg: DictConfig) -> dict:
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     key = base_key(cfg)
     model = load_base_model(key, cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
-    if check_fill(cfg.fill, test_set[0]["image"].shape[0]).drops_tokens and not model.accepts_keep:
+    fill = check_fill(cfg.fill, test_set[0]["image"].shape[0])  # its traits: donors, token drop
+    if fill.drops_tokens and not model.accepts_keep:
         raise RoarError(
             f"fill={cfg.fill.name} drops the tokens of masked patches; model={cfg.model.name} has no tokens. Use a ViT (model=vit_tiny) or a painting fill."
         )
@@ -202,6 +202,7 @@ def evaluate(cfg: DictConfig) -> dict:
             indices,
             [(n, s["estimator"], red) for n, red, s, _ in plan],
             cfg,
+            fill,
             mean,
             device,
             bar,

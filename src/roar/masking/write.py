@@ -101,7 +101,7 @@ def write_masks(cfg: DictConfig) -> dict:
     fingerprints = {split: datasets[split].fingerprint() for split in cfg.mask.splits}  # hashes every id: once
     sources = source_maps(cfg, fingerprints)
     counts = {split: len(datasets[split]) for split in cfg.mask.splits}
-    outs, plan = {}, []
+    outs, plan, total = {}, [], 0
     for est, source in sources.items():
         size = int(source["shard_size"])
         sets = []
@@ -124,11 +124,9 @@ def write_masks(cfg: DictConfig) -> dict:
                 }
                 sets.append(OutputSet(key.folder, settings, size))
         outs.update({o.folder: o for o in sets})
-        plan += [
-            (est, split, s, todo)
-            for split, s, todo in plan_shards(sets, counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
-        ]
-    total = sum(samples_in([p[1:]], counts, int(sources[p[0]]["shard_size"])) for p in plan)
+        mine = plan_shards(sets, counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
+        plan += [(est, split, s, todo) for split, s, todo in mine]
+        total += samples_in(mine, counts, size)
     print(
         f"[roar-mask] {len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} fractions), "
         f"fill={cfg.fill.name}, reduce={cfg.reduce}; {len(plan)} source shard(s), {total} images to mask"
@@ -138,7 +136,7 @@ def write_masks(cfg: DictConfig) -> dict:
             ds, size = datasets[split], todo[0].size
             lo, hi = s * size, min((s + 1) * size, len(ds))
             ids, maps = read_attribution_shard(
-                maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], ds[0]["image"].shape
+                maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], image_shape
             )
             write_masked_shard(cfg, fill, ds, train_set, stats["mean"], lo, ids, maps, split, s, todo, bar)
     return {folder: finish(o, counts) for folder, o in outs.items()}

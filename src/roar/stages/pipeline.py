@@ -56,10 +56,10 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     settings = retrain_settings(cfg.grid)
     for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
         check(cfg)
-    base = base_key(cfg).name  # the retrain runs' base model: the one this pipeline trains
+    base_name = base_key(cfg).name  # the retrain runs' base model: the one this pipeline trains
     runs_cfg = [
         compose_config(
-            "pipeline", [*overrides, f"base={base}", f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"]
+            "pipeline", [*overrides, f"base={base_name}", f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"]
         )
         for e, m, t in settings
         for s in range(int(cfg.grid.seeds))

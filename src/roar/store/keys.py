@@ -62,10 +62,7 @@ def fill_label(fill) -> str:
     """A fill's name in paths: its name alone when its config is only the name (``channel_mean``),
     else the name and a digest of the whole config (``constant-1f3a9c2e``), so ``fill.value=[0.2]``
     and ``fill.value=[0.8]`` never share a folder."""
-    plain = {
-        k: (list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig" else v)
-        for k, v in dict(fill).items()
-    }
+    plain = dict(to_plain(fill))
     if set(plain) == {"name"}:
         return str(plain["name"])
     return f"{plain['name']}-{settings_hash(plain)[:8]}"
@@ -279,7 +276,9 @@ def run_key(cfg) -> RunKey:
     try:
         seed = int(cfg.seed)
     except (TypeError, ValueError):
-        raise RoarError(f"seed={cfg.get('seed')!r}: give a non-negative integer seed (0 is a seed).") from None
+        seed = -1
+    if seed < 0 or str(seed) != str(cfg.seed).strip():  # 1.5 and "abc" are no seeds; 0 is one
+        raise RoarError(f"seed={cfg.get('seed')}: give a non-negative integer seed (0 is a seed).")
     if not is_retrain(cfg):
         return RunKey(base_key(cfg), seed)
     if cfg.get("fraction") is None:

@@ -35,10 +35,7 @@ def validate(cfg: DictConfig) -> RunKey:
     BatchAugment(cfg.augment, mean=[0.5, 0.5, 0.5])  # names and probabilities
     positive_int(cfg.data.batch_size, "data.batch_size")
     positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
-    key = run_key(cfg)
-    if key.seed < 0 or str(key.seed) != str(cfg.seed).strip():
-        raise RoarError(f"seed={cfg.seed}: give a non-negative integer seed (0 is a seed).")
-    return key
+    return run_key(cfg)  # seed, fraction and base checked there
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -101,12 +98,6 @@ def outdated(key: RunKey, metrics) -> str | None:
     return None
 
 
-def completed_metrics(key: RunKey):
-    """The run's metrics when it is finished and not outdated, else None."""
-    metrics = finished_metrics(key)
-    return None if outdated(key, metrics) else metrics
-
-
 def shards_verify(key: RunKey) -> bool:
     try:
         verify_manifest(key.shards.folder)
@@ -124,8 +115,9 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
     key = validate(cfg)
     run_dir = key.folder
     identity = check_run_dir_identity(cfg, key)
-    done = completed_metrics(key)
-    if done and not cfg.overwrite:  # finished and not outdated
+    done = finished_metrics(key)
+    stale = outdated(key, done)  # read once: outdated may re-hash the whole shard set
+    if done and not stale and not cfg.overwrite:
         if not quiet:
             print(
                 f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
@@ -133,7 +125,6 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
         return done
     ckpt_dir = run_dir / "checkpoints"
     resume = ckpt_dir / "last.ckpt"
-    stale = outdated(key, finished_metrics(key))
     if stale:
         print(f"[roar-train] {stale}: retraining that run.")
     if cfg.overwrite or stale:
