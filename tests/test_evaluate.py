@@ -185,6 +185,31 @@ def test_roar_eval_writes_curves_fidelity_and_deletion_per_base_model(fpa_digits
 
 
 @pytest.mark.slow
+def test_roar_eval_ranks_patches_with_granularity_patch(fpa_digits):
+    """Patch rankings through the stage: their own file (grad.patch2), whole 2x2 patches removed, and
+    the deletion accuracy at t = 1 equal to the pixel ranking's (everything masked either way)."""
+    from roar.evaluate.run import evaluate
+
+    root, common = fpa_digits
+    evals = ["eval.rankings=[grad,random]", "eval.max_images=40", "eval.step=0.25", "eval.fractions=[0,0.5,1]"]
+    pixel = evaluate(compose_config("eval", [*common, "augment=none", *evals]))
+    patch = evaluate(compose_config("eval", [*common, "augment=none", *evals, "granularity=patch", "patch_size=2"]))
+    assert set(patch) == {"grad.patch2", "random.patch2"} and patch["grad.patch2"]["patch"] == 2
+    folder = root / "fpa_digits" / "eval" / patch["grad.patch2"]["base"] / "channel_mean"
+    assert (folder / "grad.patch2.json").is_file() and (folder / "grad.json").is_file()
+    assert patch["grad.patch2"]["mif"]["mean"] != pixel["grad"]["mif"]["mean"]
+    for name in ("grad", "random"):
+        assert (
+            patch[f"{name}.patch2"]["deletion"]["remove"]["accuracy"][2]
+            == pixel[name]["deletion"]["remove"]["accuracy"][2]
+        )
+    with pytest.raises(RoarError, match="give the granularity once for all rankings"):
+        evaluate(compose_config("eval", [*common, "eval.rankings=[grad.patch2]"]))
+    with pytest.raises(RoarError, match="patch_size=3 does not tile 8x8"):
+        evaluate(compose_config("eval", [*common, "granularity=patch", "patch_size=3"]))
+
+
+@pytest.mark.slow
 def test_roar_eval_bad_input_is_named_before_any_work(fpa_digits):
     from roar.evaluate.run import evaluate
 
@@ -247,13 +272,15 @@ def test_token_drop_curves_drop_the_tokens_of_masked_patches():
         max_epochs=1,
     ).eval()
     images = torch.rand(2, 3, 16, 16)
-    ranks = feature_ranks(torch.randn(2, 256), ["a", "b"], seed=0)
+    ranks = feature_ranks(torch.randn(2, 16), ["a", "b"], seed=0)  # 16 patches of 4x4, ranked
     fill = OmegaConf.create({"name": "token_drop"})
-    logits = masked_logits(model, images, ranks, [0.0, 0.5], ["remove"], fill, None)
+    logits = masked_logits(model, images, ranks, [0.0, 0.5], ["remove"], fill, None, patch=4)
     with torch.no_grad():
         assert torch.allclose(logits[:, 0, 0], model(images), atol=1e-5)  # t = 0: every token kept
         from roar.masking import mask_images
 
-        unpainted, removed = mask_images(images, ranks, "remove", 0.5, fill)
+        unpainted, removed = mask_images(images, ranks, "remove", 0.5, fill, patch=4)
         assert torch.equal(unpainted, images)  # token_drop paints nothing: the model drops tokens instead
-        assert torch.allclose(logits[:, 0, 1], model(images, patch_keep(removed, 4)), atol=1e-5)
+        keep = patch_keep(removed, 4)
+        assert keep.flatten(1).sum(1).tolist() == [8, 8]  # exactly P - round(t P) tokens kept
+        assert torch.allclose(logits[:, 0, 1], model(images, keep), atol=1e-5)

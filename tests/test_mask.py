@@ -20,7 +20,7 @@ from roar.errors import RoarError
 from roar.estimators import reduce_maps
 from roar.masking import gaussian_blur
 from roar.masking.write import verify_all, write_masks
-from roar.store.keys import shard_set_key
+from roar.store.keys import run_key, shard_set_key
 from roar.store.manifest import verify_manifest
 from roar.store.maps import iter_maps
 from roar.store.shards import decode_key, load_npy, read_shard
@@ -132,7 +132,7 @@ def test_channel_mean_fill_and_unmasked_pixels(root):
         assert np.allclose(image[removed], mean) and np.array_equal(image[~removed], original[~removed])
 
 
-@pytest.mark.parametrize("fill", ["zero", "constant", "blur", "random_image", "token_drop", "mask_only"])
+@pytest.mark.parametrize("fill", ["zero", "constant", "blur", "random_image", "mask_only"])
 def test_every_fill(root, fill):
     write_masks(
         cfg(root, *fill_overrides(fill), "mask.estimators=[grad]", "mask.fractions=[0.5]", "mask.splits=[test]")
@@ -146,7 +146,6 @@ def test_every_fill(root, fill):
             "zero": torch.zeros_like(original),
             "constant": torch.full_like(original, 0.25),
             "blur": gaussian_blur(original[None])[0],
-            "token_drop": original,
             "mask_only": removed.float().expand_as(original),
         }.get(fill)
         if fill == "random_image":
@@ -352,9 +351,10 @@ def test_attribution_maps_not_matching_the_data_name_file_and_sample(root, tmp_p
 
 
 def test_retraining_on_token_drop_needs_a_vit_and_drops_the_tokens(root):
-    write_masks(cfg(root, "fill=token_drop", "mask.estimators=[grad]", "mask.fractions=[0.5]"))
+    with pytest.raises(RoarError, match="fill=token_drop drops the tokens of removed patches; the model has no tokens"):
+        write_masks(cfg(root, "fill=token_drop", "mask.estimators=[grad]", "mask.fractions=[0.5]"))
     common = [f"paths.output_root={root}", *QUIET, "trainer.max_epochs=1", "fill=token_drop"]
-    with pytest.raises(RoarError, match="fill=token_drop data need a model that drops tokens"):
+    with pytest.raises(RoarError, match="the model has no tokens"):
         train(compose_config("train", [*common, "estimator=grad", "fraction=0.5"]))
     # ROAR retrains the base model's architecture: a ViT base, its maps, its token-drop shards, its retrain
     vit = [
@@ -368,20 +368,24 @@ def test_retraining_on_token_drop_needs_a_vit_and_drops_the_tokens(root):
     ]
     train(compose_config("train", vit))
     attribute(compose_config("attribute", [*vit, "attribute.estimators=[grad]"]))
+    with pytest.raises(RoarError, match="pass granularity=patch"):  # pixel rankings cannot say which tokens go
+        write_masks(compose_config("mask", [*vit, "mask.estimators=[grad]", "mask.fractions=[0.5]"]))
+    vit.append("granularity=patch")
     write_masks(compose_config("mask", [*vit, "mask.estimators=[grad]", "mask.fractions=[0.5]"]))
     run = compose_config("train", [*vit, "estimator=grad", "fraction=0.5"])
+    assert run_key(run).shards.ranking == "grad.patch2"
     metrics = train(run)
     assert metrics["model"] == "vit_tiny" and metrics["fill"] == "token_drop" and metrics["num_train"] == 1347
     # the retrained ViT never sees a dropped patch: scrambling the pixels under the mask changes no logit
     from roar.masking.patches import patch_keep
     from roar.models.checkpoint import load_classifier
-    from roar.store.keys import run_key
     from roar.store.masked import decode_masked_sample
 
     model = load_classifier(run_key(run).folder / "checkpoints" / "last.ckpt")
     batch = [decode_masked_sample(s, with_mask=True) for s in list(samples(run_key(run).shards.folder).values())[:16]]
     x, removed = torch.stack([b["image"] for b in batch]), torch.stack([b["removed"] for b in batch])
     keep = patch_keep(removed, 2)
+    assert keep.flatten(1).sum(1).tolist() == [8] * 16  # exactly P - round(t P) of the 16 tokens kept
     scrambled = torch.where(removed.expand_as(x), torch.rand_like(x), x)
     with torch.no_grad():
         assert keep.float().mean() < 0.9 and torch.allclose(model(x, keep), model(scrambled, keep), atol=1e-5)

@@ -12,8 +12,11 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from roar.data import build_dataset
+from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite
+from roar.masking.donors import donor_images
+from roar.masking.fills import apply_fill, check_fill
 from roar.models.checkpoint import load_base_model
 from roar.store.keys import base_key, maps_key
 from roar.store.maps import map_sample
@@ -41,11 +44,38 @@ def check_config(cfg) -> EstimatorSuite:
     return suite
 
 
-def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict) -> dict:
+class Reference:
+    """The reference image x0 of ``baseline=fill``: the configured fill painted over every pixel (the
+    channel mean, a constant, the blurred image, a donor image), in raw pixel units."""
+
+    def __init__(self, cfg, channels: int):
+        self.fill = check_fill(cfg.fill, channels)
+        if self.fill.drops_tokens or self.fill.leakage_control:
+            raise RoarError(
+                f"attribute.params.baseline=fill needs a fill that paints pixels; fill={cfg.fill.name} does not. "
+                f"Use baseline=black or a painting fill (channel_mean, zero, constant, blur, random_image)."
+            )
+        self.cfg, self.train_set = cfg, build_dataset(cfg.data, "train")
+        self.mean = channel_stats(self.train_set, cfg.data, cfg.paths.cache_dir)["mean"]
+
+    @property
+    def identity(self) -> dict:
+        return {"fill": to_plain(self.cfg.fill), "mean": [float(m) for m in self.mean]}
+
+    def __call__(self, x, ids):
+        donors = (
+            donor_images(self.train_set, ids, int(self.cfg.maps_seed)).to(x.device) if self.fill.needs_donors else None
+        )
+        everywhere = torch.ones((x.shape[0], 1, *x.shape[2:]), dtype=torch.bool, device=x.device)
+        return apply_fill(x, everywhere, self.cfg.fill, self.mean, donors)
+
+
+def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, reference=None) -> dict:
     """Everything an estimator's maps depend on; its hash is checked before a shard is trusted."""
     return {
         "estimator": estimator,
         "estimator_params": to_plain(cfg.attribute.params),
+        **({"reference": reference.identity} if reference is not None else {}),
         "maps_seed": int(cfg.maps_seed),
         "target": cfg.attribute.target,
         "base_checkpoint_sha256": ckpt_sha,
@@ -55,7 +85,7 @@ def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict) -> dict
     }
 
 
-def compute_shard(suite, model, dataset, start, stop, cfg, device, bar):
+def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, reference=None):
     """{estimator: [samples of the maps format]} for samples [start, stop) of ``dataset``."""
     out = {n: [] for n in suite.names}
     bs = int(cfg.attribute.batch_size)
@@ -69,7 +99,8 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar):
                 target = model(x).argmax(1)
         else:
             target = labels
-        maps = suite(model, x, target, ids)
+        extras = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in suite.needs}
+        maps = suite(model, x, target, ids, reference(x, ids) if reference else None, extras)
         for name, m in maps.items():
             bad = ~torch.isfinite(m.flatten(1)).all(1)
             if bad.any():
@@ -90,13 +121,21 @@ def attribute(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.trainer.accelerator)
     datasets = {split: build_dataset(cfg.data, split) for split in cfg.attribute.splits}
     probe = datasets[cfg.attribute.splits[0]]
+    missing = [k for k in suite.needs if k not in probe[0]]
+    if missing:
+        raise RoarError(
+            f"attribute.estimators has a control that needs ground truth ({', '.join(missing)}); data={cfg.data.name} has none. "
+            f"Use a dataset with masks (data=shapes) or drop it."
+        )
+    reference = Reference(cfg, probe[0]["image"].shape[0]) if suite.params["baseline"] == "fill" else None
     key = base_key(cfg)
     model = load_base_model(key, cfg.model, probe.num_classes, list(probe[0]["image"].shape)).to(device)
     ckpt_sha = sha256_file(key.checkpoint)
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
     size = int(cfg.attribute.shard_size)
     outs = {
-        n: OutputSet(maps_key(cfg, n).folder, settings_for(cfg, n, ckpt_sha, fingerprints), size) for n in suite.names
+        n: OutputSet(maps_key(cfg, n).folder, settings_for(cfg, n, ckpt_sha, fingerprints, reference), size)
+        for n in suite.names
     }
     counts = {split: len(ds) for split, ds in datasets.items()}
     plan = plan_shards(outs.values(), counts, cfg.attribute.shard_id, cfg.attribute.num_shards, cfg.overwrite)
@@ -110,7 +149,9 @@ def attribute(cfg: DictConfig) -> dict:
         for split, s, todo in plan:
             ds = datasets[split]
             shard_suite = EstimatorSuite([by_folder[o.folder] for o in todo], **suite.params)
-            written = compute_shard(shard_suite, model, ds, s * size, min((s + 1) * size, len(ds)), cfg, device, bar)
+            written = compute_shard(
+                shard_suite, model, ds, s * size, min((s + 1) * size, len(ds)), cfg, device, bar, reference
+            )
             for o in todo:
                 write_sealed(o, split, s, written[by_folder[o.folder]])
     return {n: finish(o, counts) for n, o in outs.items()}

@@ -1,5 +1,8 @@
 """The training-time augmentation of a batch: optional crop and flip, then one perturbation."""
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -15,7 +18,7 @@ def fill_value(fill, mean) -> torch.Tensor:
         values = list(mean)
     elif fill == "zero":
         values = [0.0] * c
-    elif isinstance(fill, (list, tuple)) and len(fill) in (1, c):
+    elif not isinstance(fill, str) and isinstance(fill, Sequence) and len(fill) in (1, c):  # a list or a ListConfig
         values = [float(v) for v in fill] * (c // len(fill))
     else:
         raise RoarError(f"augment.fill={fill!r}: use channel_mean, zero, or a list of {c} pixel values in [0, 1].")
@@ -40,11 +43,43 @@ def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, g: torch.Generat
     return x
 
 
-class BatchAugment:
-    """``augment(x, train) -> (x, keep)``: ``keep`` is a per-patch mask for token-dropping models, else None.
+def random_resized_crop(x: torch.Tensor, scale, ratio, g: torch.Generator) -> torch.Tensor:
+    """Per-sample random-resized crop (Szegedy et al. 2015; torchvision's RandomResizedCrop, as ROAR's
+    code trains): an area share in ``scale`` and a log-uniform aspect ratio in ``ratio``, clipped to the
+    image, at a uniform position, resampled bilinearly to the input size, batched in one grid_sample."""
+    b, _, h, w = x.shape
+    area = torch.empty(b, device=x.device).uniform_(float(scale[0]), float(scale[1]), generator=g)
+    log_r = torch.empty(b, device=x.device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=g)
+    sw = torch.sqrt(area * torch.exp(log_r)).clamp(max=1.0)  # crop side / image side
+    sh = torch.sqrt(area / torch.exp(log_r)).clamp(max=1.0)
+    cx = (torch.rand(b, generator=g, device=x.device) * 2 - 1) * (1 - sw)  # crop centre in [-1, 1] coordinates
+    cy = (torch.rand(b, generator=g, device=x.device) * 2 - 1) * (1 - sh)
+    zero = torch.zeros_like(sw)
+    theta = torch.stack([torch.stack([sw, zero, cx], 1), torch.stack([zero, sh, cy], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    ``token_patch`` is the patch size of a model that drops tokens (ViT); ``missingness`` then drops
-    the removed patches' tokens instead of painting them (missingness paper, appendix B).
+
+def geometric(x, removed, cfg, g):
+    """The same crop and flip for a batch and its removed mask (B, 1 or C, H, W), in one transform
+    call on both stacked: a removed pixel moves with its pixel. A resampled mask is removed wherever
+    any removed pixel contributes (never a kept value made of removed ones)."""
+    c = x.shape[1]
+    both = x if removed is None else torch.cat([x, removed.to(x.dtype)], 1)
+    if cfg["resized_crop"]:
+        both = random_resized_crop(both, cfg["resized_crop"]["scale"], cfg["resized_crop"]["ratio"], g)
+    both = random_crop_flip(both, cfg["padding"], cfg["flip"], g)
+    return both[:, :c], None if removed is None else both[:, c:] > 0
+
+
+class BatchAugment:
+    """``augment(x, train, removed=None) -> (x, keep)``: ``keep`` is the per-patch mask of a token-dropping
+    model (ViT), else None.
+
+    ``token_patch`` is the patch size of a model that drops tokens (ViT). ``missingness`` then drops
+    the removed patches' tokens instead of painting them (missingness paper, appendix B), and
+    ``removed`` (the mask of token-drop shards) follows the crop and flip before the patches it touches
+    are dropped.
     """
 
     def __init__(self, cfg, mean, token_patch=None, seed: int = 0):
@@ -59,10 +94,26 @@ class BatchAugment:
             self.params["s_max"] = int(self.params["s_max"])
         self.perturb = entry.fn if entry.perturbs else None
         self.fill = fill_value(cfg.get("fill", "channel_mean"), mean)
-        self.flip, self.padding = bool(cfg.get("flip", False)), int(cfg.get("crop_padding", 0))
+        resized = cfg.get("resized_crop")
+        if resized is not None:
+            resized = {
+                "scale": list(resized.get("scale", [0.08, 1.0])),
+                "ratio": list(resized.get("ratio", [0.75, 4 / 3])),
+            }
+            if not (
+                0 < resized["scale"][0] <= resized["scale"][1] <= 1 and 0 < resized["ratio"][0] <= resized["ratio"][1]
+            ):
+                raise RoarError(
+                    f"augment.resized_crop={resized}: scale needs 0 < low <= high <= 1, ratio 0 < low <= high."
+                )
+        self.geometry = {
+            "flip": bool(cfg.get("flip", False)),
+            "padding": int(cfg.get("crop_padding", 0)),
+            "resized_crop": resized,
+        }
         self.at_test = self.name == "input_dropout"  # overinterpretation 4.5: at train and test
-        self.token_patch = token_patch if self.name == "missingness" else None
-        if self.token_patch:
+        self.token_patch = token_patch
+        if self.name == "missingness" and token_patch:
             self.params["patch_size"] = token_patch
 
     def check_image(self, image_shape):
@@ -81,16 +132,19 @@ class BatchAugment:
         """Restart the draws from ``seed`` (the module calls this per epoch and rank)."""
         self.rng = generators(seed, device)
 
-    def __call__(self, x, train: bool = True):
+    def __call__(self, x, train: bool = True, removed=None):
         if self.rng is None or self.rng.device.device != x.device:
             self.reseed(self.seed, x.device)
-        if train and (self.flip or self.padding):
-            x = random_crop_flip(x, self.padding, self.flip, self.rng.device)
+        g = self.geometry
+        if train and (g["flip"] or g["padding"] or g["resized_crop"]):
+            x, removed = geometric(x, removed, g, self.rng.device)
+        keep = None if removed is None else patch_keep(removed, self.token_patch)
         if self.perturb is None or not (train or self.at_test):
-            return x, None
-        removed = self.perturb(x, self.rng, **self.params)
-        if removed is None:
-            return x, None
-        if self.token_patch:
-            return x, patch_keep(removed, self.token_patch)
-        return torch.where(removed, self.fill.to(x.device, x.dtype), x), None
+            return x, keep
+        dropped = self.perturb(x, self.rng, **self.params)
+        if dropped is None:
+            return x, keep
+        if self.name == "missingness" and self.token_patch:
+            mine = patch_keep(dropped, self.token_patch)
+            return x, mine if keep is None else keep & mine
+        return torch.where(dropped, self.fill.to(x.device, x.dtype), x), keep

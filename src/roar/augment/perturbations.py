@@ -21,6 +21,9 @@ AUGMENTS.add("none", lambda x, rng, **params: None, perturbs=False)
 AUGMENTS.add(
     "standard", lambda x, rng, **params: None, perturbs=False
 )  # crop and flip only (augment.crop_padding, augment.flip)
+AUGMENTS.add(
+    "resized_crop", lambda x, rng, **params: None, perturbs=False
+)  # random-resized crop and flip only (augment.resized_crop, augment.flip)
 
 
 class Generators(NamedTuple):

@@ -40,17 +40,26 @@ def grad(model, x, target, params):
     return target_gradient(model, x, target, params.get("max_rows", 64))
 
 
+def reference_of(x, params) -> torch.Tensor:
+    """The reference image x0 (``params["reference"]``, the suite's; black when absent)."""
+    ref = params.get("reference")
+    return torch.zeros_like(x) if ref is None else ref
+
+
 def grad_x_input(model, x, target, params):
-    """Gradient times input (Shrikumar et al.; the FPA paper's primed signed estimators)."""
-    return grad(model, x, target, params) * x
+    """Gradient times input (Shrikumar et al.; the FPA paper's primed signed estimators), relative to
+    the reference: (x - x0) * g, which is x * g for black and, for the channel-mean fill, FPA's
+    normalized input times the gradient with respect to it."""
+    return grad(model, x, target, params) * (x - reference_of(x, params))
 
 
 def integrated_gradients(model, x, target, params):
-    """Integrated gradients (Sundararajan et al. 2017) from ``baseline`` (black by default) in
-    ``ig_steps`` steps (ROAR: 25) with Captum's ``ig_method`` quadrature; ``ig_steps`` passes per image."""
+    """Integrated gradients (Sundararajan et al. 2017) from the reference x0 (black, or the fill with
+    ``baseline=fill``) in ``ig_steps`` steps (ROAR: 25) with Captum's ``ig_method`` quadrature;
+    ``ig_steps`` passes per image."""
     steps, method = int(params.get("ig_steps", 25)), params.get("ig_method", "gausslegendre")
     step_sizes, alphas = approximation_parameters(method)
-    baseline = torch.full_like(x, float(params.get("baseline", 0.0)))
+    baseline = reference_of(x, params)
     a = torch.tensor(alphas(steps), dtype=x.dtype, device=x.device)
     w = torch.tensor(step_sizes(steps), dtype=x.dtype, device=x.device)
     shape = (steps,) + (1,) * x.dim()

@@ -1,10 +1,19 @@
 """Computing several estimators at once, sharing every forward+backward pass they can share.
 
 Names: a base (``grad``, ``grad_x_input``, ``ig``, ``gb``), its square (``grad_sq``), an ensemble
-around it (``sg-ig``, ``sg_sq-ig``, ``vargrad-ig``), or a control (``random``, ``sobel``).
+around it (``sg-ig``, ``sg_sq-ig``, ``vargrad-ig``), the SmoothGrad map times the input
+(``sg_x_input-grad``, FPA's SG': the mean of the noisy gradients times the clean input, where
+``sg-grad_x_input`` averages noisy products), or a control (``random``, ``sobel``, ``oracle``,
+``shortcut``).
+
+The reference (``baseline``): ``black`` (raw 0, ROAR's code and the FPA paper's text) or ``fill``
+(the image the configured fill paints over every pixel; FPA's code multiplies by the *normalized*
+input and integrates from normalized zero, i.e. from the channel mean the mask writes). It is what
+``grad_x_input`` and ``sg_x_input`` subtract from the input ((x - x0) * g) and where IG starts.
 
 Sharing (ROAR section 4.1 definitions):
 - ``<base>_sq`` is the square of ``<base>``: free once the base is computed.
+- ``sg_x_input-<base>`` is ``(x - x0) * sg-<base>``: free once SmoothGrad is computed.
 - SmoothGrad, SmoothGrad-squared and VarGrad of one base are the mean, the mean of squares and the
   variance of the *same* J noisy estimates (J=15, noise sd 0.15 x the image's value range), so the
   trio costs J x (base passes), not 3 J x. VarGrad divides by J (population variance), so
@@ -19,11 +28,12 @@ from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
 from roar.utils.seeding import per_sample
 
-ENSEMBLES = ("sg", "sg_sq", "vargrad")
+ENSEMBLES = ("sg", "sg_sq", "vargrad", "sg_x_input")  # each made from the same J noisy estimates
+BASELINES = ("black", "fill")
 DEFAULT_PARAMS = {
     "ig_steps": 25,
     "ig_method": "gausslegendre",
-    "baseline": 0.0,
+    "baseline": "black",
     "samples": 15,
     "noise": 0.15,
     "max_rows": 64,
@@ -74,31 +84,43 @@ class EstimatorSuite:
             raise RoarError(f"Unknown estimator parameter(s) {sorted(unknown)}; valid: {sorted(DEFAULT_PARAMS)}.")
         if int(self.params["samples"]) < 1 or int(self.params["ig_steps"]) < 1:
             raise RoarError("estimator samples and ig_steps must be at least 1.")
+        if self.params["baseline"] not in BASELINES:
+            raise RoarError(
+                f"attribute.params.baseline={self.params['baseline']!r}; valid: black (raw 0, ROAR) or fill (the image the fill paints, FPA)."
+            )
         self.kinds = {n: parse(n) for n in self.names}
         self.plain = sorted({b for k, b in self.kinds.values() if k in ("base", "sq")})
         self.noisy = sorted({b for k, b in self.kinds.values() if k in ENSEMBLES})
+        self.needs = sorted({CONTROLS[n].needs for n, (k, _) in self.kinds.items() if k == "control"} - {None})
 
     @property
     def passes_per_image(self) -> int:
         cost = {b: BASES[b].passes(self.params) for b in BASES}
         return sum(cost[b] for b in self.plain) + int(self.params["samples"]) * sum(cost[b] for b in self.noisy)
 
-    def __call__(self, model, x, target, ids=None):
+    def __call__(self, model, x, target, ids=None, reference=None, extras=None):
+        """{name: maps}. ``reference``: the (B, C, H, W) reference image of ``baseline=fill`` (None:
+        black); ``extras``: the batch's ground truth for the controls that need it (``needs``)."""
         ids = [str(i) for i in range(len(x))] if ids is None else list(ids)
-        p, out = self.params, {}
+        if self.params["baseline"] == "fill" and reference is None:
+            raise RoarError("baseline=fill: pass the reference image (the fill painted over the whole image).")
+        ref = torch.zeros_like(x) if reference is None else reference.to(x.device, x.dtype)
+        p, out = {**self.params, "reference": ref}, {}
         for b in self.plain:
             maps = BASES[b](model, x, target, p)
             out[b], out[f"{b}_sq"] = maps, maps * maps
         if self.noisy:
             xs, j = noisy_inputs(x, ids, p), int(p["samples"])
+            noisy_p = {**p, "reference": ref.repeat_interleave(j, 0)}
             for b in self.noisy:
-                est = BASES[b](model, xs, target.repeat_interleave(j), p).view(len(x), j, *x.shape[1:])
+                est = BASES[b](model, xs, target.repeat_interleave(j), noisy_p).view(len(x), j, *x.shape[1:])
                 out[f"sg-{b}"] = est.mean(1)
                 out[f"sg_sq-{b}"] = (est * est).mean(1)
                 out[f"vargrad-{b}"] = est.var(1, unbiased=False)
+                out[f"sg_x_input-{b}"] = out[f"sg-{b}"] * (x - ref)
         for n, (kind, _) in self.kinds.items():
             if kind == "control":
-                out[n] = CONTROLS[n](x, ids, p["seed"])
+                out[n] = CONTROLS[n](x, ids, p["seed"], extras or {})
         return {n: out[n].detach() for n in self.names}
 
 

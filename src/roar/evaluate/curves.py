@@ -33,11 +33,14 @@ def step_fractions(step: float) -> list:
 
 
 @torch.no_grad()
-def masked_logits(model, images, ranks, fractions, modes, fill, mean, donors=None, max_rows: int = 512) -> torch.Tensor:
+def masked_logits(
+    model, images, ranks, fractions, modes, fill, mean, donors=None, max_rows: int = 512, patch=None
+) -> torch.Tensor:
     """(B, len(modes), len(fractions), classes) logits of every masked copy of every image.
 
-    ``ranks``: (B, F) from ``feature_ranks``. A token-dropping ViT with ``fill=token_drop`` drops every
-    patch holding a masked pixel instead of seeing painted pixels (missingness paper, appendix B).
+    ``ranks``: (B, F) from ``feature_ranks``, over patches of side ``patch`` when set. A token-dropping
+    ViT with ``fill=token_drop`` drops the tokens of the removed patches instead of seeing painted
+    pixels (missingness paper, appendix B).
     """
     settings = [(m, t) for m in modes for t in fractions]
     token_drop = fill_of(fill).drops_tokens
@@ -46,7 +49,7 @@ def masked_logits(model, images, ranks, fractions, modes, fill, mean, donors=Non
     for a in range(0, images.shape[0], per_image):
         x, r = images[a : a + per_image], ranks[a : a + per_image]
         d = donors[a : a + per_image] if donors is not None else None
-        masked, removed = zip(*(mask_images(x, r, m, t, fill, mean, d) for m, t in settings))
+        masked, removed = zip(*(mask_images(x, r, m, t, fill, mean, d, patch) for m, t in settings))
         batch = torch.stack(masked, 1).flatten(0, 1)  # image-major: all settings of an image together
         keep = None
         if token_drop:

@@ -19,18 +19,28 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from roar.augment import AUGMENTS, fill_value
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
-from roar.estimators import parse, reduce_maps
+from roar.estimators import parse
 from roar.estimators.reduce import REDUCTIONS
 from roar.evaluate.curves import CURVE_MODES, masked_logits, normalized_target_logits, step_fractions, summarize_curves
 from roar.masking.donors import donor_images
-from roar.masking.fills import check_fill
-from roar.masking.masks import MODES, check_fractions, feature_ranks
+from roar.masking.fills import apply_fill, check_fill
+from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch, feature_ranks, ranking_scores
 from roar.models.checkpoint import load_base_model
 from roar.store.io import atomic_write_json, read_json
-from roar.store.keys import base_key, eval_key, maps_key, parse_ranking, settings_hash
+from roar.store.keys import (
+    base_key,
+    eval_key,
+    fill_label,
+    maps_key,
+    parse_ranking,
+    ranking_name,
+    ranking_patch,
+    settings_hash,
+)
 from roar.store.manifest import MANIFEST, verify_manifest
 from roar.store.maps import iter_maps
 from roar.store.shards import sha256_file
@@ -40,17 +50,23 @@ from roar.utils.plain import to_plain
 
 
 def check_config(cfg) -> list:
-    """(ranking, estimator, reduce) of every ranking, after checking every eval.* value."""
+    """(ranking, estimator, reduce) of every ranking, after checking every eval.* value. The ranking's
+    name carries the granularity (``grad.patch4`` with ``granularity=patch``)."""
     rankings = []
     positive_int(cfg.eval.batch_size, "eval.batch_size")
+    patch = ranking_patch(cfg)
     for name in as_list(cfg.eval.rankings, "eval.rankings"):
-        est, red = parse_ranking(name)
+        est, red, named_patch = parse_ranking(name)
+        if named_patch is not None:
+            raise RoarError(
+                f"eval.rankings has {name!r}: give the granularity once for all rankings, granularity=patch patch_size={named_patch}."
+            )
         parse(est)
         if red not in REDUCTIONS:
             raise RoarError(
                 f"eval.rankings has {name!r}: {red!r} is not a reduction ({', '.join(REDUCTIONS)}); write e.g. ig.sum."
             )
-        rankings.append((str(name), est, red))
+        rankings.append((ranking_name(est, red, patch), est, red))
     step_fractions(cfg.eval.step)
     check_fractions(as_list(cfg.eval.fractions, "eval.fractions"))
     for mode in as_list(cfg.eval.modes, "eval.modes"):
@@ -61,6 +77,24 @@ def check_config(cfg) -> list:
             f"eval.max_images={cfg.eval.max_images}: give a positive count, or null for the whole test set."
         )
     return rankings
+
+
+def training_fill_mismatch(cfg, fill, mean, token_model: bool):
+    """A line saying the base model was trained with another perturbation than roar-eval masks with,
+    or None: FPA's premise is that the two are the same (FPA section 2), so a mismatch is worth a word."""
+    augment = AUGMENTS[cfg.augment.name]
+    if not augment.perturbs or fill.drops_tokens or (cfg.augment.name == "missingness" and token_model):
+        return None
+    trained = fill_value(cfg.augment.get("fill", "channel_mean"), mean)
+    probe = torch.full_like(trained, 0.123)
+    painted = apply_fill(probe, torch.ones_like(probe, dtype=torch.bool), cfg.fill, mean, probe)
+    if torch.allclose(painted, trained, atol=1e-6):
+        return None
+    return (
+        f"[roar-eval] warning: the base model was trained with augment={cfg.augment.name} filling with "
+        f"{cfg.augment.get('fill', 'channel_mean')}, and is evaluated with fill={fill_label(cfg.fill)}: "
+        f"FPA evaluates with the perturbation it trains with (set fill= or augment.fill= to match)."
+    )
 
 
 def subset(n: int, max_images, seed: int) -> list:
@@ -97,7 +131,7 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
     fractions = sorted(set(steps) | set(deletion))
     step_at, del_at = [fractions.index(t) for t in steps], [fractions.index(t) for t in deletion]
     modes = list(CURVE_MODES.values())  # remove, keep: MIF/LIF and both deletion modes from one pass
-    wanted, seed, bs = set(indices), int(cfg.maps_seed), int(cfg.eval.batch_size)
+    wanted, seed, bs, patch = set(indices), int(cfg.maps_seed), int(cfg.eval.batch_size), ranking_patch(cfg)
     estimators = sorted({est for _, est, _ in rankings})
     normalized, correct, chunk = {name: [] for name, _, _ in rankings}, {name: [] for name, _, _ in rankings}, []
 
@@ -112,9 +146,9 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
             target = torch.tensor(
                 [entry[est][2]["target"] for _, entry in chunk], device=device
             )  # the class the maps explain
-            ranks = feature_ranks(reduce_maps(maps, red).flatten(1), ids, seed)
+            ranks = feature_ranks(ranking_scores(maps, red, patch), ids, seed)
             logits = masked_logits(
-                model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows)
+                model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows), patch
             )
             normalized[name].append(normalized_target_logits(logits[:, :, step_at], target).cpu().numpy())
             correct[name].append((logits[:, :, del_at].argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
@@ -156,11 +190,12 @@ def evaluate(cfg: DictConfig) -> dict:
     key = base_key(cfg)
     model = load_base_model(key, cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
     fill = check_fill(cfg.fill, test_set[0]["image"].shape[0])  # its traits: donors, token drop
-    if fill.drops_tokens and not model.accepts_keep:
-        raise RoarError(
-            f"fill={cfg.fill.name} drops the tokens of masked patches; model={cfg.model.name} has no tokens. Use a ViT (model=vit_tiny) or a painting fill."
-        )
+    check_patch(ranking_patch(cfg), test_set[0]["image"].shape, "abs_sum")
+    check_granularity(fill, ranking_patch(cfg), getattr(model.net, "patch_size", None))
     mean = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)["mean"]
+    mismatch = training_fill_mismatch(cfg, fill, mean, model.accepts_keep)
+    if mismatch:
+        print(mismatch)
     ckpt_sha = sha256_file(key.checkpoint)
     indices = subset(len(test_set), cfg.eval.max_images, int(cfg.maps_seed))
     plan, results, manifests = [], {}, {}
@@ -172,6 +207,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "ranking": name,
             "estimator": est,
             "reduce": red,
+            "patch": ranking_patch(cfg),
             "fill": to_plain(cfg.fill),
             "base": key.name,
             "dataset": cfg.data.name,

@@ -2,17 +2,25 @@
 image that serves every fraction. ``remove`` (ROAR) masks the top-ranked t; ``keep`` (KAR) masks
 the bottom-ranked t, keeping the most important 1 - t. So t is always the fraction masked, and
 keep at t masks exactly the features that remove at 1 - t leaves (whenever t x F is not a half
-integer, where rounding makes the two counts differ by one)."""
+integer, where rounding makes the two counts differ by one).
+
+Features are pixels (``granularity=pixel``: the reduced map, or pixel-channel elements with
+``reduce=none``) or square patches (``granularity=patch``: a patch's score is the mean of the reduced
+map over it, missingness paper section 3 and appendix A.3). Patch rankings remove exactly
+round(t x P) whole patches, the unit a token-dropping ViT removes, so t stays the share removed."""
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 from roar.errors import RoarError, check_probability
+from roar.estimators.reduce import reduce_maps
 from roar.masking.fills import apply_fill
 from roar.masking.ranking import rank_features
 
 MODES = ("remove", "keep")
+GRANULARITIES = ("pixel", "patch")
 
 
 def top_count(fraction: float, num_features: int) -> int:
@@ -22,6 +30,47 @@ def top_count(fraction: float, num_features: int) -> int:
 
 def check_fractions(fractions) -> list:
     return [check_probability("fraction", t, "the share of features masked (ROAR's t)") for t in fractions]
+
+
+def check_patch(patch, image_shape, reduce: str = "abs_sum") -> None:
+    """A patch size that tiles the images, with a per-pixel reduction to average over it."""
+    if patch is None:
+        return
+    h, w = image_shape[-2:]
+    if int(patch) < 1 or h % int(patch) or w % int(patch):
+        raise RoarError(f"patch_size={patch} does not tile {h}x{w} images; pick a divisor of the image side.")
+    if reduce == "none":
+        raise RoarError(
+            "granularity=patch ranks patches by the mean of a per-pixel map; reduce=none keeps channels apart. "
+            "Use reduce=abs_sum or reduce=sum."
+        )
+
+
+def check_granularity(fill, patch, model_patch) -> None:
+    """A token-dropping fill removes whole tokens: it needs patch rankings of the model's own patch size,
+    so that t is the share of tokens dropped (missingness paper, section 3)."""
+    if not fill.drops_tokens:
+        return
+    if model_patch is None:
+        raise RoarError(
+            f"fill={fill.name} drops the tokens of removed patches; the model has no tokens. Use a ViT (model=vit_tiny) or a painting fill."
+        )
+    if patch != int(model_patch):
+        have = "pixels" if patch is None else f"{patch}x{patch} patches"
+        raise RoarError(
+            f"fill={fill.name} drops whole {model_patch}x{model_patch} tokens, but the ranking is over {have}: "
+            f"pass granularity=patch (patch_size=null takes the model's {model_patch})."
+        )
+
+
+def ranking_scores(maps: torch.Tensor, reduce: str, patch: int | None = None) -> torch.Tensor:
+    """(B, F) scores of the features ranked: the ``reduce``-d (B, C, H, W) maps per pixel (or element),
+    or their mean over each ``patch`` x ``patch`` patch (row-major patches) when ``patch`` is set."""
+    reduced = reduce_maps(maps, reduce)
+    if patch is None:
+        return reduced.flatten(1)
+    check_patch(patch, maps.shape, reduce)
+    return F.avg_pool2d(reduced.float(), int(patch)).flatten(1)
 
 
 def feature_ranks(scores: torch.Tensor, ids, seed: int) -> torch.Tensor:
@@ -42,12 +91,22 @@ def removed_features(ranks: torch.Tensor, fraction: float, mode: str) -> torch.T
     raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
 
 
-def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None):
+def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None, patch=None):
     """(masked images, removed mask) of a batch from its feature ranks (``feature_ranks``, one sort
     serving every fraction). Ranks over H x W features mask whole pixels (reduced maps), over
-    C x H x W single elements. ``donors``: the ``random_image`` fill's other images. The one masking
-    function: roar-mask writes its output, roar-eval feeds it to the model."""
+    C x H x W single elements, over (H/p) x (W/p) features (``patch`` = p) whole patches, expanded to
+    their pixels. ``donors``: the ``random_image`` fill's other images. The one masking function:
+    roar-mask writes its output, roar-eval feeds it to the model."""
     b, c, h, w = images.shape
+    if patch is not None:
+        p = int(patch)
+        if ranks.shape[1] != (h // p) * (w // p):
+            raise RoarError(
+                f"ranks have {ranks.shape[1]} features per image; {h}x{w} images have {(h // p) * (w // p)} patches of {p}x{p}."
+            )
+        removed = removed_features(ranks, fraction, mode).view(b, 1, h // p, w // p)
+        removed = removed.repeat_interleave(p, 2).repeat_interleave(p, 3)
+        return apply_fill(images, removed, fill, mean=mean, donors=donors), removed
     per_pixel = ranks.shape[1] == h * w
     if not per_pixel and ranks.shape[1] != c * h * w:
         raise RoarError(

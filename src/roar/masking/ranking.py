@@ -6,7 +6,8 @@ from a counter-based hash (splitmix64 of the sample's seed and the feature index
 are sorted by (score descending, key) in one sort of a packed 64-bit integer: the float32
 score's order-preserving bits above, the key's low 32 bits below. So equal scores (a flat region, a zero
 gradient) are ordered at random, but the same random order every time, on every machine, for any
-batch, computed for the whole batch at once.
+batch, computed for the whole batch at once. Signed zeros are one score: a gradient's -0.0 and
++0.0 (half the features of ``grad_x_input`` on black pixels) tie, and tie at random.
 """
 
 import torch
@@ -39,5 +40,6 @@ def _descending_bits(scores: torch.Tensor) -> torch.Tensor:
 def rank_features(scores: torch.Tensor, ids, seed: int = 0) -> torch.Tensor:
     """(B, F) feature indices, most important (highest score) first, ties in seeded random order."""
     keys = tie_break_keys(ids, scores.shape[1], seed, scores.device) & 0xFFFFFFFF
+    scores = scores.float() + 0.0  # -0.0 + 0.0 is +0.0: a zero is a zero, whatever its sign (IEEE 754)
     packed = (_descending_bits(scores) - 2**31) * 2**32 + keys  # spans int64 without overflow
     return torch.argsort(packed, dim=1, stable=True)

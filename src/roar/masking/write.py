@@ -1,6 +1,7 @@
 """Ranked-masked WebDataset shards per estimator, mode, fill and fraction (the roar-mask stage).
 
-For each estimator the stored maps are reduced (``reduce=``), ranked once per image (one sort serves
+For each estimator the stored maps are reduced (``reduce=``), pooled into patches with
+``granularity=patch`` (roar.masking.masks), ranked once per image (one sort serves
 every fraction; ties broken per (``maps_seed``, sample id) by roar.masking.ranking), and for every
 (mode, fraction) the masked images are written to the shard set of its ShardSetKey
 (``shards/<base>/<ranking>/<mode>/<fill>/<fraction>/``) in the masked-sample format
@@ -17,11 +18,19 @@ from tqdm import tqdm
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
-from roar.estimators import parse, reduce_maps
+from roar.estimators import parse
 from roar.masking.donors import donor_images
 from roar.masking.fills import check_fill
-from roar.masking.masks import MODES, check_fractions, feature_ranks, mask_images
-from roar.store.keys import maps_key, shard_set_key
+from roar.masking.masks import (
+    MODES,
+    check_fractions,
+    check_granularity,
+    check_patch,
+    feature_ranks,
+    mask_images,
+    ranking_scores,
+)
+from roar.store.keys import maps_key, ranking_patch, shard_set_key
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import iter_map_shard
 from roar.store.masked import FORMATS, masked_sample
@@ -96,8 +105,11 @@ def write_masks(cfg: DictConfig) -> dict:
     datasets = {split: build_dataset(cfg.data, split) for split in ("train", "test")}
     train_set = datasets["train"]
     fill = check_fill(cfg.fill, train_set[0]["image"].shape[0])
-    stats = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)
     image_shape = list(train_set[0]["image"].shape)
+    patch = ranking_patch(cfg)
+    check_patch(patch, image_shape, cfg.reduce)
+    check_granularity(fill, patch, (cfg.model.get("params") or {}).get("patch_size"))
+    stats = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)
     fingerprints = {split: datasets[split].fingerprint() for split in cfg.mask.splits}  # hashes every id: once
     sources = source_maps(cfg, fingerprints)
     counts = {split: len(datasets[split]) for split in cfg.mask.splits}
@@ -113,6 +125,7 @@ def write_masks(cfg: DictConfig) -> dict:
                     "fill": to_plain(cfg.fill),
                     "fill_label": key.fill,
                     "drops_tokens": fill.drops_tokens,
+                    "patch": patch,
                     "format": cfg.mask.format,
                     "maps_seed": int(cfg.maps_seed),
                     "source_settings_hash": source["settings_hash"],
@@ -129,7 +142,7 @@ def write_masks(cfg: DictConfig) -> dict:
         total += samples_in(mine, counts, size)
     print(
         f"[roar-mask] {len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} fractions), "
-        f"fill={cfg.fill.name}, reduce={cfg.reduce}; {len(plan)} source shard(s), {total} images to mask"
+        f"fill={cfg.fill.name}, reduce={cfg.reduce}, {f'{patch}x{patch} patches' if patch else 'pixels'}; {len(plan)} source shard(s), {total} images to mask"
     )
     with tqdm(total=total, unit="img", desc="mask", dynamic_ncols=True, disable=total == 0) as bar:
         for est, split, s, todo in plan:
@@ -145,19 +158,23 @@ def write_masks(cfg: DictConfig) -> dict:
 def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, todo, bar):
     """Mask one source shard for every (mode, fraction) set in ``todo``, streaming into their tars."""
     writers = {o.folder: open_shard(o, split, s) for o in todo}
-    seed, bs, fmt = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format
+    seed, bs, fmt, patch = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format, ranking_patch(cfg)
     try:
         for a in range(0, len(ids), bs):
             batch_ids = ids[a : a + bs]
             samples = [ds[lo + a + k] for k in range(len(batch_ids))]
             images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
-            ranks = feature_ranks(reduce_maps(maps[a : a + bs], cfg.reduce).flatten(1), batch_ids, seed)
+            ranks = feature_ranks(ranking_scores(maps[a : a + bs], cfg.reduce, patch), batch_ids, seed)
             donors = donor_images(train_set, batch_ids, seed) if fill.needs_donors else None
             for o in todo:
                 st = o.settings
-                masked, removed = mask_images(images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors)
+                masked, removed = mask_images(
+                    images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors, st["patch"]
+                )
                 removed_np = removed.numpy()
-                meta = {k: st[k] for k in ("estimator", "reduce", "mode", "fraction")} | {"fill": st["fill_label"]}
+                meta = {k: st[k] for k in ("estimator", "reduce", "mode", "fraction", "patch")} | {
+                    "fill": st["fill_label"]
+                }
                 for k, sid in enumerate(batch_ids):
                     writers[o.folder].write(masked_sample(sid, masked[k], removed_np[k], labels[k], fmt, meta))
             bar.update(len(batch_ids))

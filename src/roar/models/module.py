@@ -7,7 +7,6 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from roar.augment import BatchAugment
 from roar.errors import RoarError
-from roar.masking.patches import patch_keep
 from roar.models.registry import build_model
 
 SCHEDULES = ("step", "cosine", "none")
@@ -75,14 +74,12 @@ class Classifier(L.LightningModule):
 
     def inputs(self, batch, train: bool):
         """The batch's images after augmentation, and the patches a token-dropping model keeps: those
-        without removed pixels (fill=token_drop shards) and not dropped by the augmentation."""
-        x, keep = self.augment(batch["image"], train=train)
-        if "removed" in batch:
-            if not self.accepts_keep:
-                raise RoarError("fill=token_drop data need a model that drops tokens (model=vit_tiny or vit_small).")
-            data_keep = patch_keep(batch["removed"], self.net.patch_size)
-            keep = data_keep if keep is None else keep & data_keep
-        return x, keep
+        without removed pixels (fill=token_drop shards; the mask cropped and flipped with its image)
+        and not dropped by the augmentation."""
+        removed = batch.get("removed")
+        if removed is not None and not self.accepts_keep:
+            raise RoarError("fill=token_drop data need a model that drops tokens (model=vit_tiny or vit_small).")
+        return self.augment(batch["image"], train=train, removed=removed)
 
     def training_step(self, batch, batch_idx):
         x, keep = self.inputs(batch, train=True)

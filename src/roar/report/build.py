@@ -21,7 +21,16 @@ from roar.evaluate.toy import mean_curves
 from roar.masking.fills import fill_named
 from roar.report import analysis, collect, html, plots
 from roar.store.io import atomic_write_bytes, read_json
-from roar.store.keys import BaseKey, experiment_dir, fill_label, fraction_name, report_dir, toy_file
+from roar.store.keys import (
+    BaseKey,
+    experiment_dir,
+    feature_label,
+    fill_label,
+    fraction_name,
+    ranking_patch,
+    report_dir,
+    toy_file,
+)
 from roar.tracking import finishing_wandb, start_wandb_run
 
 VERDICT_COLUMNS = {
@@ -88,7 +97,9 @@ def gather(cfg) -> dict:
         )
     no_retrain = toy is not None or (not rows and evaluations)  # nothing to retrain was asked of this experiment
     fill = fill_label(cfg.fill)
-    expected = [] if no_retrain else collect.expected_settings(cfg.grid, fill, cfg.reduce)
+    expected = (
+        [] if no_retrain else collect.expected_settings(cfg.grid, fill, feature_label(cfg.reduce, ranking_patch(cfg)))
+    )
     summary = collect.summarize(rows, expected, int(cfg.grid.seeds))
     num_classes = next((r["num_classes"] for r in [*rows, *bases] if r.get("num_classes")), None)
     return {
@@ -132,7 +143,7 @@ def draw(cfg, data, out: Path) -> list:
                 figures.append(
                     (
                         path,
-                        f"{label}: test accuracy after retraining vs fraction masked (fill={fill}); bands: 95% CI over seeds; random and sobel dashed.",
+                        f"{label}: test accuracy after retraining vs fraction masked (fill={fill}); bands: 95% CI over seeds; random and sobel dashed, oracle dotted.",
                     )
                 )
     path = plots.retrain_vs_no_retrain(

@@ -10,7 +10,7 @@ from pathlib import Path
 from roar.evaluate.stats import mean_ci
 from roar.masking.fills import fill_named
 from roar.store.io import read_json
-from roar.store.keys import retrain_settings
+from roar.store.keys import feature_label, retrain_settings
 
 RUN_COLUMNS = [
     "estimator",
@@ -78,6 +78,7 @@ def read_runs(experiment_dir, preferred: str):
             row = {k: m.get(k) for k in RUN_COLUMNS}
             row.update(
                 fraction=float(m["fraction"]),
+                reduce=feature_label(m["reduce"], m.get("patch")),  # patch rankings apart from pixel ones
                 seed=int(m["seed"]),
                 test_acc=float(m["test_acc"]),
                 path=str(path),
@@ -122,7 +123,8 @@ def read_evaluations(experiment_dir) -> tuple:
 
 
 def expected_settings(grid, fill: str, reduce: str = "abs_sum") -> list:
-    """The settings a complete experiment of ``grid`` has (what roar-pipeline retrains)."""
+    """The settings a complete experiment of ``grid`` has (what roar-pipeline retrains); ``reduce`` a
+    ``feature_label`` (``abs_sum.patch4`` for patch rankings)."""
     return [(est, reduce, mode, fill, t) for est, mode, t in retrain_settings(grid)]
 
 

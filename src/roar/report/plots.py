@@ -1,6 +1,7 @@
 """The report's figures (PNG, matplotlib's Agg backend: no display needed).
 
-Every ranking keeps one colour in every figure; the controls ``random`` and ``sobel`` are dashed.
+Every ranking keeps one colour in every figure; the controls ``random`` and ``sobel`` are
+dashed, the ground-truth ``oracle`` and ``shortcut`` dotted.
 Missing points are left out of a line, never drawn as zeros.
 """
 
@@ -14,15 +15,21 @@ import numpy as np  # noqa: E402
 
 from roar.estimators import parse  # noqa: E402
 from roar.report.analysis import curve, curves_of  # noqa: E402
-from roar.store.keys import ShardSetKey, fraction_name, parse_ranking, ranking_name  # noqa: E402
+from roar.store.keys import ShardSetKey, fraction_name, parse_ranking, ranking_name, split_feature  # noqa: E402
 
-CONTROLS = {"random": ("0.35", "--"), "sobel": ("0.6", "--")}
+CONTROLS = {
+    "random": ("0.35", "--"),
+    "sobel": ("0.6", "--"),
+    "oracle": ("black", ":"),
+    "shortcut": ("0.2", ":"),
+}  # grey dashed: no model; black dotted: the ground truth
 FAMILIES = {
     "base": "Base estimators",
     "sq": "Base estimators",
     "sg": "SmoothGrad",
     "sg_sq": "SmoothGrad-squared and VarGrad",
     "vargrad": "SmoothGrad-squared and VarGrad",
+    "sg_x_input": "SmoothGrad",
 }  # ROAR Fig. 4
 CURVE_TITLES = {"mif": "MIF: most important first", "lif": "LIF: least important first"}
 
@@ -38,7 +45,7 @@ class Palette:
         )  # grey is the controls'
 
     def style(self, ranking: str) -> dict:
-        est, _ = parse_ranking(ranking)
+        est = parse_ranking(ranking)[0]
         if est in CONTROLS:
             color, ls = CONTROLS[est]
             return {"color": color, "linestyle": ls}
@@ -194,7 +201,8 @@ def image_grid(base, summary, baseline, mode: str, fill: str, path):
     cells = {}
     for k in keys:
         for t in fractions:
-            tar = ShardSetKey(base, k[0], k[1], mode, fill, t).folder / "test-000000.tar"
+            reduce, patch = split_feature(k[1])
+            tar = ShardSetKey(base, k[0], reduce, mode, fill, t, patch).folder / "test-000000.tar"
             if tar.is_file():
                 cells[k, t] = decode_masked_sample(next(iter(read_shard(tar))), with_mask=False)["image"]
     if not cells:

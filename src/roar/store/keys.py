@@ -3,7 +3,7 @@
     outputs/<name>/
       base/<data>-<model>-<augment>-<digest>/                          BaseKey (digest: training settings and seed)
       attributions/<base>/<estimator>/                                 MapsKey
-      shards/<base>/<ranking>/<mode>/<fill>/<fraction>/                ShardSetKey
+      shards/<base>/<ranking>/<mode>/<fill>/<fraction>/                ShardSetKey (ranking: grad, ig.sum, grad.patch4)
       runs/<base>/<ranking>/<mode>/<fill>/<fraction>/seed=<seed>/      RunKey (a retrain run)
       eval/<base>/<fill>/<ranking>.json                                EvalKey
       report/  logs/
@@ -42,15 +42,53 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def ranking_name(estimator: str, reduce: str = "abs_sum") -> str:
-    """The folder name of an estimator's ranking: ``grad`` (abs_sum, the default) or ``grad_x_input.sum``."""
-    return estimator if reduce == "abs_sum" else f"{estimator}.{reduce}"
+def feature_label(reduce: str, patch: int | None = None) -> str:
+    """What a ranking ranks, in one string (the report's ``reduce`` column): ``abs_sum``, ``sum.patch4``."""
+    return str(reduce) if patch is None else f"{reduce}.patch{int(patch)}"
+
+
+def split_feature(label: str):
+    """(reduce, patch) of a ``feature_label``."""
+    reduce, _, patch = str(label).partition(".patch")
+    return reduce, (int(patch) if patch else None)
+
+
+def ranking_name(estimator: str, reduce: str = "abs_sum", patch: int | None = None) -> str:
+    """The folder name of an estimator's ranking: ``grad`` (abs_sum per pixel, the default),
+    ``grad_x_input.sum`` (signed sum), ``grad.patch4`` (4x4 patches ranked by their mean).
+    ``reduce`` may be a ``feature_label`` that carries the patch (``sum.patch4``)."""
+    reduce, named = split_feature(reduce)
+    patch = named if patch is None else patch
+    name = estimator if reduce == "abs_sum" else f"{estimator}.{reduce}"
+    return name if patch is None else f"{name}.patch{int(patch)}"
 
 
 def parse_ranking(name: str):
-    """(estimator, reduce) of a ranking name, the inverse of ``ranking_name``: ``ig.sum`` -> (ig, sum)."""
-    estimator, _, reduce = str(name).partition(".")
-    return estimator, reduce or "abs_sum"
+    """(estimator, reduce, patch) of a ranking name, the inverse of ``ranking_name``: ``ig.sum`` ->
+    (ig, sum, None), ``grad.patch4`` -> (grad, abs_sum, 4)."""
+    estimator, *parts = str(name).split(".")
+    patch = None
+    if parts and parts[-1].startswith("patch") and parts[-1][5:].isdigit():
+        patch = int(parts.pop()[5:])
+    if len(parts) > 1:
+        raise RoarError(f"ranking {name!r}: write <estimator>[.<reduce>][.patch<size>], e.g. ig.sum or grad.patch4.")
+    return estimator, (parts[0] if parts else "abs_sum"), patch
+
+
+def ranking_patch(cfg):
+    """The patch size features are ranked by (``granularity=patch``), or None for pixels: ``patch_size``,
+    or the model's own (a ViT's ``model.params.patch_size``) when it is null."""
+    granularity = str(cfg.get("granularity") or "pixel")
+    if granularity == "pixel":
+        return None
+    if granularity != "patch":
+        raise RoarError(f"granularity={granularity!r}; valid: pixel, patch.")
+    size = cfg.get("patch_size") or (cfg.model.get("params") or {}).get("patch_size")
+    if not size:
+        raise RoarError(
+            f"granularity=patch needs a patch size: model={cfg.model.name} has none of its own; pass patch_size=<pixels>."
+        )
+    return int(size)
 
 
 def fraction_name(fraction: float) -> str:
@@ -121,10 +159,11 @@ class ShardSetKey:
     mode: str
     fill: str  # fill_label
     fraction: float
+    patch: int | None = None  # ranked by patches of this size (granularity=patch), else by pixels
 
     @property
     def ranking(self) -> str:
-        return ranking_name(self.estimator, self.reduce)
+        return ranking_name(self.estimator, self.reduce, self.patch)
 
     @property
     def relative(self) -> Path:
@@ -143,6 +182,7 @@ class ShardSetKey:
             "mode": self.mode,
             "fill": self.fill,
             "fraction": float(self.fraction),
+            **({"patch": int(self.patch)} if self.patch else {}),  # pixel rankings: as before patches existed
         }
 
 
@@ -262,7 +302,13 @@ def maps_key(cfg, estimator: str) -> MapsKey:
 
 def shard_set_key(cfg, estimator: str, mode: str, fraction: float, reduce: str | None = None) -> ShardSetKey:
     return ShardSetKey(
-        base_key(cfg), str(estimator), str(reduce or cfg.reduce), str(mode), fill_label(cfg.fill), float(fraction)
+        base_key(cfg),
+        str(estimator),
+        str(reduce or cfg.reduce),
+        str(mode),
+        fill_label(cfg.fill),
+        float(fraction),
+        ranking_patch(cfg),
     )
 
 
@@ -291,7 +337,9 @@ def run_key(cfg) -> RunKey:
 
 
 def eval_key(cfg, ranking: str) -> EvalKey:
-    return EvalKey(base_key(cfg), fill_label(cfg.fill), str(ranking))
+    """The roar-eval file of ``ranking`` (``ig.sum``), at the config's granularity (``ig.sum.patch4``)."""
+    estimator, reduce, _ = parse_ranking(ranking)
+    return EvalKey(base_key(cfg), fill_label(cfg.fill), ranking_name(estimator, reduce, ranking_patch(cfg)))
 
 
 def retrain_settings(grid) -> list:

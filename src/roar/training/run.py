@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from roar.augment import BatchAugment
 from roar.data import DATASETS, ImageDataModule
 from roar.errors import RoarError, positive_int
+from roar.masking.fills import fill_of
+from roar.masking.masks import check_granularity
 from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
 from roar.models.module import Classifier
@@ -35,7 +37,10 @@ def validate(cfg: DictConfig) -> RunKey:
     BatchAugment(cfg.augment, mean=[0.5, 0.5, 0.5])  # names and probabilities
     positive_int(cfg.data.batch_size, "data.batch_size")
     positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
-    return run_key(cfg)  # seed, fraction and base checked there
+    key = run_key(cfg)  # seed, fraction and base checked there
+    if key.shards is not None:  # token-drop shards hold whole tokens of the model's patch size
+        check_granularity(fill_of(cfg.fill), key.shards.patch, (cfg.model.get("params") or {}).get("patch_size"))
+    return key
 
 
 def flat(d: dict, prefix: str = "") -> dict:
