@@ -471,3 +471,36 @@ def test_a_shard_set_without_the_train_split_names_the_set_and_the_command(root,
         match=rf"onesplit/shards/{BASE}/grad/remove/channel_mean/0.5 has no train split .*mask.splits=\[train\]",
     ):
         train(compose_config("train", run))
+
+
+def test_linear_fill_shards_keep_known_pixels_and_name_their_fallback(root):
+    """fill=linear through roar-mask: known pixels untouched, filled ones near their neighbours' mean, and
+    at t = 1 (nothing known) the channel mean, said in each sample's json."""
+    fill = ["fill=linear"]
+    write_masks(cfg(root, *fill, "mask.estimators=[grad]", "mask.fractions=[0.5,1.0]", "mask.splits=[test]"))
+    test = build_dataset(OmegaConf.create({"name": "digits"}), "test")
+    for sid, s in list(samples(leaf(root, fill=fill, fraction=0.5)).items())[:10]:
+        image, removed = torch.from_numpy(load_npy(s["image.npy"])), torch.from_numpy(load_npy(s["mask.npy"]))
+        original = test[test.ids.index(sid)]["image"]
+        assert torch.equal(image[~removed], original[~removed]) and "filled_with" not in json.loads(s["json"])
+        assert not torch.allclose(image[removed], original[removed])
+    for s in list(samples(leaf(root, fill=fill, fraction=1.0)).values())[:5]:
+        assert json.loads(s["json"])["filled_with"] == "channel_mean"
+
+
+def test_roar_mask_audits_each_set_once_and_prints_its_recoverability(root, monkeypatch, capsys):
+    import roar.evaluate.leakage as leakage
+
+    sets = write_masks(cfg(root, "mask.estimators=[grad]", "mask.fractions=[0,0.7]"))
+    records = leakage.audit_sets(sets, steps=40, seed=0)
+    assert [(r["estimator"], r["fraction"]) for r in records] == [("grad", 0.7)]  # t = 0 masks nothing: no audit
+    rec = records[0]["recoverability"]
+    assert rec["balanced_accuracy"] > 0.75 and rec["n_test"] == 450  # the channel mean is easy to spot on digits
+    assert (leaf(root, fraction=0.7) / "audit.json").is_file()
+    assert "mask recoverability" in capsys.readouterr().out
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("an unchanged set was audited again")
+
+    monkeypatch.setattr(leakage, "mask_recoverability", recompute)
+    assert leakage.audit_sets(sets, steps=40, seed=0) == records  # read back from audit.json

@@ -63,6 +63,11 @@ def synthetic(tmp_path):
         write_run(exp, "grad", 0.5, seed, 0.4 + OFFSET[seed], fill="mask_only")
         for est, acc in (("grad", 0.95), ("random", 0.85)):  # KAR: keeping grad's top half keeps more
             write_run(exp, est, 0.5, seed, acc + OFFSET[seed], mode="keep")
+    for est, t, recovered in (("grad", 0.3, 0.9), ("grad", 0.6, 0.8), ("sobel", 0.3, 0.55), ("sobel", 0.6, 0.55)):
+        audit = exp / "shards" / "digits-resnet8-none" / est / "remove" / "channel_mean" / format(t, "g") / "audit.json"
+        audit.parent.mkdir(parents=True)
+        record = {"estimator": est, "reduce": "abs_sum", "mode": "remove", "fill": "channel_mean", "fraction": t}
+        audit.write_text(json.dumps({**record, "recoverability": {"balanced_accuracy": recovered}}))
     cut = write_run(exp, "random", 0.3, 7, 0.9)
     cut.write_text('{"test_acc": 0.9')
     foreign = write_run(exp, "grad", 0.3, 5, 0.2, dataset="shapes")
@@ -106,6 +111,11 @@ def test_report_from_a_folder_with_gaps(synthetic, capsys):
     )
     assert verdict["sobel", "remove"]["verdict"] == "no different"
     assert verdict["grad", "keep"]["verdict"] == "better than random"  # under KAR higher is better
+    # the leakage audit beside each verdict: recoverability of its shard sets, its masks alone above chance
+    grad, sobel = verdict["grad", "remove"], verdict["sobel", "remove"]
+    assert float(grad["recoverability"]) == pytest.approx(0.85) and grad["leakage"] == "confounded by leakage"
+    assert float(grad["mask_only"]) == pytest.approx(0.4 - 0.1)  # chance is 1/10
+    assert float(sobel["recoverability"]) == pytest.approx(0.55) and sobel["leakage"] == "" and sobel["mask_only"] == ""
     for path in bad.values():  # every file left out is named, with what to do
         assert str(path) in out
     assert "rerun the same roar-train command" in out and "name=..." in out

@@ -86,3 +86,18 @@ def test_a_closed_shard_reads_back_and_honours_the_umask(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.tar").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_an_experiments_optim_does_not_make_later_stages_guess_the_base_digest(tmp_path):
+    """missingness_vit_shapes sets optim.lr: composed into roar-attribute's config, that partial optim must
+    not be taken for the training settings (it named a base model no roar-train made)."""
+    from roar.config import compose_config
+    from roar.store.keys import base_key
+
+    common = [f"paths.output_root={tmp_path}", "experiment=missingness_vit_shapes"]
+    trained = base_key(compose_config("train", common))  # roar-train knows its settings: the exact digest
+    folder = trained.folder
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    for stage in ("attribute", "mask", "eval"):
+        assert base_key(compose_config(stage, common)) == trained  # found, not guessed

@@ -67,7 +67,7 @@ class Reference:
             donor_images(self.train_set, ids, int(self.cfg.maps_seed)).to(x.device) if self.fill.needs_donors else None
         )
         everywhere = torch.ones((x.shape[0], 1, *x.shape[2:]), dtype=torch.bool, device=x.device)
-        return apply_fill(x, everywhere, self.cfg.fill, self.mean, donors)
+        return apply_fill(x, everywhere, self.cfg.fill, self.mean, donors, ids, int(self.cfg.maps_seed))
 
 
 def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, reference=None) -> dict:

@@ -34,7 +34,7 @@ def step_fractions(step: float) -> list:
 
 @torch.no_grad()
 def masked_logits(
-    model, images, ranks, fractions, modes, fill, mean, donors=None, max_rows: int = 512, patch=None
+    model, images, ranks, fractions, modes, fill, mean, donors=None, max_rows: int = 512, patch=None, ids=None, seed=0
 ) -> torch.Tensor:
     """(B, len(modes), len(fractions), classes) logits of every masked copy of every image.
 
@@ -49,7 +49,8 @@ def masked_logits(
     for a in range(0, images.shape[0], per_image):
         x, r = images[a : a + per_image], ranks[a : a + per_image]
         d = donors[a : a + per_image] if donors is not None else None
-        masked, removed = zip(*(mask_images(x, r, m, t, fill, mean, d, patch) for m, t in settings))
+        chunk_ids = None if ids is None else list(ids)[a : a + per_image]
+        masked, removed = zip(*(mask_images(x, r, m, t, fill, mean, d, patch, chunk_ids, seed) for m, t in settings))
         batch = torch.stack(masked, 1).flatten(0, 1)  # image-major: all settings of an image together
         keep = None
         if token_drop:

@@ -87,7 +87,7 @@ def training_fill_mismatch(cfg, fill, mean, token_model: bool):
         return None
     trained = fill_value(cfg.augment.get("fill", "channel_mean"), mean)
     probe = torch.full_like(trained, 0.123)
-    painted = apply_fill(probe, torch.ones_like(probe, dtype=torch.bool), cfg.fill, mean, probe)
+    painted = apply_fill(probe, torch.ones_like(probe, dtype=torch.bool), cfg.fill, mean, probe, ["probe"])
     if torch.allclose(painted, trained, atol=1e-6):
         return None
     return (
@@ -148,7 +148,7 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
             )  # the class the maps explain
             ranks = feature_ranks(ranking_scores(maps, red, patch), ids, seed)
             logits = masked_logits(
-                model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows), patch
+                model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows), patch, ids, seed
             )
             normalized[name].append(normalized_target_logits(logits[:, :, step_at], target).cpu().numpy())
             correct[name].append((logits[:, :, del_at].argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())

@@ -1,26 +1,46 @@
 """What takes the place of masked features (``fill=``), in raw pixel units ([0, 1] images).
 
-Each fill is one registered function ``fill(images, removed, cfg, mean, donors) -> images`` with
-its declared traits; stages and the report ask for traits, never compare names:
+Each fill is one registered function ``fill(images, removed, cfg, ctx) -> images`` with its declared
+traits; ``ctx`` (a FillContext) holds the training split's channel ``mean``, the ``donors`` of a fill
+that needs them, and the batch's sample ``ids`` and ``seed`` for fills that draw noise per sample.
+Stages and the report ask for traits, never compare names:
 - ``params``: its config keys and their defaults (``fill=<name>`` on the command line gets them);
 - ``needs_donors``: it takes pixels of other training images (``roar.masking.donors``);
 - ``drops_tokens``: it paints nothing; the mask travels with the sample and a ViT drops the tokens
   of every patch with a removed pixel (missingness paper, appendix B);
 - ``leakage_control``: its images carry only the mask's shape, so a model trained on them measures
-  how much class information the mask alone leaks; it is reported against chance, not judged.
+  how much class information the mask alone leaks; it is reported against chance, not judged;
+- ``fallback``: what a fill writes where an image has no known pixel left (its samples' json names it).
 ``removed`` is (B, 1 or C, H, W) boolean.
 """
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from roar.errors import RoarError
+from roar.masking.imputation import check_linear, linear_fill
 from roar.registry import Registry
 
 FILLS = Registry(
     "fill",
-    defaults={"params": {}, "needs_donors": False, "drops_tokens": False, "leakage_control": False, "check": None},
+    defaults={
+        "params": {},
+        "needs_donors": False,
+        "drops_tokens": False,
+        "leakage_control": False,
+        "check": None,
+        "fallback": None,
+    },
 )
+
+
+class FillContext(NamedTuple):
+    mean: list | None = None  # the training split's per-channel mean
+    donors: torch.Tensor | None = None  # (B, C, H, W) other training images (needs_donors)
+    ids: list | None = None  # the batch's sample ids (per-sample noise)
+    seed: int = 0  # the maps seed
 
 
 def gaussian_blur(images: torch.Tensor, kernel: int = 21, sigma: float = 10.0) -> torch.Tensor:
@@ -42,13 +62,13 @@ def _per_channel(values, images) -> torch.Tensor:
 
 
 @FILLS.register("channel_mean")
-def channel_mean(images, removed, cfg, mean, donors):
+def channel_mean(images, removed, cfg, ctx):
     """ROAR section 4.1: the training split's per-channel mean (the default)."""
-    return torch.where(removed, _per_channel(mean, images), images)
+    return torch.where(removed, _per_channel(ctx.mean, images), images)
 
 
 @FILLS.register("zero")
-def zero(images, removed, cfg, mean, donors):
+def zero(images, removed, cfg, ctx):
     """Black, 0 (FPA)."""
     return images.masked_fill(removed, 0.0)
 
@@ -60,13 +80,13 @@ def _check_constant(cfg, channels: int) -> None:
 
 
 @FILLS.register("constant", params={"value": [0.5, 0.5, 0.5]}, check=_check_constant)
-def constant(images, removed, cfg, mean, donors):
+def constant(images, removed, cfg, ctx):
     """Any colour, ``fill.value`` (one value per channel, or one for all)."""
     return torch.where(removed, _per_channel(cfg.value, images), images)
 
 
 @FILLS.register("blur", params={"kernel": 21, "sigma": 10.0})
-def blur(images, removed, cfg, mean, donors):
+def blur(images, removed, cfg, ctx):
     """The image blurred by a Gaussian, kernel 21, sigma 10 (missingness paper C.4)."""
     return torch.where(
         removed, gaussian_blur(images, int(cfg.get("kernel", 21)), float(cfg.get("sigma", 10.0))), images
@@ -74,20 +94,29 @@ def blur(images, removed, cfg, mean, donors):
 
 
 @FILLS.register("random_image", needs_donors=True)
-def random_image(images, removed, cfg, mean, donors):
+def random_image(images, removed, cfg, ctx):
     """The pixels of another training image, chosen per (maps seed, sample id) (the
     masking-explanations paper's distractor)."""
-    return torch.where(removed, donors, images)
+    return torch.where(removed, ctx.donors, images)
+
+
+@FILLS.register(
+    "linear", params={"noise": 0.01, "tol": 1e-5, "max_iter": 2000}, check=check_linear, fallback="channel_mean"
+)
+def linear(images, removed, cfg, ctx):
+    """ROAD's noisy linear imputation: each masked pixel the weighted mean of its neighbours, plus
+    N(0, noise^2), seeded per (maps seed, sample id) (roar.masking.imputation)."""
+    return linear_fill(images, removed, cfg, ctx.mean, ctx.ids, ctx.seed)
 
 
 @FILLS.register("token_drop", drops_tokens=True)
-def token_drop(images, removed, cfg, mean, donors):
+def token_drop(images, removed, cfg, ctx):
     """No painting: a ViT drops the masked patches' tokens (missingness paper, appendix B)."""
     return images
 
 
 @FILLS.register("mask_only", leakage_control=True)
-def mask_only(images, removed, cfg, mean, donors):
+def mask_only(images, removed, cfg, ctx):
     """The image is the binary mask itself (removed = 1): the leakage control."""
     return removed.expand_as(images).to(images.dtype)
 
@@ -110,9 +139,10 @@ def check_fill(cfg, channels: int):
     return fill
 
 
-def apply_fill(images, removed, cfg, mean=None, donors=None):
-    """Masked images. ``donors`` (B, C, H, W): the other training images of a fill that needs donors."""
-    return fill_of(cfg)(images, removed, cfg, mean, donors)
+def apply_fill(images, removed, cfg, mean=None, donors=None, ids=None, seed: int = 0):
+    """Masked images. ``donors`` (B, C, H, W): the other training images of a fill that needs donors;
+    ``ids`` and ``seed``: the batch's sample ids and the maps seed, for fills that draw noise per sample."""
+    return fill_of(cfg)(images, removed, cfg, FillContext(mean, donors, None if ids is None else list(ids), int(seed)))
 
 
 def fill_named(label: str):

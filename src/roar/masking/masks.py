@@ -91,11 +91,12 @@ def removed_features(ranks: torch.Tensor, fraction: float, mode: str) -> torch.T
     raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
 
 
-def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None, patch=None):
+def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None, patch=None, ids=None, seed=0):
     """(masked images, removed mask) of a batch from its feature ranks (``feature_ranks``, one sort
     serving every fraction). Ranks over H x W features mask whole pixels (reduced maps), over
     C x H x W single elements, over (H/p) x (W/p) features (``patch`` = p) whole patches, expanded to
-    their pixels. ``donors``: the ``random_image`` fill's other images. The one masking function:
+    their pixels. ``donors``: the ``random_image`` fill's other images; ``ids``, ``seed``: the samples'
+    ids and the maps seed (fills with per-sample noise). The one masking function:
     roar-mask writes its output, roar-eval feeds it to the model."""
     b, c, h, w = images.shape
     if patch is not None:
@@ -106,11 +107,11 @@ def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, dono
             )
         removed = removed_features(ranks, fraction, mode).view(b, 1, h // p, w // p)
         removed = removed.repeat_interleave(p, 2).repeat_interleave(p, 3)
-        return apply_fill(images, removed, fill, mean=mean, donors=donors), removed
+        return apply_fill(images, removed, fill, mean, donors, ids, seed), removed
     per_pixel = ranks.shape[1] == h * w
     if not per_pixel and ranks.shape[1] != c * h * w:
         raise RoarError(
             f"ranks have {ranks.shape[1]} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} elements."
         )
     removed = removed_features(ranks, fraction, mode).view(b, 1 if per_pixel else c, h, w)
-    return apply_fill(images, removed, fill, mean=mean, donors=donors), removed
+    return apply_fill(images, removed, fill, mean, donors, ids, seed), removed

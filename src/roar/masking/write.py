@@ -169,14 +169,15 @@ def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, 
             for o in todo:
                 st = o.settings
                 masked, removed = mask_images(
-                    images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors, st["patch"]
+                    images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors, st["patch"], batch_ids, seed
                 )
                 removed_np = removed.numpy()
                 meta = {k: st[k] for k in ("estimator", "reduce", "mode", "fraction", "patch")} | {
                     "fill": st["fill_label"]
                 }
                 for k, sid in enumerate(batch_ids):
-                    writers[o.folder].write(masked_sample(sid, masked[k], removed_np[k], labels[k], fmt, meta))
+                    extra = {"filled_with": fill.fallback} if fill.fallback and removed_np[k].all() else {}
+                    writers[o.folder].write(masked_sample(sid, masked[k], removed_np[k], labels[k], fmt, meta | extra))
             bar.update(len(batch_ids))
     except BaseException:
         for w in writers.values():

@@ -7,6 +7,11 @@
   Welch's t-test over seeds says better than / no different from / worse than random (ROAR 4.3).
 - Agreement: Spearman correlation of the estimators' orderings under each method (ROAR, KAR,
   no-retrain fidelity A, no-retrain deletion) over the estimators both methods rank.
+- The leakage audit beside every verdict (roar.evaluate.leakage): the mask recoverability of its
+  shard sets, the accuracy of a model trained on its masks alone above chance, and its fill's
+  MoRF/LeRF consistency (ROAD section 4: the rankings' order when removing the most relevant first
+  against the reverse of their order when removing the least relevant first, Spearman over roar-eval's
+  MIF and LIF areas). A verdict whose sets' recoverability is above ``CONFOUNDED`` is marked.
 """
 
 import itertools
@@ -14,6 +19,7 @@ import math
 
 import numpy as np
 
+from roar.evaluate.leakage import CONFOUNDED
 from roar.evaluate.stats import compare_with_random, curve_area, spearman
 from roar.masking.fills import fill_named
 from roar.store.keys import ranking_name
@@ -177,3 +183,55 @@ def leakage(summary, num_classes) -> list:
         for s in summary
         if fill_named(s["fill"]).leakage_control and s["n"]
     ]
+
+
+def consistency(evaluations) -> dict:
+    """{(base, fill): MoRF/LeRF consistency}: Spearman rho between the rankings' order by MIF area
+    (lower = better) and by LIF area (higher = better), over a base model's roar-eval rankings."""
+    out = {}
+    for base, fill in sorted({(e["base"], e["fill"]) for e in evaluations}):
+        chosen = [e for e in evaluations if (e["base"], e["fill"]) == (base, fill)]
+        morf = {e["ranking"]: -curve_area(e["fractions"], e["mif"]["mean"]) for e in chosen}
+        lerf = {e["ranking"]: curve_area(e["fractions"], e["lif"]["mean"]) for e in chosen}
+        out[base, fill] = spearman(morf, lerf)["rho"]
+    return out
+
+
+def audit_verdicts(verdicts, audits, summary, evaluations, num_classes) -> list:
+    """The verdicts with their leakage audit: ``recoverability`` (mean balanced accuracy of the mask
+    classifier over the verdict's fractions), ``mask_only`` (accuracy of the same ranking's mask-only
+    retrains above chance, mean over the fractions it ran at), ``consistency`` (the fill's MoRF/LeRF rho, mean over
+    base models) and ``leakage`` ("confounded by leakage" above ``CONFOUNDED``)."""
+    chance = 1.0 / num_classes if num_classes else math.nan
+    rho = consistency(evaluations)
+    out = []
+    for v in verdicts:
+        fractions = set(v.get("fractions") or [])
+        rec = [
+            a["balanced_accuracy"]
+            for a in audits
+            if (ranking_name(a["estimator"], a["reduce"]), a["mode"], a["fill"])
+            == (v["estimator"], v["mode"], v["fill"])
+            and a["fraction"] in fractions
+        ]
+        alone = [
+            s["mean"] - chance
+            for s in summary
+            if fill_named(s["fill"]).leakage_control
+            and s["n"]
+            and (ranking_name(s["estimator"], s["reduce"]), s["mode"]) == (v["estimator"], v["mode"])
+        ]  # every fraction it was retrained at: mask-only runs are few
+        fill_rho = [r for (_, fill), r in rho.items() if fill == v["fill"] and not math.isnan(r)]
+        recoverability = float(np.mean(rec)) if rec else None
+        out.append(
+            {
+                **v,
+                "recoverability": recoverability,
+                "mask_only": float(np.mean(alone)) if alone else None,
+                "consistency": float(np.mean(fill_rho)) if fill_rho else None,
+                "leakage": "confounded by leakage"
+                if recoverability is not None and recoverability > CONFOUNDED
+                else "",
+            }
+        )
+    return out

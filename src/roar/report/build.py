@@ -43,6 +43,10 @@ VERDICT_COLUMNS = {
     "p": "p (Welch)",
     "seeds": "seeds",
     "verdict": "verdict",
+    "recoverability": "mask recoverability",
+    "mask_only": "mask-only acc. above chance",
+    "consistency": "MoRF/LeRF consistency",
+    "leakage": "leakage",
 }
 
 
@@ -113,7 +117,9 @@ def gather(cfg) -> dict:
         "toy": toy,
         "summary": summary,
         "baselines": collect.baselines(summary),
-        "verdicts": analysis.verdicts(rows),
+        "verdicts": analysis.audit_verdicts(
+            analysis.verdicts(rows), collect.read_audits(exp), summary, evaluations, num_classes
+        ),
         "fill": fill,
         "agreement": analysis.agreement(rows, evaluations, fill),
         "leakage": analysis.leakage(summary, num_classes),

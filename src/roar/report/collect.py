@@ -122,6 +122,25 @@ def read_evaluations(experiment_dir) -> tuple:
     return results, problems
 
 
+def read_audits(experiment_dir) -> list:
+    """Every shard set's leakage audit (roar-mask's ``audit.json``): its setting and mask recoverability."""
+    out = []
+    for path in sorted(Path(experiment_dir, "shards").rglob("audit.json")):
+        a = read_json(path)
+        if isinstance(a, dict) and isinstance(a.get("recoverability"), dict):
+            out.append(
+                {
+                    "estimator": a["estimator"],
+                    "reduce": feature_label(a["reduce"], a.get("patch")),
+                    "mode": a["mode"],
+                    "fill": a["fill"],
+                    "fraction": float(a["fraction"]),
+                    "balanced_accuracy": float(a["recoverability"]["balanced_accuracy"]),
+                }
+            )
+    return out
+
+
 def expected_settings(grid, fill: str, reduce: str = "abs_sum") -> list:
     """The settings a complete experiment of ``grid`` has (what roar-pipeline retrains); ``reduce`` a
     ``feature_label`` (``abs_sum.patch4`` for patch rankings)."""

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from roar.config import CONFIG_DIR
 from roar.errors import RoarError, reported
+from roar.evaluate.leakage import audit_sets
 from roar.masking.write import verify_all, write_masks
 from roar.store.keys import experiment_dir
 
@@ -39,8 +40,9 @@ def _main(cfg: DictConfig):
         if cfg.action == "verify":
             sys.exit(verify(cfg))
         sets = write_masks(cfg)
-    done = sum(1 for m in sets.values() if m)
-    print(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {experiment_dir(cfg) / 'shards'}")
+        done = sum(1 for m in sets.values() if m)
+        print(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {experiment_dir(cfg) / 'shards'}")
+        audit_sets(sets, int(cfg.mask.audit_steps), int(cfg.maps_seed))
 
 
 def main():

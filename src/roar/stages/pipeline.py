@@ -20,6 +20,7 @@ from roar.attribution.run import attribute
 from roar.attribution.run import check_config as check_attribute
 from roar.config import compose_config
 from roar.errors import as_list, positive_int, reported
+from roar.evaluate.leakage import audit_sets
 from roar.evaluate.run import check_config as check_eval
 from roar.evaluate.run import evaluate
 from roar.evaluate.toy import mean_curves, run_toy
@@ -75,7 +76,7 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     )
     attribute(cfg)
     print(f"[roar-pipeline] {cfg.name}: masked shards", flush=True)
-    write_masks(cfg)
+    audit_sets(write_masks(cfg), int(cfg.mask.audit_steps), int(cfg.maps_seed))
     print(
         f"[roar-pipeline] {cfg.name}: retraining {len(settings)} settings x {cfg.grid.seeds} seeds = {len(runs_cfg)} runs",
         flush=True,

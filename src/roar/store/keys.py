@@ -255,6 +255,12 @@ def base_digest(cfg) -> str:
     return settings_hash({"training": training_settings(cfg), "seed": int(cfg.seed)})[:8]
 
 
+def trains(cfg) -> bool:
+    """A config of roar-train or roar-pipeline: it holds the train section (``optim`` and ``retrain``).
+    An experiment's ``optim.lr`` alone, composed into another stage's config, does not make one."""
+    return "optim" in cfg and "retrain" in cfg
+
+
 def base_key(cfg) -> BaseKey:
     """The base model of ``cfg``: the one roar-train makes with it, the one ``base=`` names, or the one
     finished base of the config's data, model and augment (``find_base``)."""
@@ -268,7 +274,7 @@ def base_key(cfg) -> BaseKey:
                 f"(their folders are named {prefix}-<digest>); pick one under {exp / 'base'}."
             )
         return BaseKey(exp, data, model, augment, chosen[len(prefix) + 1 :])
-    if "optim" in cfg and not is_retrain(cfg):
+    if trains(cfg) and not is_retrain(cfg):
         return BaseKey(exp, data, model, augment, base_digest(cfg))
     return find_base(cfg, exp, data, model, augment)
 
@@ -280,7 +286,7 @@ def find_base(cfg, exp: Path, data: str, model: str, augment: str) -> BaseKey:
     found = (
         sorted(p.name for p in folder.glob(f"{prefix}-*") if (p / "metrics.json").is_file()) if folder.is_dir() else []
     )
-    if len(found) > 1 and "optim" in cfg:
+    if len(found) > 1 and trains(cfg):
         mine = training_settings(cfg)
         found = [n for n in found if (read_json(folder / n / IDENTITY) or {}).get("training") == mine] or found
     if len(found) == 1:
