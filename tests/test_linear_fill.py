@@ -118,3 +118,29 @@ def test_iterations_grow_with_the_hole():
     images = torch.rand(8, 3, 32, 32, generator=g)
     counts = [solve_linear(images, torch.rand(8, 1, 32, 32, generator=g) < t)[1] for t in (0.1, 0.9)]
     assert 0 < counts[0] < counts[1]
+
+
+def test_fpa_can_train_with_the_linear_fill_it_is_evaluated_with():
+    """augment.fill=linear: FPA's removed pixels are imputed (noise from the augmentation's own seeded
+    draws), known pixels untouched; roar-eval with fill=linear then sees the same perturbation."""
+    from roar.augment import BatchAugment
+    from roar.evaluate.run import training_fill_mismatch
+    from roar.masking.fills import FILLS
+
+    cfg = OmegaConf.create(
+        {"name": "fpa", "fill": "linear", "params": {"p": 1.0, "p1_max": 0.5, "p2": 0.0, "s_max": 2}}
+    )
+    x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    aug = BatchAugment(cfg, MEAN, seed=1)
+    out, _ = aug(x)
+    changed = out != x
+    assert changed.any() and changed.float().mean() < 0.6
+    removed = changed.any(1, keepdim=True)  # the pixels FPA took out, all channels together
+    solved, _ = solve_linear(x, removed)
+    assert (out - solved)[removed.expand_as(x)].abs().max() < 0.06  # the imputation plus noise of sd 0.01
+    again, _ = BatchAugment(cfg, MEAN, seed=1)(x)
+    assert torch.equal(out, again)  # seeded
+    both = OmegaConf.create({"augment": cfg, "fill": {"name": "linear"}})
+    assert training_fill_mismatch(both, FILLS["linear"], MEAN, token_model=False) is None
+    other = OmegaConf.create({"augment": cfg, "fill": {"name": "channel_mean"}})
+    assert "filling with linear" in training_fill_mismatch(other, FILLS["channel_mean"], MEAN, token_model=False)

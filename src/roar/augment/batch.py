@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from roar.augment.perturbations import AUGMENTS, generators
 from roar.errors import RoarError, check_probability
+from roar.masking.imputation import linear_fill
 from roar.masking.patches import patch_keep
 
 
@@ -21,7 +22,9 @@ def fill_value(fill, mean) -> torch.Tensor:
     elif not isinstance(fill, str) and isinstance(fill, Sequence) and len(fill) in (1, c):  # a list or a ListConfig
         values = [float(v) for v in fill] * (c // len(fill))
     else:
-        raise RoarError(f"augment.fill={fill!r}: use channel_mean, zero, or a list of {c} pixel values in [0, 1].")
+        raise RoarError(
+            f"augment.fill={fill!r}: use channel_mean, zero, linear, or a list of {c} pixel values in [0, 1]."
+        )
     return torch.tensor(values, dtype=torch.float32).view(1, c, 1, 1)
 
 
@@ -93,7 +96,9 @@ class BatchAugment:
         if self.name == "fpa":
             self.params["s_max"] = int(self.params["s_max"])
         self.perturb = entry.fn if entry.perturbs else None
-        self.fill = fill_value(cfg.get("fill", "channel_mean"), mean)
+        fill = cfg.get("fill", "channel_mean")
+        self.linear = fill == "linear"  # ROAD's noisy linear imputation, its default settings, noise from self.rng
+        self.fill, self.mean = (None if self.linear else fill_value(fill, mean)), [float(m) for m in mean]
         resized = cfg.get("resized_crop")
         if resized is not None:
             resized = {
@@ -147,4 +152,6 @@ class BatchAugment:
         if self.name == "missingness" and self.token_patch:
             mine = patch_keep(dropped, self.token_patch)
             return x, mine if keep is None else keep & mine
+        if self.linear:
+            return linear_fill(x, dropped, {}, self.mean, None, 0, generator=self.rng.device), keep
         return torch.where(dropped, self.fill.to(x.device, x.dtype), x), keep

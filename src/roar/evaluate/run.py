@@ -85,11 +85,16 @@ def training_fill_mismatch(cfg, fill, mean, token_model: bool):
     augment = AUGMENTS[cfg.augment.name]
     if not augment.perturbs or fill.drops_tokens or (cfg.augment.name == "missingness" and token_model):
         return None
-    trained = fill_value(cfg.augment.get("fill", "channel_mean"), mean)
-    probe = torch.full_like(trained, 0.123)
-    painted = apply_fill(probe, torch.ones_like(probe, dtype=torch.bool), cfg.fill, mean, probe, ["probe"])
-    if torch.allclose(painted, trained, atol=1e-6):
-        return None
+    augment_fill = cfg.augment.get("fill", "channel_mean")
+    if "linear" in (augment_fill, fill.name):  # not a constant: the same imputation, or not
+        if augment_fill == fill.name:
+            return None
+    else:
+        trained = fill_value(augment_fill, mean)
+        probe = torch.full_like(trained, 0.123)
+        painted = apply_fill(probe, torch.ones_like(probe, dtype=torch.bool), cfg.fill, mean, probe, ["probe"])
+        if torch.allclose(painted, trained, atol=1e-6):
+            return None
     return (
         f"[roar-eval] warning: the base model was trained with augment={cfg.augment.name} filling with "
         f"{cfg.augment.get('fill', 'channel_mean')}, and is evaluated with fill={fill_label(cfg.fill)}: "

@@ -90,8 +90,9 @@ def solve_linear(images: torch.Tensor, removed: torch.Tensor, tol: float = 1e-5,
     return filled.to(images.dtype), it
 
 
-def linear_fill(images, removed, cfg, mean, ids, seed: int) -> torch.Tensor:
-    """The ``linear`` fill: solve, fall back to the channel mean where nothing is known, add the seeded noise."""
+def linear_fill(images, removed, cfg, mean, ids, seed: int, generator=None) -> torch.Tensor:
+    """The ``linear`` fill: solve, fall back to the channel mean where nothing is known, add the seeded
+    noise: drawn per (seed, sample id), or from ``generator`` (a training augmentation's own draws)."""
     b, c, h, w = images.shape
     filled, _ = solve_linear(images, removed, float(cfg.get("tol", 1e-5)), int(cfg.get("max_iter", 2000)))
     mask = removed.expand(b, c, h, w)
@@ -102,7 +103,10 @@ def linear_fill(images, removed, cfg, mean, ids, seed: int) -> torch.Tensor:
         means = torch.tensor([float(m) for m in mean], dtype=images.dtype, device=images.device).view(1, c, 1, 1)
         filled = torch.where(nothing_known & mask, means, filled)
     sigma = float(cfg.get("noise", 0.01))
-    if sigma > 0:
+    if sigma > 0 and generator is not None:
+        noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+        filled = torch.where(mask, filled + sigma * noise, filled)
+    elif sigma > 0:
         if ids is None:
             raise RoarError("fill=linear adds noise drawn per sample id: pass the batch's ids.")
         noise = per_sample(seed, ids, "linear-fill", (c, h, w), fn=torch.randn).to(images.device, images.dtype)
