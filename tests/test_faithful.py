@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_estimators are arguments here)
 """Faithful to the papers: patch rankings for token drop, signed zeros, the fill as the attribution
 reference, FPA's SG', masks that follow crops, the papers' fills, and the ground-truth oracle."""
 
@@ -17,27 +18,10 @@ from roar.masking.fills import FILLS
 from roar.masking.masks import check_granularity, feature_ranks, mask_images, ranking_scores, top_count
 from roar.masking.patches import patch_keep
 from roar.masking.ranking import rank_features
-from roar.models import build_model
 from roar.store.keys import parse_ranking, ranking_name
+from test_estimators import batch, model  # noqa: F401  (the estimator tests' ResNet-8 and batch: shared fixtures)
 
 MEAN = [0.2, 0.4, 0.6]
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    net = build_model("resnet8", num_classes=5, in_channels=3, image_size=12, width=8).double().eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    return net
-
-
-@pytest.fixture(scope="module")
-def batch():
-    g = torch.Generator().manual_seed(1)
-    return torch.rand(4, 3, 12, 12, generator=g, dtype=torch.float64), torch.tensor([0, 3, 1, 4])
 
 
 # --- patch granularity (missingness paper, section 3 and appendix A.3) ---

@@ -48,14 +48,14 @@ class Reference:
     """The reference image x0 of ``baseline=fill``: the configured fill painted over every pixel (the
     channel mean, a constant, the blurred image, a donor image), in raw pixel units."""
 
-    def __init__(self, cfg, channels: int):
+    def __init__(self, cfg, channels: int, train_set=None):
         self.fill = check_fill(cfg.fill, channels)
         if self.fill.drops_tokens or self.fill.leakage_control:
             raise RoarError(
                 f"attribute.params.baseline=fill needs a fill that paints pixels; fill={cfg.fill.name} does not. "
                 f"Use baseline=black or a painting fill (channel_mean, zero, constant, blur, random_image)."
             )
-        self.cfg, self.train_set = cfg, build_dataset(cfg.data, "train")
+        self.cfg, self.train_set = cfg, train_set or build_dataset(cfg.data, "train")
         self.mean = channel_stats(self.train_set, cfg.data, cfg.paths.cache_dir)["mean"]
 
     @property
@@ -127,7 +127,11 @@ def attribute(cfg: DictConfig) -> dict:
             f"attribute.estimators has a control that needs ground truth ({', '.join(missing)}); data={cfg.data.name} has none. "
             f"Use a dataset with masks (data=shapes) or drop it."
         )
-    reference = Reference(cfg, probe[0]["image"].shape[0]) if suite.params["baseline"] == "fill" else None
+    reference = (
+        Reference(cfg, probe[0]["image"].shape[0], datasets.get("train"))
+        if suite.params["baseline"] == "fill"
+        else None
+    )
     key = base_key(cfg)
     model = load_base_model(key, cfg.model, probe.num_classes, list(probe[0]["image"].shape)).to(device)
     ckpt_sha = sha256_file(key.checkpoint)

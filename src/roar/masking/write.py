@@ -158,7 +158,7 @@ def write_masks(cfg: DictConfig) -> dict:
 def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, todo, bar):
     """Mask one source shard for every (mode, fraction) set in ``todo``, streaming into their tars."""
     writers = {o.folder: open_shard(o, split, s) for o in todo}
-    seed, bs, fmt, patch = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format, ranking_patch(cfg)
+    seed, bs, fmt, patch = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format, todo[0].settings["patch"]
     try:
         for a in range(0, len(ids), bs):
             batch_ids = ids[a : a + bs]
