@@ -88,6 +88,6 @@ def test_vit_patch_size_must_divide_image():
 
 def test_unknown_model_lists_valid_names():
     with pytest.raises(
-        RoarError, match="Valid model names: resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny"
+        RoarError, match="Valid model names: fastnet, resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny"
     ):
         build_model("vgg16")

@@ -160,3 +160,31 @@ def test_bad_launcher_settings_fail_before_submitting(cluster, local, tmp_path):
     )
     squeue = cluster.run("squeue", "-h")
     assert squeue.stdout.strip() == ""  # nothing was submitted
+
+
+def test_packed_tasks_write_the_same_runs_as_one_run_per_task(cluster, local):
+    """``runs_per_task=4``: the grid's six runs in two array tasks, each one process; the same folders and
+    numbers as the local pipeline, and a second sweep skips every run."""
+    import shutil
+
+    root, runs = local
+    packed = root / "packed"
+    for part in ("base", "attributions", "shards"):
+        shutil.copytree(root / "roar_digits" / part, packed / "roar_digits" / part)
+    (packed / "conf").symlink_to(root / "conf")
+    out = sweep(cluster, packed, "hydra/launcher=test_slurm", "sweep=grid", "runs_per_task=4")
+    assert "6 runs in 2 array tasks of up to 4" in out.stdout + out.stderr
+    got = {(m["estimator"], m["fraction"], m["seed"]): m["test_acc"] for m in metrics(packed, "roar_digits/runs")}
+    assert got == {(m["estimator"], m["fraction"], m["seed"]): m["test_acc"] for m in runs}
+
+    def tree(top):
+        return sorted(
+            str(p.relative_to(top)) for p in top.rglob("*") if p.is_file() and "wandb" not in p.relative_to(top).parts
+        )
+
+    assert tree(packed / "roar_digits" / "runs") == tree(root / "roar_digits" / "runs")
+    tasks = [p for p in (packed / "roar_digits" / "logs" / "multirun").glob("*/.submitit/*_*") if p.is_dir()]
+    assert len(tasks) == 2 and len({p.name.split("_")[0] for p in tasks}) == 1  # one array, two tasks
+    before = {p: p.stat().st_mtime_ns for p in (packed / "roar_digits" / "runs").rglob("metrics.json")}
+    sweep(cluster, packed, "hydra/launcher=test_slurm", "sweep=grid", "runs_per_task=4")
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # every run skipped, none retrained

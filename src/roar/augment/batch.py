@@ -63,6 +63,17 @@ def random_resized_crop(x: torch.Tensor, scale, ratio, g: torch.Generator) -> to
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+FLIP_MODES = ("random", "alternating")
+
+
+def derandomized_flip(keys: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """Which samples to mirror this epoch: a fixed pseudo-random half per (sample, seed) at even epochs, the
+    other half at odd ones (airbench, arXiv 2404.00498 section 3.6: every image is seen both ways in any
+    two consecutive epochs)."""
+    h = (keys.long() * 2654435761 + int(seed) * 40503) % 4294967296
+    return ((h >> 16) & 1).bool() ^ bool(epoch % 2)
+
+
 def geometric(x, removed, cfg, g):
     """The same crop and flip for a batch and its removed mask (B, 1 or C, H, W), in one transform
     call on both stacked: a removed pixel moves with its pixel. A resampled mask is removed wherever
@@ -71,7 +82,9 @@ def geometric(x, removed, cfg, g):
     both = x if removed is None else torch.cat([x, removed.to(x.dtype)], 1)
     if cfg["resized_crop"]:
         both = random_resized_crop(both, cfg["resized_crop"]["scale"], cfg["resized_crop"]["ratio"], g)
-    both = random_crop_flip(both, cfg["padding"], cfg["flip"], g)
+    both = random_crop_flip(both, cfg["padding"], cfg["flip"] and cfg["mirror"] is None, g)
+    if cfg["flip"] and cfg["mirror"] is not None:
+        both = torch.where(cfg["mirror"][:, None, None, None], both.flip(-1), both)
     return both[:, :c], None if removed is None else both[:, c:] > 0
 
 
@@ -111,6 +124,9 @@ class BatchAugment:
                 raise RoarError(
                     f"augment.resized_crop={resized}: scale needs 0 < low <= high <= 1, ratio 0 < low <= high."
                 )
+        self.flip_mode, self.epoch = cfg.get("flip_mode", "random"), 0
+        if self.flip_mode not in FLIP_MODES:
+            raise RoarError(f"augment.flip_mode={self.flip_mode!r}; valid: {', '.join(FLIP_MODES)}.")
         self.geometry = {
             "flip": bool(cfg.get("flip", False)),
             "padding": int(cfg.get("crop_padding", 0)),
@@ -133,16 +149,22 @@ class BatchAugment:
                 f"augment.params.patch_size={self.params['patch_size']} does not divide the image size {h}x{w}."
             )
 
-    def reseed(self, seed: int, device) -> None:
+    def reseed(self, seed: int, device, epoch: int = 0) -> None:
         """Restart the draws from ``seed`` (the module calls this per epoch and rank)."""
-        self.rng = generators(seed, device)
+        self.rng, self.epoch = generators(seed, device), int(epoch)
 
-    def __call__(self, x, train: bool = True, removed=None):
+    def __call__(self, x, train: bool = True, removed=None, keys=None):
+        """``keys``: a stable integer per sample, which ``flip_mode=alternating`` needs."""
         if self.rng is None or self.rng.device.device != x.device:
             self.reseed(self.seed, x.device)
         g = self.geometry
         if train and (g["flip"] or g["padding"] or g["resized_crop"]):
-            x, removed = geometric(x, removed, g, self.rng.device)
+            mirror = None
+            if self.flip_mode == "alternating":
+                if keys is None:
+                    raise RoarError("augment.flip_mode=alternating needs each sample's index or id in the batch.")
+                mirror = derandomized_flip(keys.to(x.device), self.seed, self.epoch)
+            x, removed = geometric(x, removed, {**g, "mirror": mirror}, self.rng.device)
         keep = None if removed is None else patch_keep(removed, self.token_patch)
         if self.perturb is None or not (train or self.at_test):
             return x, keep

@@ -1,10 +1,12 @@
 """The LightningDataModule over any registered dataset: train and test loaders, channel stats."""
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from roar.data.masked import open_shard_set
 from roar.data.registry import build_dataset
+from roar.data.resident import ResidentLoader, decode, sampler_order, shard_order, wants_resident
 from roar.data.stats import channel_stats
 
 
@@ -17,6 +19,7 @@ class ImageDataModule(L.LightningDataModule):
         self.cfg, self.seed, self.cache_dir = data_cfg, int(seed), cache_dir
         self.shards, self.retrain_cfg = shards, retrain_cfg or {}
         self.train_set = self.test_set = self.stats = None
+        self.resident = {}  # split -> decoded columns, when the data live on the device (data.in_memory)
 
     def setup(self, stage=None):
         if self.train_set is not None:
@@ -32,6 +35,22 @@ class ImageDataModule(L.LightningDataModule):
             self.train_set = build_dataset(self.cfg, "train")
             self.test_set = build_dataset(self.cfg, "test")
             self.stats = channel_stats(self.train_set, self.cfg, self.cache_dir)
+        on_error = self.retrain_cfg.get("on_error", "raise") if self.shards is not None else "raise"
+        if wants_resident(self.cfg, (self.train_set, self.test_set), on_error):
+            self.resident = {
+                "train": decode(self.train_set, "train split"),
+                "test": decode(self.test_set, "test split"),
+            }
+
+    def first_images(self, n: int):
+        """The first ``n`` training images in storage order (a data-dependent initialization's sample)."""
+        if self.resident:
+            images = self.resident["train"]["image"][:n]
+            return images.float() / 255 if images.dtype == torch.uint8 else images
+        samples = iter(self.train_set.samples()) if isinstance(self.train_set, IterableDataset) else None
+        count = int(getattr(self.train_set, "num_samples", 0) or len(self.train_set))
+        take = [next(samples) if samples else self.train_set[i] for i in range(min(n, count))]
+        return torch.stack([s["image"] for s in take])
 
     @property
     def num_classes(self):
@@ -51,6 +70,15 @@ class ImageDataModule(L.LightningDataModule):
         # so ranks see disjoint data and a resumed run sees the batches an uninterrupted one would.
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         workers = int(self.cfg.get("num_workers", 0))
+        if self.resident:  # the same order, drawn from tensors on the model's device
+            split = "train" if dataset is self.train_set else "test"
+            if isinstance(dataset, IterableDataset):
+                dataset.configure(rank, world, 0)
+                order = shard_order(dataset)
+            else:
+                order = sampler_order(dataset, world, rank, shuffle, self.seed)
+            loader = ResidentLoader(self.resident[split], order, int(self.cfg.batch_size))
+            return loader.to(self.trainer.strategy.root_device) if self.trainer else loader
         if isinstance(dataset, IterableDataset):  # shards: split by rank and worker inside the dataset
             dataset.configure(rank, world, workers)
             return DataLoader(dataset, batch_size=int(self.cfg.batch_size), num_workers=workers)

@@ -105,7 +105,31 @@ class MaskedShards(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         files = self.worker_files(worker, workers)
-        quota, stream = self.quota(files), self._rank_samples(files)
+        return self._ordered(self._rank_samples(files), self.quota(files), worker)
+
+    def order(self, epoch: int) -> list:
+        """This rank's ``epoch`` as positions in the split's samples (files in manifest order, samples in file
+        order): the order ``__iter__`` yields them in with ``num_workers=0``, for the device-resident copy
+        (``roar.data.resident``). The stream's draws depend only on its length, so positions shuffle
+        exactly as samples do."""
+        current, self.epoch = self.epoch, int(epoch)
+        try:
+            return self._order()
+        finally:
+            self.epoch = current
+
+    def _order(self) -> list:
+        files = self.worker_files(0, 1)
+        offsets, start = {}, 0
+        for path, count in self.files:
+            offsets[path], start = start, start + count
+        stream, j = [], 0
+        for path, count in files:
+            stream += [offsets[path] + k for k in range(count) if (j + k) % self.world == self.rank]
+            j += count
+        return list(self._ordered(iter(stream), self.quota(files), 0))
+
+    def _ordered(self, stream, quota: int, worker: int):
         if self.shuffle_buffer:
             stream = shuffled(
                 stream, self.shuffle_buffer, random.Random(f"{self.seed}|{self.epoch}|{self.rank}|{worker}")
@@ -114,13 +138,20 @@ class MaskedShards(IterableDataset):
         for sample in stream:
             if given == quota:
                 break
-            first = first or sample
+            if first is None:
+                first = sample
             given += 1
             yield sample
         if given < quota and first is None:
             raise RoarError(f"{self.folder}: no readable {self.split} sample for rank {self.rank}, worker {worker}.")
         for _ in range(quota - given):  # pad to the quota every rank shares (DDP needs equal lengths)
             yield first
+
+    def samples(self):
+        """Every sample of the split once, files in manifest order, samples in file order (no rank split)."""
+        for path, _ in self.files:
+            for sample in read_shard(path):
+                yield decode_masked_sample(sample, self.token_drop)
 
 
 def shuffled(stream, size: int, rng: random.Random):

@@ -1,5 +1,7 @@
 """The one LightningModule: normalization, the registered network, batch augmentation, SGD recipes."""
 
+import zlib
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,27 @@ from roar.augment import BatchAugment
 from roar.errors import RoarError
 from roar.models.registry import build_model
 
-SCHEDULES = ("step", "cosine", "none")
+SCHEDULES = ("step", "cosine", "triangle", "none")
+TTA = ("none", "flip")
+
+
+def triangle(step: int, total: int, start: float, peak: float, end: float) -> float:
+    """The lr factor at ``step`` of ``total``: linear from ``start`` to 1 at ``peak`` of the way, then
+    linear to ``end`` (airbench94.py's ``triangle``: start 0.2, peak 0.23, end 0.07)."""
+    top = max(1, int(peak * total))
+    if step <= top:
+        return start + (1 - start) * step / top
+    return 1 + (end - 1) * min(1.0, (step - top) / max(1, total - top))
+
+
+def batch_keys(batch):
+    """A stable integer per sample (its dataset index, or a digest of a shard sample's id), for draws that
+    must follow the sample, not its place in the batch (the derandomized flip)."""
+    if "index" in batch:
+        return batch["index"]
+    if "id" in batch:
+        return torch.tensor([zlib.crc32(str(i).encode()) for i in batch["id"]], device=batch["label"].device)
+    return None
 
 
 class Classifier(L.LightningModule):
@@ -34,6 +56,10 @@ class Classifier(L.LightningModule):
         self.save_hyperparameters()
         if optim.get("schedule", "none") not in SCHEDULES:
             raise RoarError(f"optim.schedule={optim.get('schedule')!r}; valid: {', '.join(SCHEDULES)}.")
+        if optim.get("tta", "none") not in TTA:
+            raise RoarError(f"optim.tta={optim.get('tta')!r}; valid: {', '.join(TTA)}.")
+        if not 0 <= float(optim.get("label_smoothing", 0.0)) < 1:
+            raise RoarError(f"optim.label_smoothing={optim.get('label_smoothing')!r} must lie in [0, 1).")
         c, h, w = image_shape
         if h != w:
             raise RoarError(f"Images are {h}x{w}; roar's models expect square images (set data.crop).")
@@ -60,40 +86,63 @@ class Classifier(L.LightningModule):
             raise RoarError(f"model={self.hparams.model['name']} cannot drop tokens (keep=...); only ViT models can.")
         return self.net(x, keep=keep)
 
+    @property
+    def initializes_from_data(self) -> bool:
+        return hasattr(self.net, "init_whitening")
+
+    def prepare(self, images: torch.Tensor) -> None:
+        """Data-dependent initialization before the first step (not on resume: the checkpoint holds it):
+        a network with ``init_whitening`` (fastnet) sets its first layer from these training images."""
+        if hasattr(self.net, "init_whitening"):
+            self.net.init_whitening((images.to(self.mean) - self.mean) / self.std)
+
     def on_train_epoch_start(self):
         datamodule = getattr(self.trainer, "datamodule", None)
         if hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
         # augmentation draws are a function of (seed, epoch, rank): a resumed run repeats them exactly
         self.augment.reseed(
-            int(self.hparams.seed) * 1_000_003 + self.current_epoch * 7_919 + self.global_rank, self.device
+            int(self.hparams.seed) * 1_000_003 + self.current_epoch * 7_919 + self.global_rank,
+            self.device,
+            epoch=self.current_epoch,
         )
 
     def on_test_epoch_start(self):
         self.augment.reseed(int(self.hparams.seed) * 1_000_003 - 1 - self.global_rank, self.device)
 
-    def inputs(self, batch, train: bool):
+    def inputs(self, batch, train: bool, mirror: bool = False):
         """The batch's images after augmentation, and the patches a token-dropping model keeps: those
         without removed pixels (fill=token_drop shards; the mask cropped and flipped with its image)
-        and not dropped by the augmentation."""
-        removed = batch.get("removed")
+        and not dropped by the augmentation. ``mirror``: the left-right mirror image (test-time flip)."""
+        image, removed = batch["image"], batch.get("removed")
         if removed is not None and not self.accepts_keep:
             raise RoarError("fill=token_drop data need a model that drops tokens (model=vit_tiny or vit_small).")
-        return self.augment(batch["image"], train=train, removed=removed)
+        if mirror:
+            image, removed = image.flip(-1), None if removed is None else removed.flip(-1)
+        return self.augment(image, train=train, removed=removed, keys=batch_keys(batch))
 
     def training_step(self, batch, batch_idx):
         x, keep = self.inputs(batch, train=True)
         logits = self(x, keep)
-        loss = F.cross_entropy(logits, batch["label"])
+        loss = F.cross_entropy(
+            logits, batch["label"], label_smoothing=float(self.hparams.optim.get("label_smoothing", 0.0))
+        )
         self.train_acc(logits, batch["label"])
         n = batch["label"].shape[0]  # said, not inferred: the batch dict has several tensors
         self.log("train_loss", loss, prog_bar=True, batch_size=n)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
+    def test_logits(self, batch):
+        """The logits the run's test accuracy is measured on: with ``optim.tta=flip``, the mean over the image and
+        its mirror image (airbench94.py's ``tta_level=1``)."""
+        logits = self(*self.inputs(batch, train=False))
+        if self.hparams.optim.get("tta", "none") == "flip":
+            logits = 0.5 * logits + 0.5 * self(*self.inputs(batch, train=False, mirror=True))
+        return logits
+
     def test_step(self, batch, batch_idx):
-        x, keep = self.inputs(batch, train=False)
-        logits = self(x, keep)
+        logits = self.test_logits(batch)
         n = batch["label"].shape[0]
         self.log("test_loss", F.cross_entropy(logits, batch["label"]), sync_dist=True, batch_size=n)
         self.test_acc(logits, batch["label"])
@@ -102,16 +151,34 @@ class Classifier(L.LightningModule):
             self.test_acc5(logits, batch["label"])
             self.log("test_acc5", self.test_acc5, batch_size=n)
 
+    def param_groups(self, lr: float, weight_decay: float, bias_scale: float) -> list:
+        """The trainable parameters; with ``bias_scale`` != 1, BatchNorm biases get ``bias_scale`` x the lr and
+        the same decay per step (airbench94.py: lr x 64, weight_decay / 64)."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if bias_scale == 1:
+            return [{"params": trainable, "lr": lr, "weight_decay": weight_decay}]
+        norms = {
+            id(p)
+            for m in self.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for p in m.parameters()
+        }
+        biases = [p for p in trainable if id(p) in norms]
+        return [
+            {"params": biases, "lr": lr * bias_scale, "weight_decay": weight_decay / bias_scale},
+            {"params": [p for p in trainable if id(p) not in norms], "lr": lr, "weight_decay": weight_decay},
+        ]
+
     def configure_optimizers(self):
         o = self.hparams.optim
-        opt = torch.optim.SGD(
-            self.parameters(),
-            lr=o["lr"],
-            momentum=o.get("momentum", 0.9),
-            nesterov=o.get("nesterov", False),
-            weight_decay=o.get("weight_decay", 0.0),
-        )
+        groups = self.param_groups(o["lr"], o.get("weight_decay", 0.0), float(o.get("bias_lr_scale", 1.0)))
+        opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o.get("momentum", 0.9), nesterov=o.get("nesterov", False))
         schedule = o.get("schedule", "none")
+        if schedule == "triangle":  # per step, over the run's steps
+            total, shape = int(self.trainer.estimated_stepping_batches), o.get("triangle") or {}
+            start, peak, end = (float(shape.get(k, d)) for k, d in (("start", 0.2), ("peak", 0.23), ("end", 0.07)))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: triangle(i, total, start, peak, end))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if schedule == "step":
             sched = torch.optim.lr_scheduler.MultiStepLR(
                 opt, milestones=list(o["milestones"]), gamma=o.get("gamma", 0.1)

@@ -237,6 +237,10 @@ def experiment_dir(cfg) -> Path:
     return Path(str(cfg.paths.output_root)) / str(cfg.name)
 
 
+# data keys that say where and how the same samples are read, not which: never part of a run's identity
+DATA_NOT_WEIGHTS = ("root", "num_workers", "on_error", "in_memory", "in_memory_mb")
+
+
 def training_settings(cfg) -> dict:
     """Everything besides a run's key that changes what it trains: optimizer and schedule, model and
     augmentation parameters, data settings (not where the data lie), the Trainer's epochs, precision,
@@ -245,7 +249,7 @@ def training_settings(cfg) -> dict:
         "optim": to_plain(cfg.optim),
         "model": to_plain(cfg.model),
         "augment": to_plain(cfg.augment),
-        "data": {k: v for k, v in to_plain(cfg.data).items() if k not in ("root", "num_workers", "on_error")},
+        "data": {k: v for k, v in to_plain(cfg.data).items() if k not in DATA_NOT_WEIGHTS},
         "trainer": {k: v for k, v in to_plain(cfg.trainer).items() if k not in NOT_WEIGHTS},
     }
 
@@ -358,6 +362,12 @@ def retrain_settings(grid) -> list:
         for mode in grid.modes:
             settings += [(str(est), str(mode), float(t)) for t in grid.fractions if float(t) != 0.0]
     return settings
+
+
+def retrain_jobs(grid) -> list:
+    """(estimator, mode, fraction, seed) of every retrain run of ``grid``: its settings x ``grid.seeds``
+    seeds, the runs roar-pipeline trains, ``sweep=grid`` launches and roar-plan prices."""
+    return [(e, m, t, s) for e, m, t in retrain_settings(grid) for s in range(int(grid.seeds))]
 
 
 def with_zero(fractions) -> list:

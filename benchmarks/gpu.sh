@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The GPU benchmark (issue: retraining is the bill), for a machine with one CUDA GPU and PyTorch +
+# Lightning installed: fastnet + fast_cifar on generated 32x32 shapes, per-run overhead, in-memory vs
+# DataLoader throughput, and the CIFAR-10 grid's GPU-hours. About 3 minutes on an H100.
+#   bash benchmarks/gpu.sh            (missing pure-Python packages may be given as wheels in .whl/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/roar-site .whl/*.whl
+  export PYTHONPATH="/tmp/roar-site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 WANDB_MODE=offline
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+python3 benchmarks/bench_fast.py --gpu
