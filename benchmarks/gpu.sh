@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmark (issue: retraining is the bill), for a machine with one CUDA GPU and PyTorch +
 # Lightning installed: fastnet + fast_cifar on generated 32x32 shapes, per-run overhead, in-memory vs
-# DataLoader throughput, and the CIFAR-10 grid's GPU-hours. About 3 minutes on an H100.
+# DataLoader throughput, the CIFAR-10 grid's GPU-hours, and roar-plan calibrated here. About 4 minutes on an H100.
 #   bash benchmarks/gpu.sh            (missing pure-Python packages may be given as wheels in .whl/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +13,8 @@ export PYTHONPATH="$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 python3 benchmarks/bench_fast.py --gpu
+# roar-plan with the step time calibrated here (200 steps), for the fast grid and the FPA-recipe ResNet-18 grid
+for e in roar_cifar10_fast roar_cifar10; do
+  python3 -c "from roar.stages.plan import main; main()" experiment=$e trainer=gpu plan.calibrate=true logger=csv \
+    paths.output_root="$(mktemp -d)" 2>&1 | grep -v -i warning
+done

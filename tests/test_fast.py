@@ -19,6 +19,21 @@ from roar.training.run import train
 FAST = ["model=fastnet", "recipe=fast_cifar", "model.params.width=16"]
 
 
+def fast_module(make_cfg) -> Classifier:
+    """fastnet (width 16) with the fast_cifar recipe, for 1x16x16 inputs."""
+    cfg = make_cfg("data.image_size=16", *FAST)
+    return Classifier(
+        model=dict(cfg.model),
+        optim=dict(cfg.optim),
+        augment={"name": "none"},
+        num_classes=10,
+        image_shape=[1, 16, 16],
+        mean=[0.5],
+        std=[0.25],
+        max_epochs=1,
+    )
+
+
 def assert_same_batches(a, b):
     a, b = list(a), list(b)
     assert len(a) == len(b) and a
@@ -135,17 +150,7 @@ def test_triangle_schedule_and_bias_groups_follow_airbench(make_cfg):
     assert triangle(0, 100, 0.2, 0.23, 0.07) == pytest.approx(0.2)
     assert triangle(23, 100, 0.2, 0.23, 0.07) == pytest.approx(1.0)
     assert triangle(100, 100, 0.2, 0.23, 0.07) == pytest.approx(0.07)
-    cfg = make_cfg("data.image_size=16", *FAST)
-    module = Classifier(
-        model=dict(cfg.model),
-        optim=dict(cfg.optim),
-        augment={"name": "none"},
-        num_classes=10,
-        image_shape=[1, 16, 16],
-        mean=[0.5],
-        std=[0.25],
-        max_epochs=1,
-    )
+    module = fast_module(make_cfg)
     biases, rest = module.param_groups(1.0, 0.01, 64.0)
     assert biases["lr"] == 64.0 and biases["weight_decay"] == pytest.approx(0.01 / 64)
     frozen = {id(module.net.whiten.weight)} | {
@@ -171,17 +176,7 @@ def test_whitening_layer_decorrelates_the_training_patches():
 
 
 def test_test_time_flip_averages_both_mirror_images(make_cfg):
-    cfg = make_cfg("data.image_size=16", *FAST)
-    module = Classifier(
-        model=dict(cfg.model),
-        optim=dict(cfg.optim),
-        augment={"name": "none"},
-        num_classes=10,
-        image_shape=[1, 16, 16],
-        mean=[0.5],
-        std=[0.25],
-        max_epochs=1,
-    ).eval()
+    module = fast_module(make_cfg).eval()
     x = torch.rand(4, 1, 16, 16)
     with torch.no_grad():
         tta = module.test_logits({"image": x, "label": torch.zeros(4, dtype=torch.long)})

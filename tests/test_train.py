@@ -112,9 +112,21 @@ def test_a_sweep_over_the_recipe_gives_distinct_runs_and_a_changed_folder_is_ref
     assert train(make_cfg(*QUICK, "optim.lr=0.05", "overwrite=true"))["test_loss"] == a["test_loss"]
 
 
-@pytest.mark.parametrize("augment", ["none", "fpa"])
-def test_interrupted_run_resumes_to_the_same_numbers(make_cfg, capsys, augment):
-    overrides = [f"augment={augment}", "trainer.max_epochs=3", "trainer.limit_train_batches=4"]
+FASTNET = ["model=fastnet", "model.params.width=8", "recipe=fast_cifar", "data.image_size=16", "data.batch_size=64"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["augment=none", "data.in_memory=true"],
+        ["augment=fpa", "data.in_memory=true"],
+        ["augment=none", "data.in_memory=false"],
+        ["augment=standard", "data.in_memory=true", *FASTNET],  # whitening, per-step schedule, alternating flips
+    ],
+    ids=["none-in-memory", "fpa-in-memory", "none-dataloader", "fastnet-fast_cifar"],
+)
+def test_interrupted_run_resumes_to_the_same_numbers(make_cfg, capsys, overrides):
+    overrides = [*overrides, "trainer.max_epochs=3", "trainer.limit_train_batches=4"]
     with pytest.raises(RuntimeError, match="killed"):
         train(make_cfg(*overrides), callbacks=[KillAtEpoch(2)])
     run_dir = run_key(make_cfg(*overrides)).folder

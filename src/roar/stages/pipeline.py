@@ -28,8 +28,9 @@ from roar.masking.write import check_config as check_mask
 from roar.masking.write import write_masks
 from roar.report.build import build_report
 from roar.report.collect import summarize
+from roar.report.plan import check_space, format_plan, make_plan
 from roar.store.io import atomic_write_json
-from roar.store.keys import base_key, experiment_dir, fraction_name, retrain_settings, toy_file
+from roar.store.keys import base_key, experiment_dir, fraction_name, retrain_jobs, retrain_settings, toy_file
 from roar.tracking import finishing_wandb, quiet_lightning
 from roar.training.run import train, validate
 
@@ -54,16 +55,18 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     for key in ("estimators", "modes", "fractions"):
         as_list(cfg.grid[key], f"grid.{key}")
     positive_int(cfg.grid.seeds, "grid.seeds")  # retrain at least one seed per setting
-    settings = retrain_settings(cfg.grid)
+    jobs = retrain_jobs(cfg.grid)
     for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
         check(cfg)
+    plan = make_plan(cfg)  # the bill first; refused when it cannot fit on disk
+    print(format_plan(plan), flush=True)
+    check_space(cfg, plan)
     base_name = base_key(cfg).name  # the retrain runs' base model: the one this pipeline trains
     runs_cfg = [
         compose_config(
             "pipeline", [*overrides, f"base={base_name}", f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"]
         )
-        for e, m, t in settings
-        for s in range(int(cfg.grid.seeds))
+        for e, m, t, s in jobs
     ]
     for run_cfg in runs_cfg:
         validate(run_cfg)
@@ -78,7 +81,7 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     print(f"[roar-pipeline] {cfg.name}: masked shards", flush=True)
     audit_sets(write_masks(cfg), int(cfg.mask.audit_steps), int(cfg.maps_seed))
     print(
-        f"[roar-pipeline] {cfg.name}: retraining {len(settings)} settings x {cfg.grid.seeds} seeds = {len(runs_cfg)} runs",
+        f"[roar-pipeline] {cfg.name}: retraining {len(retrain_settings(cfg.grid))} settings x {cfg.grid.seeds} seeds = {len(runs_cfg)} runs",
         flush=True,
     )
     runs = retrain(runs_cfg, progress)

@@ -15,7 +15,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
 from roar.errors import RoarError
-from roar.store.keys import is_retrain, retrain_settings, run_key
+from roar.store.keys import is_retrain, retrain_jobs, run_key
 from roar.store.manifest import MANIFEST
 
 GRID_KEYS = ("estimator", "mode", "fraction", "seed")
@@ -52,12 +52,10 @@ def grid_jobs(config, jobs: list) -> list:
             f"sweep=grid makes the estimator, mode, fraction and seed of every job from grid.*; drop {', '.join(given)}=... "
             f"(or drop sweep=grid to sweep your own lists)."
         )
-    settings = retrain_settings(config.grid)
     return [
         [*job, f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"]
         for job in jobs
-        for e, m, t in settings
-        for s in range(int(config.grid.seeds))
+        for e, m, t, s in retrain_jobs(config.grid)
     ]
 
 

@@ -1,0 +1,93 @@
+"""roar-plan: the bill before launch, counted by the code that runs the grid."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from roar.config import compose_config
+from roar.errors import RoarError
+from roar.report.plan import check_space, make_plan
+from roar.stages.pipeline import run_pipeline
+from roar.stages.preflight import grid_jobs
+
+
+def tree_bytes(folder, pattern):
+    return sum(p.stat().st_size for p in Path(folder).glob(pattern))
+
+
+def test_plan_counts_the_runs_and_bytes_the_tiny_pipeline_made(tiny_pipeline):
+    root, overrides, runs = tiny_pipeline
+    cfg = compose_config("pipeline", overrides)
+    plan = make_plan(cfg)
+    assert plan["trainings"]["retrain"] == len(runs) == len(grid_jobs(cfg, [[]])) == 6
+    assert plan["trainings"]["total"] == 7 and plan["data"]["sizes_from"] == "dataset"
+    shard_set = next((root / "roar_digits" / "shards").glob("*/grad/remove/channel_mean/0.5"))
+    measured = tree_bytes(shard_set, "*.tar")
+    assert plan["disk_bytes"]["shards_npy"] / plan["shard_sets"] == pytest.approx(measured, rel=0.02)
+    maps = next((root / "roar_digits" / "attributions").glob("*/grad"))
+    assert plan["disk_bytes"]["maps"] / 2 == pytest.approx(tree_bytes(maps, "*.tar"), rel=0.02)
+    assert plan["shard_sets"] == 2 * 1 * 2  # (grad, random) x remove x (0, 0.5)
+    assert plan["attribution"]["passes_per_image"] == 1  # grad: one pass; random: none
+
+
+def test_roar_plan_prints_imagenets_bill_without_the_data(tmp_path):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-plan"), "experiment=roar_imagenet", f"paths.output_root={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    plan = json.loads((tmp_path / "roar_imagenet" / "plan.json").read_text())
+    assert plan["trainings"]["retrain"] == 5 * (
+        8 * 5 + 1
+    )  # roar.yaml's grid: 8 estimators x 5 fractions + t = 0, 5 seeds
+    assert plan["data"]["num_train"] == 1281167 and plan["data"]["shape"] == [3, 224, 224]
+    assert "1 base + 205 retrains" in out.stdout and "no step time" in out.stdout
+    per_set = plan["disk_bytes"]["shards_npy"] / plan["shard_sets"]  # float32 224x224x3 + a mask byte per pixel
+    assert plan["shard_sets"] == 8 * 6 and 0.85e12 < per_set < 0.89e12  # ~0.87 TB per ImageNet set
+
+
+def test_calibration_prices_the_grid_in_device_hours(make_cfg):
+    cfg = compose_config(
+        "pipeline",
+        [
+            "logger=csv",
+            "plan.calibrate=true",
+            "plan.calibrate_steps=3",
+            "trainer.accelerator=cpu",
+            "paths.output_root=/tmp/x",
+        ],
+    )
+    from roar.report.plan import calibrate, data_facts
+
+    facts = data_facts(cfg)
+    calibrated = calibrate(cfg, facts["shape"], facts["num_classes"], 3)
+    assert calibrated["step_seconds"] > 0 and calibrated["device"].startswith("cpu")
+    plan = make_plan(cfg, calibrated)
+    h = plan["time"]["hours"]
+    assert h["total"] == pytest.approx(h["training"] + h["attribution"] + h["overhead"])
+    assert h["training"] == pytest.approx(plan["training_steps"] * calibrated["step_seconds"] / 3600)
+
+
+def test_pipeline_refuses_a_plan_larger_than_the_free_space_before_any_compute(tmp_path):
+    overrides = [
+        f"paths.output_root={tmp_path}",
+        "data=cifar10",
+        f"data.root={tmp_path / 'no-cifar'}",
+        "plan.num_train=200000000",
+        "plan.num_test=1",
+        "plan.num_classes=10",
+        "data.crop=32",
+        "logger=csv",
+    ]
+    with pytest.raises(
+        RoarError, match=r"default plans to write [0-9.]+ TB more under .*, which has .* free\..*plan\.force=true"
+    ):
+        run_pipeline(overrides, progress=False)
+    assert not any(tmp_path.rglob("*.ckpt"))
+    cfg = compose_config("pipeline", [*overrides, "plan.force=true"])
+    check_space(cfg, make_plan(cfg))  # forced: no refusal
