@@ -24,8 +24,7 @@ import lightning as L
 
 from roar.config import compose_config
 from roar.data import ImageDataModule
-from roar.models.module import Classifier
-from roar.training.run import train
+from roar.training.run import build_classifier, train
 from roar.utils.plain import to_plain
 
 QUIET = ["logger=csv", "trainer.enable_progress_bar=false"]
@@ -55,25 +54,15 @@ class Clock(L.Callback):
 
 def throughput(root, device, overrides, in_memory: bool, epochs: int) -> float:
     cfg = compose_config("train", [f"paths.output_root={root}", *QUIET, f"trainer.accelerator={device}", *overrides])
-    cfg.data.in_memory = in_memory
+    cfg.data.in_memory, cfg.trainer.max_epochs = in_memory, epochs
     dm = ImageDataModule(cfg.data, seed=0, cache_dir=cfg.paths.cache_dir)
     dm.setup()
-    module = Classifier(
-        model=to_plain(cfg.model),
-        optim=to_plain(cfg.optim),
-        augment=to_plain(cfg.augment),
-        num_classes=dm.num_classes,
-        image_shape=list(dm.image_shape),
-        mean=dm.stats["mean"],
-        std=dm.stats["std"],
-        max_epochs=epochs,
-    )
+    module = build_classifier(cfg, dm, seed=0)
     if module.initializes_from_data:
         module.prepare(dm.first_images(5000))
     clock = Clock()
-    trainer_args = {k: v for k, v in to_plain(cfg.trainer).items() if k not in ("max_epochs",)}
     L.Trainer(
-        **{**trainer_args, "max_epochs": epochs},
+        **to_plain(cfg.trainer),
         logger=False,
         enable_checkpointing=False,
         callbacks=[clock],
@@ -156,10 +145,12 @@ def bench_overhead(root, device, gpu: bool):
 
 def bench_recipes(root):
     print("\n== fastnet + fast_cifar vs resnet8 + demo recipe on shapes (3,000 train, 1,000 test; one run each)")
+    fast = ["model=fastnet", "recipe=fast_cifar"]
     for name, overrides in [
         ("resnet8 + demo (15 epochs)", ["model=resnet8"]),
-        ("fastnet w16 + fast_cifar (10 epochs)", ["model=fastnet", "model.params.width=16", "recipe=fast_cifar"]),
-        ("fastnet w64 + fast_cifar (10 epochs)", ["model=fastnet", "recipe=fast_cifar"]),
+        ("fastnet w16 + fast_cifar (10 epochs)", [*fast, "model.params.width=16"]),
+        ("fastnet w16 + fast_cifar (7 epochs)", [*fast, "model.params.width=16", "trainer.max_epochs=7"]),
+        ("fastnet w64 + fast_cifar (10 epochs)", fast),
     ]:
         seconds, m = timed_train(
             compose_config(

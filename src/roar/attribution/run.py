@@ -100,7 +100,9 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
         else:
             target = labels
         extras = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in suite.needs}
-        maps = suite(model, x, target, ids, reference(x, ids) if reference else None, extras)
+        painted = reference(x, ids) if reference else None
+        baseline = painted if suite.params["baseline"] == "fill" else None
+        maps = suite(model, x, target, ids, baseline, extras, fill=painted if suite.needs_fill else None)
         for name, m in maps.items():
             bad = ~torch.isfinite(m.flatten(1)).all(1)
             if bad.any():
@@ -109,8 +111,10 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
                 )
             scale = m.flatten(1).abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny)
             unit = (m / scale.view(-1, *[1] * (m.dim() - 1))).to(torch.float16).cpu().numpy()
+            trace = suite.traces[name].cpu().tolist() if name in suite.traces else None
             for k, sid in enumerate(ids):
-                out[name].append(map_sample(sid, unit[k], labels[k], target[k], scale[k]))
+                extra = {"trace": [round(v, 6) for v in trace[k]]} if trace else None
+                out[name].append(map_sample(sid, unit[k], labels[k], target[k], scale[k], extra))
         bar.update(len(samples))
     return out
 
@@ -129,23 +133,28 @@ def attribute(cfg: DictConfig) -> dict:
         )
     reference = (
         Reference(cfg, probe[0]["image"].shape[0], datasets.get("train"))
-        if suite.params["baseline"] == "fill"
+        if suite.params["baseline"] == "fill" or suite.needs_fill
         else None
     )
     key = base_key(cfg)
     model = load_base_model(key, cfg.model, probe.num_classes, list(probe[0]["image"].shape)).to(device)
     ckpt_sha = sha256_file(key.checkpoint)
+
+    def uses(name):  # the reference is part of the identity of the maps made with it
+        return reference if suite.params["baseline"] == "fill" or name in suite.iterative else None
+
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
     size = int(cfg.attribute.shard_size)
     outs = {
-        n: OutputSet(maps_key(cfg, n).folder, settings_for(cfg, n, ckpt_sha, fingerprints, reference), size)
+        n: OutputSet(maps_key(cfg, n).folder, settings_for(cfg, n, ckpt_sha, fingerprints, uses(n)), size)
         for n in suite.names
     }
     counts = {split: len(ds) for split, ds in datasets.items()}
     plan = plan_shards(outs.values(), counts, cfg.attribute.shard_id, cfg.attribute.num_shards, cfg.overwrite)
     total = samples_in(plan, counts, size)
+    pixels = int(probe[0]["image"].shape[1] * probe[0]["image"].shape[2])
     print(
-        f"[roar-attribute] {len(suite.names)} estimators, {suite.passes_per_image} forward+backward passes per image; "
+        f"[roar-attribute] {len(suite.names)} estimators, {suite.passes_for(pixels)} forward(+backward) passes per image; "
         f"{len(plan)} shard(s), {total} images to compute on {device}"
     )
     by_folder = {o.folder: n for n, o in outs.items()}

@@ -3,8 +3,9 @@
 Names: a base (``grad``, ``grad_x_input``, ``ig``, ``gb``), its square (``grad_sq``), an ensemble
 around it (``sg-ig``, ``sg_sq-ig``, ``vargrad-ig``), the SmoothGrad map times the input
 (``sg_x_input-grad``, FPA's SG': the mean of the noisy gradients times the clean input, where
-``sg-grad_x_input`` averages noisy products), or a control (``random``, ``sobel``, ``oracle``,
-``shortcut``).
+``sg-grad_x_input`` averages noisy products), a control (``random``, ``sobel``, ``oracle``,
+``shortcut``), or an iterative ranking that shares no passes (``gbs``, ``bs``: backward selection,
+roar.estimators.backselect; its per-image confidence trace is left in ``suite.traces``).
 
 The reference (``baseline``): ``black`` (raw 0, ROAR's code and the FPA paper's text) or ``fill``
 (the image the configured fill paints over every pixel; FPA's code multiplies by the *normalized*
@@ -24,6 +25,7 @@ Sharing (ROAR section 4.1 definitions):
 import torch
 
 from roar.errors import RoarError, unknown_name
+from roar.estimators.backselect import ITERATIVE
 from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
 from roar.utils.seeding import per_sample
@@ -38,18 +40,28 @@ DEFAULT_PARAMS = {
     "noise": 0.15,
     "max_rows": 64,
     "seed": 0,
+    "sis_k": None,
+    "bs_max_evals": 100000,
 }
 
 
 def available():
-    names = [*BASES, *(f"{b}_sq" for b in BASES), *(f"{e}-{b}" for e in ENSEMBLES for b in BASES), *CONTROLS]
+    names = [
+        *BASES,
+        *(f"{b}_sq" for b in BASES),
+        *(f"{e}-{b}" for e in ENSEMBLES for b in BASES),
+        *CONTROLS,
+        *ITERATIVE,
+    ]
     return sorted(names)
 
 
 def parse(name: str):
-    """(kind, base) of an estimator name: kind is 'base', 'sq', one of ENSEMBLES, or 'control'."""
+    """(kind, base) of an estimator name: kind is 'base', 'sq', one of ENSEMBLES, 'control' or 'iterative'."""
     if name in CONTROLS:
         return "control", None
+    if name in ITERATIVE:
+        return "iterative", None
     if name in BASES:
         return "base", name
     if name.endswith("_sq") and name[:-3] in BASES:
@@ -92,15 +104,28 @@ class EstimatorSuite:
         self.plain = sorted({b for k, b in self.kinds.values() if k in ("base", "sq")})
         self.noisy = sorted({b for k, b in self.kinds.values() if k in ENSEMBLES})
         self.needs = sorted({CONTROLS[n].needs for n, (k, _) in self.kinds.items() if k == "control"} - {None})
+        self.iterative = [n for n, (k, _) in self.kinds.items() if k == "iterative"]
+        self.traces = {}
+
+    @property
+    def needs_fill(self) -> bool:
+        """Whether a call needs the fill painted over the image (iterative rankings mask with it)."""
+        return bool(self.iterative)
+
+    def passes_for(self, pixels: int | None = None) -> int:
+        """Forward(+backward) passes per image; iterative rankings count only when ``pixels`` is given."""
+        cost = {b: BASES[b].passes(self.params) for b in BASES}
+        shared = sum(cost[b] for b in self.plain) + int(self.params["samples"]) * sum(cost[b] for b in self.noisy)
+        return shared + (sum(ITERATIVE[n].passes(self.params, pixels) for n in self.iterative) if pixels else 0)
 
     @property
     def passes_per_image(self) -> int:
-        cost = {b: BASES[b].passes(self.params) for b in BASES}
-        return sum(cost[b] for b in self.plain) + int(self.params["samples"]) * sum(cost[b] for b in self.noisy)
+        return self.passes_for(None)
 
-    def __call__(self, model, x, target, ids=None, reference=None, extras=None):
+    def __call__(self, model, x, target, ids=None, reference=None, extras=None, fill=None):
         """{name: maps}. ``reference``: the (B, C, H, W) reference image of ``baseline=fill`` (None:
-        black); ``extras``: the batch's ground truth for the controls that need it (``needs``)."""
+        black); ``extras``: the batch's ground truth for the controls that need it (``needs``);
+        ``fill``: the image the configured fill paints, for iterative rankings (``needs_fill``)."""
         ids = [str(i) for i in range(len(x))] if ids is None else list(ids)
         if self.params["baseline"] == "fill" and reference is None:
             raise RoarError("baseline=fill: pass the reference image (the fill painted over the whole image).")
@@ -121,6 +146,11 @@ class EstimatorSuite:
         for n, (kind, _) in self.kinds.items():
             if kind == "control":
                 out[n] = CONTROLS[n](x, ids, p["seed"], extras or {})
+        self.traces = {}
+        for n in self.iterative:
+            if fill is None:
+                raise RoarError(f"{n} masks with the configured fill: pass the fill image (fill=...).")
+            out[n], self.traces[n] = ITERATIVE[n](model, x, fill.to(x.device, x.dtype), ids, p)
         return {n: out[n].detach() for n in self.names}
 
 

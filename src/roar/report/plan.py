@@ -195,7 +195,8 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
     trainings = 1 + len(jobs)
     estimators = as_list(cfg.attribute.estimators, "attribute.estimators")
     suite = EstimatorSuite(estimators, **to_plain(cfg.attribute.params))
-    passes = suite.passes_per_image * (n_train + n_test)
+    per_image = suite.passes_for(shape[1] * shape[2])
+    passes = per_image * (n_train + n_test)
     sets = len(as_list(cfg.mask.estimators, "mask.estimators")) * len(cfg.mask.modes) * len(cfg.mask.fractions)
     per_set = {fmt: sample_bytes(facts, fmt) * (n_train + n_test) for fmt in ("npy", "png")}
     params = parameters(cfg, shape, num_classes)
@@ -220,7 +221,7 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
         "model": {"name": str(cfg.model.name), "parameters": params, "batch_size": batch, "epochs": epochs},
         "trainings": {"base": 1, "retrain": len(jobs), "total": trainings, "settings": len({j[:3] for j in jobs})},
         "training_steps": steps,
-        "attribution": {"estimators": estimators, "passes_per_image": suite.passes_per_image, "passes": passes},
+        "attribution": {"estimators": estimators, "passes_per_image": per_image, "passes": passes},
         "shard_sets": sets,
         "disk_bytes": disk,
         "mask_format": str(cfg.mask.format),

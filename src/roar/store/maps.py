@@ -1,7 +1,8 @@
 """The maps format (roar-attribute's shards): one sample per image, key = the sample id.
 
 ``map.npy``: float16 map of the image's shape divided by its largest magnitude; ``json``: id,
-label, target (the class the map explains), scale (that largest magnitude).
+label, target (the class the map explains), scale (that largest magnitude); for backward-selection
+rankings also ``trace``, the confidence after every step (roar.estimators.backselect).
 """
 
 import json
@@ -12,8 +13,9 @@ import numpy as np
 from roar.store.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes, read_shard
 
 
-def map_sample(sample_id: str, unit_map: np.ndarray, label: int, target: int, scale: float) -> dict:
-    meta = {"id": sample_id, "label": int(label), "target": int(target), "scale": float(scale)}
+def map_sample(sample_id: str, unit_map: np.ndarray, label: int, target: int, scale: float, extra=None) -> dict:
+    """``extra``: more json fields (an iterative ranking's ``trace``)."""
+    meta = {"id": sample_id, "label": int(label), "target": int(target), "scale": float(scale), **(extra or {})}
     return {"__key__": encode_key(sample_id), "map.npy": npy_bytes(unit_map), "json": json_bytes(meta)}
 
 

@@ -112,6 +112,21 @@ def shards_verify(key: RunKey) -> bool:
     return True
 
 
+def build_classifier(cfg, data: ImageDataModule, seed: int) -> Classifier:
+    """The LightningModule ``cfg`` trains on ``data`` (set up: its classes, image shape, channel stats)."""
+    return Classifier(
+        model=to_plain(cfg.model),
+        optim=to_plain(cfg.optim),
+        augment=to_plain(cfg.augment),
+        num_classes=data.num_classes,
+        image_shape=list(data.image_shape),
+        mean=data.stats["mean"],
+        std=data.stats["std"],
+        max_epochs=int(cfg.trainer.max_epochs),
+        seed=seed,
+    )
+
+
 def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
     """Train and test one run as ``cfg`` says; returns the metrics written to its folder's metrics.json.
 
@@ -143,17 +158,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
     )
     data.setup()
     shards_hash = shard_set_hash(key)
-    model = Classifier(
-        model=to_plain(cfg.model),
-        optim=to_plain(cfg.optim),
-        augment=to_plain(cfg.augment),
-        num_classes=data.num_classes,
-        image_shape=list(data.image_shape),
-        mean=data.stats["mean"],
-        std=data.stats["std"],
-        max_epochs=int(cfg.trainer.max_epochs),
-        seed=key.seed,
-    )
+    model = build_classifier(cfg, data, key.seed)
     ckpt_path = None
     if resume.is_file():
         try:

@@ -1,0 +1,137 @@
+"""Backward selection (overinterpretation paper): exact BackSelect, batched gradient BackSelect, SIS."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from roar.errors import RoarError
+from roar.estimators import EstimatorSuite
+from roar.estimators.backselect import exact_backselect, gradient_backselect, sis_mask
+
+IDS = [f"img-{i}" for i in range(32)]
+
+
+class Norm(nn.Module):
+    """logits (||x||_2, 0): the predicted class 0's confidence sigmoid(||x||) grows with the norm."""
+
+    def forward(self, x):
+        n = x.flatten(1).norm(dim=1)
+        return torch.stack([n, torch.zeros_like(n)], 1)
+
+
+class Logistic(nn.Module):
+    """logits (w . x, 0) with w > 0 fixed, so class 0 is predicted on positive images."""
+
+    def __init__(self, pixels):
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(0.5, 1.5, pixels), requires_grad=False)
+
+    def forward(self, x):
+        s = x.flatten(1) @ self.w
+        return torch.stack([s, torch.zeros_like(s)], 1)
+
+
+def test_exact_backselect_on_the_norm_removes_coordinates_by_increasing_magnitude():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 3, 3, generator=g)
+    steps, trace = exact_backselect(Norm(), x, torch.zeros_like(x), IDS[:3], {})
+    for j in range(3):
+        by_magnitude = torch.argsort(x[j].abs().flatten())
+        assert torch.equal(torch.argsort(steps[j, 0].flatten()), by_magnitude)
+    assert trace.shape == (3, 10) and torch.all(trace[:, :-1] >= trace[:, 1:] - 1e-6)  # the norm only shrinks
+
+
+def test_gradient_backselect_with_k1_equals_exact_backselect_on_a_logistic_model():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 1, 4, 4, generator=g) + 0.1
+    model = Logistic(16)
+    exact, _ = exact_backselect(model, x, torch.zeros_like(x), IDS[:4], {})
+    batched, trace = gradient_backselect(model, x, torch.zeros_like(x), IDS[:4], {"sis_k": 1})
+    assert torch.equal(exact, batched)  # both remove the smallest w_i x_i first
+    assert trace.shape == (4, 17)
+
+
+def test_every_sis_re_evaluates_above_tau_and_bs_subsets_are_minimal_at_their_last_step():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    x = torch.rand(16, 1, 4, 4)
+    fill = torch.full_like(x, 0.5)
+    with torch.no_grad():
+        c = model(x).argmax(1)
+        clean = torch.softmax(model(x), 1).gather(1, c[:, None])[:, 0]
+    tau = float(clean.median())
+    for method in (gradient_backselect, exact_backselect):
+        steps, trace = method(model, x, fill, IDS[:16], {"sis_k": 2})
+        keep, has = sis_mask(steps[:, 0], trace, tau)
+        assert torch.equal(has, clean >= tau) and has.any()
+        m = (~keep).float()[:, None]
+        with torch.no_grad():
+            conf = torch.softmax(model((1 - m) * x + m * fill), 1).gather(1, c[:, None])[:, 0]
+        assert torch.all(conf[has] >= tau - 1e-6)
+        if method is exact_backselect:  # without its earliest-removed pixel the subset falls below tau
+            for j in torch.nonzero(has & (keep.flatten(1).sum(1) > 0))[:, 0].tolist():
+                first = torch.where(keep[j], steps[j, 0], steps.max() + 1).argmin()
+                fewer = keep[j].flatten().clone()
+                fewer[first] = False
+                mm = (~fewer).float().view(1, 1, 4, 4)
+                with torch.no_grad():
+                    drop = torch.softmax(model((1 - mm) * x[j : j + 1] + mm * fill[:1]), 1)[0, c[j]]
+                assert drop < tau
+
+
+def test_an_images_order_is_the_same_alone_and_in_a_batch_of_32():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 5)).eval()
+    x = torch.rand(32, 3, 8, 8)
+    fill = torch.full_like(x, 0.5)
+    batch, trace = gradient_backselect(model, x, fill, IDS, {"sis_k": 4})
+    alone, trace1 = gradient_backselect(model, x[5:6], fill[5:6], IDS[5:6], {"sis_k": 4})
+    assert torch.equal(batch[5], alone[0]) and torch.allclose(trace[5], trace1[0], atol=1e-6)
+
+
+def test_bad_inputs_are_refused_with_what_to_do():
+    with pytest.raises(RoarError, match=r"tau=1.5 must lie in \(0, 1\)"):
+        sis_mask(torch.zeros(1, 2, 2), torch.ones(1, 3), 1.5)
+    x = torch.rand(1, 1, 4, 4)
+    with pytest.raises(RoarError, match="sis_k=0: gbs masks k >= 1 pixels"):
+        gradient_backselect(Logistic(16), x, torch.zeros_like(x), IDS[:1], {"sis_k": 0})
+    big = torch.rand(1, 3, 32, 32)
+    with pytest.raises(RoarError, match=r"takes 524,800 forward passes per image.*Use gbs"):
+        exact_backselect(Norm(), big, torch.zeros_like(big), IDS[:1], {})
+
+
+def test_the_suite_runs_them_with_the_fill_and_keeps_their_traces():
+    x = torch.rand(2, 1, 4, 4) + 0.1
+    suite = EstimatorSuite(["gbs", "grad"], sis_k=4)
+    with pytest.raises(RoarError, match="gbs masks with the configured fill"):
+        suite(Logistic(16), x, torch.zeros(2, dtype=torch.long), IDS[:2])
+    maps = suite(Logistic(16), x, torch.zeros(2, dtype=torch.long), IDS[:2], fill=torch.zeros_like(x))
+    assert maps["gbs"].shape == x.shape and suite.traces["gbs"].shape == (2, 5)
+    assert suite.passes_for(16) == 1 + 5  # grad: one pass; gbs: 16 / 4 iterations + the all-filled image
+
+
+def test_gbs_maps_through_roar_attribute_carry_traces_and_rank_for_roar_mask(tiny_base, tmp_path):
+    """gbs on the digits test split (64 pixels, k = 1: 65 passes an image), written like every map, its
+    trace in each sample's json; roar-mask then keeps the top 25% of its ranking."""
+    import json
+
+    from conftest import QUIET, TINY_BASE
+    from roar.attribution.run import attribute
+    from roar.config import compose_config
+    from roar.masking.write import write_masks
+    from roar.store.shards import read_shard
+
+    root = tiny_base(tmp_path)
+    common = [f"paths.output_root={root}", *QUIET, *TINY_BASE, "grid.estimators=[gbs]"]
+    manifests = attribute(compose_config("attribute", [*common, "attribute.splits=[test]"]))
+    assert manifests["gbs"] is not None
+    folder = next((root / "default" / "attributions").glob("*/gbs"))
+    sample = next(read_shard(next(folder.glob("test-*.tar"))))
+    meta = json.loads(sample["json"])
+    assert len(meta["trace"]) == 65 and all(0 <= v <= 1 for v in meta["trace"])
+    settings = json.loads((folder / "manifest.json").read_text())
+    assert settings["reference"]["fill"]["name"] == "channel_mean"  # the fill gbs masked with is its identity
+    mask_cfg = compose_config("mask", [*common, "mask.modes=[keep]", "mask.fractions=[0.75]", "mask.splits=[test]"])
+    (shard_set,) = write_masks(mask_cfg)
+    masked = [json.loads(s["json"]) for s in read_shard(next(shard_set.glob("test-*.tar")))]
+    assert masked and all(m["estimator"] == "gbs" and m["mode"] == "keep" for m in masked)
