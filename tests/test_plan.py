@@ -69,8 +69,11 @@ def test_calibration_prices_the_grid_in_device_hours(make_cfg):
     assert calibrated["step_seconds"] > 0 and calibrated["device"].startswith("cpu")
     plan = make_plan(cfg, calibrated)
     h = plan["time"]["hours"]
-    assert h["total"] == pytest.approx(h["training"] + h["attribution"] + h["overhead"])
     assert h["training"] == pytest.approx(plan["training_steps"] * calibrated["step_seconds"] / 3600)
+    cfg.plan.step_seconds = 2 * calibrated["step_seconds"]  # a given step time prices the same grid, no calibration
+    given = make_plan(cfg)["time"]
+    assert given["from"] == "plan.step_seconds" and given["hours"]["training"] == pytest.approx(2 * h["training"])
+    assert given["hours"]["overhead"] == pytest.approx(h["overhead"]) and h["overhead"] > 0
 
 
 def test_pipeline_refuses_a_plan_larger_than_the_free_space_before_any_compute(tmp_path):

@@ -101,7 +101,7 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
             target = labels
         extras = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in suite.needs}
         painted = reference(x, ids) if reference else None
-        baseline = painted if suite.params["baseline"] == "fill" else None
+        baseline = painted if suite.fill_baseline else None
         maps = suite(model, x, target, ids, baseline, extras, fill=painted if suite.needs_fill else None)
         for name, m in maps.items():
             bad = ~torch.isfinite(m.flatten(1)).all(1)
@@ -133,7 +133,7 @@ def attribute(cfg: DictConfig) -> dict:
         )
     reference = (
         Reference(cfg, probe[0]["image"].shape[0], datasets.get("train"))
-        if suite.params["baseline"] == "fill" or suite.needs_fill
+        if suite.fill_baseline or suite.needs_fill
         else None
     )
     key = base_key(cfg)
@@ -141,7 +141,7 @@ def attribute(cfg: DictConfig) -> dict:
     ckpt_sha = sha256_file(key.checkpoint)
 
     def uses(name):  # the reference is part of the identity of the maps made with it
-        return reference if suite.params["baseline"] == "fill" or name in suite.iterative else None
+        return reference if suite.fill_baseline or name in suite.iterative else None
 
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
     size = int(cfg.attribute.shard_size)

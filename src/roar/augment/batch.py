@@ -149,6 +149,11 @@ class BatchAugment:
                 f"augment.params.patch_size={self.params['patch_size']} does not divide the image size {h}x{w}."
             )
 
+    @property
+    def needs_keys(self) -> bool:
+        """Whether training draws follow each sample (``flip_mode=alternating``), so batches must say which."""
+        return self.geometry["flip"] and self.flip_mode == "alternating"
+
     def reseed(self, seed: int, device, epoch: int = 0) -> None:
         """Restart the draws from ``seed`` (the module calls this per epoch and rank)."""
         self.rng, self.epoch = generators(seed, device), int(epoch)
@@ -160,7 +165,7 @@ class BatchAugment:
         g = self.geometry
         if train and (g["flip"] or g["padding"] or g["resized_crop"]):
             mirror = None
-            if self.flip_mode == "alternating":
+            if self.needs_keys:
                 if keys is None:
                     raise RoarError("augment.flip_mode=alternating needs each sample's index or id in the batch.")
                 mirror = derandomized_flip(keys.to(x.device), self.seed, self.epoch)

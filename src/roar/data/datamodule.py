@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from roar.data.masked import open_shard_set
 from roar.data.registry import build_dataset
-from roar.data.resident import ResidentLoader, decode, sampler_order, shard_order, wants_resident
+from roar.data.resident import ResidentLoader, decode, sampler_order, wants_resident
 from roar.data.stats import channel_stats
 
 
@@ -74,7 +74,7 @@ class ImageDataModule(L.LightningDataModule):
             split = "train" if dataset is self.train_set else "test"
             if isinstance(dataset, IterableDataset):
                 dataset.configure(rank, world, 0)
-                order = shard_order(dataset)
+                order = dataset.order  # the shard reader's own order, replayed on positions
             else:
                 order = sampler_order(dataset, world, rank, shuffle, self.seed)
             loader = ResidentLoader(self.resident[split], order, int(self.cfg.batch_size))

@@ -114,9 +114,3 @@ def sampler_order(dataset, world: int, rank: int, shuffle: bool, seed: int):
         return list(sampler)
 
     return order
-
-
-def shard_order(dataset):
-    """The DataLoader path's order for a shard set (``num_workers=0``), per epoch."""
-
-    return dataset.order

@@ -108,6 +108,11 @@ class EstimatorSuite:
         self.traces = {}
 
     @property
+    def fill_baseline(self) -> bool:
+        """Whether the gradient estimators' reference is the painted fill (``baseline=fill``)."""
+        return self.params["baseline"] == "fill"
+
+    @property
     def needs_fill(self) -> bool:
         """Whether a call needs the fill painted over the image (iterative rankings mask with it)."""
         return bool(self.iterative)
@@ -127,7 +132,7 @@ class EstimatorSuite:
         black); ``extras``: the batch's ground truth for the controls that need it (``needs``);
         ``fill``: the image the configured fill paints, for iterative rankings (``needs_fill``)."""
         ids = [str(i) for i in range(len(x))] if ids is None else list(ids)
-        if self.params["baseline"] == "fill" and reference is None:
+        if self.fill_baseline and reference is None:
             raise RoarError("baseline=fill: pass the reference image (the fill painted over the whole image).")
         ref = torch.zeros_like(x) if reference is None else reference.to(x.device, x.dtype)
         p, out = {**self.params, "reference": ref}, {}

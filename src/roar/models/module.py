@@ -86,14 +86,18 @@ class Classifier(L.LightningModule):
             raise RoarError(f"model={self.hparams.model['name']} cannot drop tokens (keep=...); only ViT models can.")
         return self.net(x, keep=keep)
 
+    INIT_IMAGES = 5000  # airbench94.py: the whitening layer's patch covariance from 5,000 training images
+
     @property
     def initializes_from_data(self) -> bool:
+        """Whether ``prepare`` needs training images (fastnet's whitening layer); callers load them only then."""
         return hasattr(self.net, "init_whitening")
 
     def prepare(self, images: torch.Tensor) -> None:
         """Data-dependent initialization before the first step (not on resume: the checkpoint holds it):
-        a network with ``init_whitening`` (fastnet) sets its first layer from these training images."""
-        if hasattr(self.net, "init_whitening"):
+        a network with ``init_whitening`` (fastnet) sets its first layer from the first ``INIT_IMAGES``."""
+        if self.initializes_from_data:
+            images = images[: self.INIT_IMAGES]
             self.net.init_whitening((images.to(self.mean) - self.mean) / self.std)
 
     def on_train_epoch_start(self):
@@ -119,7 +123,8 @@ class Classifier(L.LightningModule):
             raise RoarError("fill=token_drop data need a model that drops tokens (model=vit_tiny or vit_small).")
         if mirror:
             image, removed = image.flip(-1), None if removed is None else removed.flip(-1)
-        return self.augment(image, train=train, removed=removed, keys=batch_keys(batch))
+        keys = batch_keys(batch) if train and self.augment.needs_keys else None  # off the hot path otherwise
+        return self.augment(image, train=train, removed=removed, keys=keys)
 
     def training_step(self, batch, batch_idx):
         x, keep = self.inputs(batch, train=True)

@@ -117,8 +117,7 @@ def calibrate(cfg, shape, num_classes: int, steps: int) -> dict:
         std=[0.25] * shape[0],
         max_epochs=1,
     )
-    if module.initializes_from_data:
-        module.prepare(images[:5000])
+    module.prepare(images)
     clock = StepClock(warmup=10)
     trainer = {k: v for k, v in to_plain(cfg.trainer).items() if k in ("accelerator", "devices", "precision")}
     L.Trainer(

@@ -29,7 +29,6 @@ from roar.tracking import build_logger, cluster_plugins, finishing_wandb
 from roar.utils.plain import to_plain
 
 METRICS = "metrics.json"
-WHITENING_IMAGES = 5000  # airbench94.py: the first layer's patch covariance from 5,000 training images
 
 
 def validate(cfg: DictConfig) -> RunKey:
@@ -179,7 +178,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
                 print(f"[roar-train] resuming from {resume}")
 
     if ckpt_path is None and model.initializes_from_data:  # fastnet's whitening layer; a resumed run has it
-        model.prepare(data.first_images(WHITENING_IMAGES))
+        model.prepare(data.first_images(model.INIT_IMAGES))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     atomic_write_json(run_dir / IDENTITY, identity)
