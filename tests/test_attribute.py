@@ -83,10 +83,23 @@ def test_maps_identical_whatever_num_shards_and_batch_size(outputs):
     """Shard boundaries depend on shard_size alone, so splitting the work over tasks changes no bit.
     Another batch size may change the CPU kernels' summation order: maps then agree to float16
     rounding (one unit in the last place of the stored, max-normalised map)."""
-    attribute(cfg_for(outputs, name="whole"))
+    with_gbs = ["attribute.estimators=[grad,sg_sq-grad,ig,random,gbs]", "attribute.params.sis_k=16"]
+    attribute(cfg_for(outputs, *with_gbs, name="whole"))
     for shard_id in (0, 1):
-        attribute(cfg_for(outputs, "attribute.num_shards=2", f"attribute.shard_id={shard_id}", name="split"))
+        attribute(cfg_for(outputs, *with_gbs, "attribute.num_shards=2", f"attribute.shard_id={shard_id}", name="split"))
     attribute(cfg_for(outputs, "attribute.batch_size=7", name="batch7"))
+    gbs_whole, gbs_split = (
+        {
+            sid: (m, meta["trace"])
+            for split in ("train", "test")
+            for sid, m, meta in iter_maps(outputs / n / "attributions" / BASE / "gbs", split)
+        }
+        for n in ("whole", "split")
+    )  # backward selection's order and trace: the same whatever task computed the image
+    assert gbs_whole.keys() == gbs_split.keys() and len(gbs_whole) == 1797
+    assert all(
+        np.array_equal(gbs_whole[k][0], gbs_split[k][0]) and gbs_whole[k][1] == gbs_split[k][1] for k in gbs_whole
+    )
     for name in ("grad", "sg_sq-grad", "ig", "random"):
         whole = all_maps(outputs / "whole" / "attributions" / BASE / name)
         split = all_maps(outputs / "split" / "attributions" / BASE / name)

@@ -10,7 +10,7 @@ from roar.models import available, build_model
 TINY = {"vit_tiny": {"dim": 32, "depth": 2, "heads": 2}, "vit_small": {"dim": 32, "depth": 2, "heads": 2}}
 
 
-@pytest.mark.parametrize("name", available())
+@pytest.mark.parametrize("name", [n for n in available() if n != "ensemble"])  # ensembles: tests/test_ensemble.py
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_every_model_forward(name, in_channels):
     torch.manual_seed(0)
@@ -88,6 +88,7 @@ def test_vit_patch_size_must_divide_image():
 
 def test_unknown_model_lists_valid_names():
     with pytest.raises(
-        RoarError, match="Valid model names: fastnet, resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny"
+        RoarError,
+        match="Valid model names: ensemble, fastnet, resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny",
     ):
         build_model("vgg16")

@@ -26,6 +26,7 @@ from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
 from roar.estimators.reduce import REDUCTIONS
 from roar.evaluate.curves import CURVE_MODES, masked_logits, normalized_target_logits, step_fractions, summarize_curves
+from roar.evaluate.sis import REGIONS, SisStats, check_sis
 from roar.masking.donors import donor_images
 from roar.masking.fills import apply_fill, check_fill
 from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch, feature_ranks, ranking_scores
@@ -68,6 +69,7 @@ def check_config(cfg) -> list:
             )
         rankings.append((ranking_name(est, red, patch), est, red))
     step_fractions(cfg.eval.step)
+    check_sis(cfg.eval.sis)
     check_fractions(as_list(cfg.eval.fractions, "eval.fractions"))
     for mode in as_list(cfg.eval.modes, "eval.modes"):
         if mode not in MODES:
@@ -133,12 +135,16 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
     shards hold the test split in dataset order)."""
     steps = step_fractions(cfg.eval.step)
     deletion = sorted(set(check_fractions(cfg.eval.fractions)))
-    fractions = sorted(set(steps) | set(deletion))
+    sis = check_sis(cfg.eval.sis)
+    subset_at = round(1 - sis["subset"], 9)  # keep mode at 1 - subset leaves the top-subset pixels
+    fractions = sorted(set(steps) | set(deletion) | {subset_at})
     step_at, del_at = [fractions.index(t) for t in steps], [fractions.index(t) for t in deletion]
     modes = list(CURVE_MODES.values())  # remove, keep: MIF/LIF and both deletion modes from one pass
     wanted, seed, bs, patch = set(indices), int(cfg.maps_seed), int(cfg.eval.batch_size), ranking_patch(cfg)
     estimators = sorted({est for _, est, _ in rankings})
     normalized, correct, chunk = {name: [] for name, _, _ in rankings}, {name: [] for name, _, _ in rankings}, []
+    sis_stats = {name: SisStats(**sis) for name, est, _ in rankings if parse(est)[0] == "iterative"}
+    paints = not (fill.drops_tokens or fill.leakage_control)  # an SIS is re-evaluated with the fill painted
 
     def flush():
         ids = [test_set.ids[i] for i, _ in chunk]
@@ -146,6 +152,13 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
         images = torch.stack([x["image"] for x in samples]).to(device)
         labels = torch.tensor([int(x["label"]) for x in samples], device=device)
         donors = donor_images(train_set, ids, seed).to(device) if fill.needs_donors else None
+
+        @torch.no_grad()
+        def refill(rows, removed):  # the model on images[rows] with `removed` painted (an SIS re-evaluated)
+            d = donors[rows] if donors is not None else None
+            painted = apply_fill(images[rows], removed, cfg.fill, mean, d, [ids[i] for i in rows.tolist()], seed)
+            return torch.softmax(model(painted), 1)
+
         for name, est, red in rankings:
             maps = torch.from_numpy(np.stack([entry[est][1] for _, entry in chunk])).to(device)
             target = torch.tensor(
@@ -157,6 +170,19 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
             )
             normalized[name].append(normalized_target_logits(logits[:, :, step_at], target).cpu().numpy())
             correct[name].append((logits[:, :, del_at].argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
+            if name in sis_stats:
+                probs = logits.softmax(-1)
+                trace = torch.tensor([entry[est][2]["trace"] for _, entry in chunk], device=device)
+                regions = {k: torch.stack([torch.as_tensor(x[k]) for x in samples]) for k in REGIONS if k in samples[0]}
+                sis_stats[name].add(
+                    maps[:, 0].round().long(),
+                    trace,
+                    labels,
+                    probs[:, 0, fractions.index(0.0)],
+                    probs[:, modes.index("keep"), fractions.index(subset_at)],
+                    regions,
+                    refill if paints else None,
+                )
         bar.update(len(chunk))
         chunk.clear()
 
@@ -183,6 +209,8 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
             mode: {"fractions": deletion, "accuracy": acc[modes.index(mode)].tolist()} for mode in cfg.eval.modes
         }
         result["accuracy_unmasked"] = float(acc[0, deletion.index(0.0)]) if 0.0 in deletion else None
+        if name in sis_stats:
+            result["sis"] = sis_stats[name].result()
         results[name] = result
     return results
 
@@ -263,6 +291,17 @@ def print_fidelity(results: dict) -> None:
         f = r["fidelity"]
         curve = "  ".join(f"{m}: " + " ".join(f"{a:.3f}" for a in d["accuracy"]) for m, d in r["deletion"].items())
         print(f"  {name:24s} {f['mean']:>12.2f} ± {f['ci']:<7.2f}  {curve}")
+    for name, r in results.items():
+        if "sis" in r:
+            s = r["sis"]
+            at = next(row for row in s["size"] if row["tau"] == s["tau_map"]) if s["tau_map"] in s["taus"] else None
+            size = f"mean {at['mean']:.0f} px ({at['percent']:.1f}%), median {at['median']:.0f}; " if at else ""
+            verified = "" if s["verified"] is None else f"; {s['verified']:.0%} re-evaluate >= tau"
+            print(
+                f"  {name}: SIS at tau {s['tau_map']}: {s['with_sis']} of {s['images']} images, {size}confidence "
+                f"{s['confidence']['full']:.3f} on the full image, {s['confidence']['subset']:.3f} on its top "
+                f"{s['subset']:.0%}{verified}"
+            )
 
 
 def log_to_wandb(cfg, results: dict) -> None:

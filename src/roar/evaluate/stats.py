@@ -36,6 +36,22 @@ def normal_ci_half_width(values, level: float = LEVEL) -> float:
     return float(sps.norm.ppf(0.5 + level / 2) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
+def welch_diff_ci(a, b, level: float = LEVEL) -> dict:
+    """mean(a) - mean(b) and its Welch-Satterthwaite t interval (unequal variances); NaN where either
+    side has fewer than two values."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        d = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+        return {"diff": d, "ci_low": math.nan, "ci_high": math.nan}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    d, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
+    if se == 0:
+        return {"diff": d, "ci_low": d, "ci_high": d}
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
+    return {"diff": d, "ci_low": d - half, "ci_high": d + half}
+
+
 def curve_area(fractions, values):
     """Trapezoid area under ``values`` (..., S) over the S ``fractions`` (increasing): a float for one
     curve, an array for a stack of them."""

@@ -68,6 +68,15 @@ class Classifier(L.LightningModule):
         )
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
+        for path, m, s in getattr(self.net, "member_stats", ()):  # an ensemble's members see these inputs too
+            if not (
+                torch.allclose(torch.tensor(m), torch.tensor(mean))
+                and torch.allclose(torch.tensor(s), torch.tensor(std))
+            ):
+                raise RoarError(
+                    f"Ensemble member {path} was trained on data with channel mean {m} and std {s}; this run's data "
+                    f"have {list(mean)} and {list(std)}. Members must be models of this dataset."
+                )
         self.augment = BatchAugment(augment, mean, token_patch=getattr(self.net, "patch_size", None), seed=seed)
         self.augment.check_image(image_shape)
         self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")

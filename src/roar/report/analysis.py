@@ -12,6 +12,8 @@
   MoRF/LeRF consistency (ROAD section 4: the rankings' order when removing the most relevant first
   against the reverse of their order when removing the least relevant first, Spearman over roar-eval's
   MIF and LIF areas). A verdict whose sets' recoverability is above ``CONFOUNDED`` is marked.
+- Sufficient input subsets (overinterpretation paper) of the backward-selection rankings, from
+  roar-eval's ``sis`` results (roar.evaluate.sis): sizes, correct vs misclassified, confidence drop.
 """
 
 import itertools
@@ -235,3 +237,35 @@ def audit_verdicts(verdicts, audits, summary, evaluations, num_classes) -> list:
             }
         )
     return out
+
+
+def sis_tables(evaluations) -> dict:
+    """The report's SIS tables from every roar-eval result with an ``sis`` section: ``size`` (one row
+    per base, ranking, tau), ``versus`` (correct vs misclassified per tau) and ``overview`` (one row per
+    base and ranking: confidence on the clean image and its top-subset pixels, the re-evaluation, and
+    the share of SIS pixels on each ground-truth region beside the region's share of the image)."""
+    size, versus, overview = [], [], []
+    for e in evaluations:
+        s = e.get("sis")
+        if not s:
+            continue
+        key = {"base": e["base"], "ranking": e["ranking"], "fill": e["fill"]}
+        size += [{**key, **r} for r in s["size"]]
+        versus += [{**key, **r} for r in s["correct_vs_wrong"]]
+        row = {
+            **key,
+            "images": s["images"],
+            "accuracy": s["accuracy"],
+            "full": s["confidence"]["full"],
+            "subset_share": s["subset"],
+            "subset": s["confidence"]["subset"],
+            "drop": s["confidence"]["drop"],
+            "drop_ci": s["confidence"]["drop_ci"],
+            "tau_map": s["tau_map"],
+            "with_sis": s["with_sis"],
+            "verified": s["verified"],
+        }
+        for name, r in s["regions"].items():
+            row[f"{name}_sis"], row[f"{name}_area"], row[f"{name}_held"] = r["sis_share"], r["area_share"], r["held"]
+        overview.append(row)
+    return {"size": size, "versus": versus, "overview": overview}

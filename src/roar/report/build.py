@@ -126,6 +126,7 @@ def gather(cfg) -> dict:
         "base": base_of(exp, rows[0]) if rows else None,
         "fidelity": fidelity_rows(evaluations, fill),
         "ranking_order": [str(r) for r in cfg.eval.rankings],
+        "sis": analysis.sis_tables(evaluations),
     }
 
 
@@ -171,6 +172,14 @@ def draw(cfg, data, out: Path) -> list:
                     f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; A = area between them.",
                 )
             )
+    path = plots.sis_heatmaps(data["evaluations"], out / "sis-heatmap.png")
+    if path:
+        figures.append(
+            (
+                path,
+                "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds each pixel.",
+            )
+        )
     path = (
         plots.image_grid(data["base"], data["summary"], data["baselines"].get(fill), "remove", fill, out / "images.png")
         if data["base"]
@@ -267,6 +276,7 @@ def render(cfg, data, figures, out: Path) -> Path:
             html.table(fid_cols, data["fidelity"]) if data["fidelity"] else "",
         ),
         ("Leakage: the mask alone (fill=mask_only) vs chance", leak),
+        ("Sufficient input subsets (overinterpretation paper, backward-selection rankings)", sis_section(data["sis"])),
         ("ROAR toy check (ROAR section 3): test accuracy, mean over datasets, vs fraction of features removed", toy),
         ("Figures", "".join(html.figure(p, c) for p, c in figures)),
         (
@@ -295,7 +305,8 @@ def render(cfg, data, figures, out: Path) -> Path:
             "<p>"
             + " · ".join(
                 f'<a href="{n}">{n}</a>'
-                for n in ("results.csv", "summary.csv", "verdict.csv", "agreement.csv", "fidelity.csv")
+                for n in ("results.csv", "summary.csv", "verdict.csv", "agreement.csv", "fidelity.csv", "sis.csv")
+                if n != "sis.csv" or data["sis"]["size"]
             )
             + "</p>",
         ),
@@ -303,6 +314,84 @@ def render(cfg, data, figures, out: Path) -> Path:
     path = out / "index.html"
     atomic_write_bytes(path, html.page(f"roar report: {cfg.name}", sections).encode())
     return path
+
+
+SIS_SIZE = {
+    "base": "base model",
+    "ranking": "ranking",
+    "tau": "tau",
+    "n": "images with an SIS",
+    "mean": "mean size (px)",
+    "median": "median (px)",
+    "percent": "mean, % of image",
+}
+SIS_VERSUS = {
+    "base": "base model",
+    "ranking": "ranking",
+    "tau": "tau",
+    "n_correct": "correct",
+    "n_wrong": "misclassified",
+    "mean_correct": "mean SIS, correct",
+    "mean_wrong": "mean SIS, misclassified",
+    "increase_pct": "increase %",
+    "ci_low": "95% CI low",
+    "ci_high": "95% CI high",
+}
+
+
+def sis_section(tables) -> str:
+    """The SIS tables (overinterpretation paper sections 4.1, 4.2, 4.4); empty without gbs/bs results."""
+    if not tables["overview"]:
+        return ""
+    over = {
+        "base": "base model",
+        "ranking": "ranking",
+        "fill": "fill",
+        "images": "images",
+        "accuracy": "accuracy",
+        "full": "confidence, full image",
+        "subset_share": "kept share",
+        "subset": "confidence, top pixels",
+        "drop": "drop",
+        "drop_ci": "± 95%",
+        "tau_map": "tau",
+        "with_sis": "with SIS",
+        "verified": "SIS re-evaluated >= tau",
+    }
+    regions = sorted({k[: -len("_sis")] for r in tables["overview"] for k in r if k.endswith("_sis")})
+    for name in regions:
+        over[f"{name}_sis"], over[f"{name}_area"] = f"SIS pixels on {name}", f"{name}'s share of image"
+        over[f"{name}_held"] = f"{name} pixels in the SIS"
+    note = (
+        '<p class="note">The SIS at tau: the pixels backward selection removed last, as few as keep the confidence '
+        "of the class predicted on the clean image at or above tau; images predicted below tau have none. "
+        "Increase %: mean SIS size of correctly over misclassified images (paper Fig. 4: positive), interval of the "
+        "difference in means (Welch). On shapes, a model that reads the planted marker puts its SIS on it.</p>"
+    )
+    formats = {
+        "images": "{}",
+        "with_sis": "{}",
+        "n": "{}",
+        "n_correct": "{}",
+        "n_wrong": "{}",
+        "tau": "{}",
+        "mean": "{:.1f}",
+        "median": "{:.0f}",
+        "percent": "{:.1f}",
+        "increase_pct": "{:.1f}",
+        "ci_low": "{:.1f}",
+        "ci_high": "{:.1f}",
+        "mean_correct": "{:.1f}",
+        "mean_wrong": "{:.1f}",
+        "subset_share": "{}",
+        "tau_map": "{}",
+    }
+    return (
+        html.table(over, tables["overview"], formats)
+        + html.table(SIS_SIZE, tables["size"], formats)
+        + html.table(SIS_VERSUS, tables["versus"], formats)
+        + note
+    )
 
 
 def toy_table(toy) -> str:
@@ -365,6 +454,14 @@ def build_report(cfg: DictConfig) -> Path:
         [{**a, "estimators": " ".join(a["estimators"])} for a in data["agreement"]],
     )
     write_csv(out / "fidelity.csv", ["model", "augment", *fidelity_columns(data)], data["fidelity"])
+    if data["sis"]["size"]:
+        write_csv(
+            out / "sis.csv",
+            SIS_VERSUS | SIS_SIZE,
+            [{**r, **v} for r, v in zip(data["sis"]["size"], data["sis"]["versus"])],
+        )
+    else:
+        (out / "sis.csv").unlink(missing_ok=True)
     figures = draw(cfg, data, out)
     for stale in set(out.glob("*.png")) - {Path(p) for p, _ in figures}:  # a figure this report no longer has
         stale.unlink()

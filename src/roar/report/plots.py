@@ -188,6 +188,25 @@ def mif_lif_curves(evaluations, fill: str, path, palette: Palette):
     return save(fig, path)
 
 
+def sis_heatmaps(evaluations, path):
+    """Where SIS pixels fall (overinterpretation paper, Fig. 2's maps pooled over images): per base model
+    and backward-selection ranking, the share of images whose SIS at tau_map holds each pixel."""
+    chosen = [e for e in evaluations if e.get("sis")]
+    if not chosen:
+        return None
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 3.3), squeeze=False, layout="constrained")
+    for ax, e in zip(axes[0], chosen):
+        s = e["sis"]
+        im = ax.imshow(np.asarray(s["heatmap"]), cmap="magma", vmin=0, vmax=1)
+        ax.set_title(
+            f"{e['ranking']}, tau={s['tau_map']}: {e['base']}\n{s['with_sis']} images, fill={e['fill']}", fontsize=7
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of SIS holding the pixel")
+    return save(fig, path)
+
+
 def image_grid(base, summary, baseline, mode: str, fill: str, path):
     """ROAR Fig. 1: the first test image masked by every ranking at every fraction (t = 0, the
     unmodified image, first), the mean test accuracy after retraining above each."""

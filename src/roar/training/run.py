@@ -9,6 +9,7 @@ redoes it; a run whose shard set was rewritten since is redone, never skipped wi
 """
 
 import time
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -25,6 +26,7 @@ from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
 from roar.store.keys import IDENTITY, RunKey, run_key, training_settings
 from roar.store.manifest import read_manifest, verify_manifest
+from roar.store.shards import sha256_file
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
 from roar.utils.plain import to_plain
 
@@ -93,8 +95,14 @@ def finished_metrics(key: RunKey):
 def outdated(key: RunKey, metrics) -> str | None:
     """Why a finished retrain run no longer stands for its setting, or None: its shard set was
     rewritten since it trained (other maps, fill, maps seed or format), or it trained around broken
-    samples (retrain.on_error=skip) and its shard set verifies now."""
-    if key.shards is None or metrics is None:
+    samples (retrain.on_error=skip) and its shard set verifies now; or, for an ensemble, a member's
+    checkpoint changed since it was assembled."""
+    if metrics is None:
+        return None
+    for path, digest in (metrics.get("members") or {}).items():
+        if not Path(path).is_file() or sha256_file(path) != digest:
+            return f"ensemble member {path} changed after {key.folder} was assembled"
+    if key.shards is None:
         return None
     if metrics.get("shards_settings_hash") != shard_set_hash(key):
         return f"{key.shards.folder} was rewritten after {key.folder} trained on it"
@@ -198,11 +206,15 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
             plugins=cluster_plugins(),
             num_sanity_val_steps=0,
         )
-        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        fits = any(p.requires_grad for p in model.parameters())  # an ensemble of trained members: nothing to fit
+        if fits:
+            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
         if trainer.interrupted:  # Ctrl-C or a scheduler's signal: last.ckpt is kept, metrics.json is not written
             raise KeyboardInterrupt(f"training interrupted; run the same command again to resume from {resume}")
         train_acc = trainer.callback_metrics.get("train_acc")
         tested = trainer.test(model, datamodule=data, verbose=False)[0]
+        if not fits:
+            trainer.save_checkpoint(resume, weights_only=True)
         metrics = {
             **{k: float(v) for k, v in tested.items()},
             "train_acc": None if train_acc is None else float(train_acc),
@@ -219,6 +231,8 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
             "train_seconds": round(time.time() - started, 2),
             "checkpoint": str(resume),
         }
+        if hasattr(model.net, "member_sha256"):
+            metrics["members"] = {str(p): d for (p, _, _), d in zip(model.net.member_stats, model.net.member_sha256)}
         if hasattr(data.train_set, "skipped"):  # data.on_error=skip: broken samples are counted, not hidden
             metrics["skipped_samples"] = int(data.train_set.skipped.value + data.test_set.skipped.value)
         if trainer.is_global_zero:
