@@ -72,3 +72,22 @@ def base_name(*overrides) -> str:
     from roar.store.keys import base_key
 
     return base_key(compose_config("train", [*QUIET, *overrides])).name
+
+
+def untrained_classifier(name: str, params: dict, image_shape, num_classes: int = 3):
+    """A seeded, untrained Classifier in eval mode (inputs normalized with mean 0.5, std 0.25)."""
+    import torch
+
+    from roar.models.module import Classifier
+
+    torch.manual_seed(0)
+    return Classifier(
+        model={"name": name, "params": params},
+        optim={"lr": 0.1},
+        augment={"name": "none"},
+        num_classes=num_classes,
+        image_shape=list(image_shape),
+        mean=[0.5] * image_shape[0],
+        std=[0.25] * image_shape[0],
+        max_epochs=1,
+    ).eval()

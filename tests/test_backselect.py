@@ -244,3 +244,8 @@ def test_sis_find_the_planted_shortcut_on_shapes(tmp_path):
     enriched = {r: sis["regions"][r]["sis_share"] / sis["regions"][r]["area_share"] for r in ("shortcut", "object")}
     assert enriched["shortcut"] > 5 and enriched["shortcut"] > 2 * enriched["object"]  # measured 10.1x and 3.1x
     assert marker["held"] > 0.25  # measured 0.43
+    from roar.report.build import build_report
+
+    page = build_report(compose_config("report", common)).read_text()
+    assert page.count("SIS pixels on shortcut") == 1 and page.count("SIS pixels on object") == 1
+    assert "SIS pixels on with" not in page

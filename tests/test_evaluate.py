@@ -259,20 +259,10 @@ def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits)
 def test_token_drop_curves_drop_the_tokens_of_masked_patches():
     from omegaconf import OmegaConf
 
+    from conftest import untrained_classifier
     from roar.masking.patches import patch_keep
-    from roar.models.module import Classifier
 
-    torch.manual_seed(0)
-    model = Classifier(
-        model={"name": "vit_tiny", "params": {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2}},
-        optim={"lr": 0.1},
-        augment={"name": "none"},
-        num_classes=3,
-        image_shape=[3, 16, 16],
-        mean=[0.5] * 3,
-        std=[0.25] * 3,
-        max_epochs=1,
-    ).eval()
+    model = untrained_classifier("vit_tiny", {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2}, [3, 16, 16])
     images = torch.rand(2, 3, 16, 16)
     ranks = feature_ranks(torch.randn(2, 16), ["a", "b"], seed=0)  # 16 patches of 4x4, ranked
     fill = OmegaConf.create({"name": "token_drop"})

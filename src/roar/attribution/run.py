@@ -15,8 +15,9 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite
+from roar.estimators.backselect import ITERATIVE
 from roar.masking.donors import donor_images
-from roar.masking.fills import apply_fill, check_fill
+from roar.masking.fills import apply_fill, check_fill, fill_of
 from roar.models.checkpoint import load_base_model
 from roar.store.keys import base_key, maps_key
 from roar.store.maps import map_sample
@@ -70,12 +71,14 @@ class Reference:
         return apply_fill(x, everywhere, self.cfg.fill, self.mean, donors, ids, int(self.cfg.maps_seed))
 
 
-def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, reference=None) -> dict:
-    """Everything an estimator's maps depend on; its hash is checked before a shard is trusted."""
+def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, reference=None, fill=False) -> dict:
+    """Everything an estimator's maps depend on; its hash is checked before a shard is trusted.
+    ``fill``: the maps depend on the configured fill (iterative rankings, token drop included)."""
     return {
         "estimator": estimator,
         "estimator_params": to_plain(cfg.attribute.params),
         **({"reference": reference.identity} if reference is not None else {}),
+        **({"fill": to_plain(cfg.fill)} if fill else {}),
         "maps_seed": int(cfg.maps_seed),
         "target": cfg.attribute.target,
         "base_checkpoint_sha256": ckpt_sha,
@@ -111,7 +114,7 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
                 )
             scale = m.flatten(1).abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny)
             unit = (m / scale.view(-1, *[1] * (m.dim() - 1))).to(torch.float16).cpu().numpy()
-            trace = suite.traces[name].cpu().tolist() if name in suite.traces else None
+            trace = suite.traces[name].cpu().tolist() if name in suite.traces else None  # gbs, bs
             for k, sid in enumerate(ids):
                 extra = {"trace": [round(v, 6) for v in trace[k]]} if trace else None
                 out[name].append(map_sample(sid, unit[k], labels[k], target[k], scale[k], extra))
@@ -131,9 +134,16 @@ def attribute(cfg: DictConfig) -> dict:
             f"attribute.estimators has a control that needs ground truth ({', '.join(missing)}); data={cfg.data.name} has none. "
             f"Use a dataset with masks (data=shapes) or drop it."
         )
+    token_drop = suite.needs_fill and fill_of(cfg.fill).drops_tokens  # lime drops a ViT's tokens instead
+    painters = [n for n in suite.iterative if not ITERATIVE[n].tokens]
+    if token_drop and painters:
+        raise RoarError(
+            f"{', '.join(painters)} paint removed pixels with the fill; fill=token_drop paints nothing. "
+            f"Use a painting fill (channel_mean, zero, constant, blur, random_image) for them."
+        )
     reference = (
         Reference(cfg, probe[0]["image"].shape[0], datasets.get("train"))
-        if suite.fill_baseline or suite.needs_fill
+        if suite.fill_baseline or (suite.needs_fill and not token_drop)
         else None
     )
     key = base_key(cfg)
@@ -146,7 +156,11 @@ def attribute(cfg: DictConfig) -> dict:
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
     size = int(cfg.attribute.shard_size)
     outs = {
-        n: OutputSet(maps_key(cfg, n).folder, settings_for(cfg, n, ckpt_sha, fingerprints, uses(n)), size)
+        n: OutputSet(
+            maps_key(cfg, n).folder,
+            settings_for(cfg, n, ckpt_sha, fingerprints, uses(n), fill=n in suite.iterative),
+            size,
+        )
         for n in suite.names
     }
     counts = {split: len(ds) for split, ds in datasets.items()}

@@ -26,8 +26,13 @@ from roar.errors import RoarError
 from roar.registry import Registry
 from roar.utils.seeding import per_sample
 
-# iterative estimators: fn(model, x, fill, ids, params) -> (steps (B, C, H, W), trace (B, T)); passes(params, pixels)
-ITERATIVE = Registry("iterative estimator", defaults={"passes": lambda params, pixels: 0})
+# iterative estimators, which run the model on images painted with the fill and share no passes:
+# fn(model, x, fill, ids, params) -> (maps (B, C, H, W), trace (B, T) or None); passes(params, pixels);
+# tokens: with no fill image (fill=token_drop) it drops a ViT's tokens instead (roar.estimators.lime);
+# sis: it returns a confidence trace, so roar-eval reads sufficient input subsets off it
+ITERATIVE = Registry(
+    "iterative estimator", defaults={"passes": lambda params, pixels: 0, "tokens": False, "sis": False}
+)
 
 
 @torch.no_grad()
@@ -66,7 +71,7 @@ def _steps_map(step, x):
     return step.view(x.shape[0], 1, *x.shape[2:]).to(x.dtype).expand_as(x).contiguous()
 
 
-@ITERATIVE.register("gbs", passes=lambda params, pixels: math.ceil(pixels / gbs_k(params, pixels)) + 1)
+@ITERATIVE.register("gbs", sis=True, passes=lambda params, pixels: math.ceil(pixels / gbs_k(params, pixels)) + 1)
 def gradient_backselect(model, x, fill, ids, params):
     b, _, h, w = x.shape
     p, k = h * w, gbs_k(params, h * w)
@@ -92,7 +97,7 @@ def gradient_backselect(model, x, fill, ids, params):
     return _steps_map(step, x), torch.stack(trace, 1)
 
 
-@ITERATIVE.register("bs", passes=lambda params, pixels: pixels * (pixels + 1) // 2)
+@ITERATIVE.register("bs", sis=True, passes=lambda params, pixels: pixels * (pixels + 1) // 2)
 @torch.no_grad()
 def exact_backselect(model, x, fill, ids, params):
     b, ch, h, w = x.shape

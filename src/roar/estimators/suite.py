@@ -5,7 +5,8 @@ around it (``sg-ig``, ``sg_sq-ig``, ``vargrad-ig``), the SmoothGrad map times th
 (``sg_x_input-grad``, FPA's SG': the mean of the noisy gradients times the clean input, where
 ``sg-grad_x_input`` averages noisy products), a control (``random``, ``sobel``, ``oracle``,
 ``shortcut``), or an iterative ranking that shares no passes (``gbs``, ``bs``: backward selection,
-roar.estimators.backselect; its per-image confidence trace is left in ``suite.traces``).
+roar.estimators.backselect, its per-image confidence trace left in ``suite.traces``; ``lime``: LIME over
+patches, roar.estimators.lime).
 
 The reference (``baseline``): ``black`` (raw 0, ROAR's code and the FPA paper's text) or ``fill``
 (the image the configured fill paints over every pixel; FPA's code multiplies by the *normalized*
@@ -25,6 +26,7 @@ Sharing (ROAR section 4.1 definitions):
 import torch
 
 from roar.errors import RoarError, unknown_name
+from roar.estimators import lime  # noqa: F401  (registers lime)
 from roar.estimators.backselect import ITERATIVE
 from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
@@ -42,6 +44,10 @@ DEFAULT_PARAMS = {
     "seed": 0,
     "sis_k": None,
     "bs_max_evals": 100000,
+    "lime_samples": 1000,
+    "lime_patch": None,
+    "lime_kernel": 0.25,
+    "lime_alpha": 1.0,
 }
 
 
@@ -153,9 +159,11 @@ class EstimatorSuite:
                 out[n] = CONTROLS[n](x, ids, p["seed"], extras or {})
         self.traces = {}
         for n in self.iterative:
-            if fill is None:
+            if fill is None and not ITERATIVE[n].tokens:
                 raise RoarError(f"{n} masks with the configured fill: pass the fill image (fill=...).")
-            out[n], self.traces[n] = ITERATIVE[n](model, x, fill.to(x.device, x.dtype), ids, p)
+            out[n], trace = ITERATIVE[n](model, x, None if fill is None else fill.to(x.device, x.dtype), ids, p)
+            if trace is not None:
+                self.traces[n] = trace
         return {n: out[n].detach() for n in self.names}
 
 

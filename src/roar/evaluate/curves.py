@@ -8,6 +8,8 @@
   negative (counter-evidence), as in FPA.
 - The deletion curve (ROAR Fig. 3, "no retraining"): test accuracy of the unchanged model on images
   masked at the ROAR grid's fractions.
+- Where the predictions go (missingness paper, section 3, Figs. 3-5): at every MIF/LIF step, the share
+  of predictions unchanged from the clean image and the class entropy of the predicted-class histogram.
 
 All masked copies of a chunk of images (every mode x every fraction) go through the model together.
 """
@@ -95,3 +97,24 @@ def summarize_curves(fractions, normalized: np.ndarray) -> dict:
         },
         "fidelity_per_image": [round(float(a), 4) for a in areas],
     }
+
+
+def prediction_shift(predictions: np.ndarray, num_classes: int) -> dict:
+    """Missingness paper section 3: per curve (MIF, LIF) and step, the share of predictions unchanged
+    from the clean image (Figs. 4, 5: "fraction of predictions unchanged"), the class entropy
+    -sum q log q of the predicted-class histogram q in nats and divided by log C (Fig. 3: a bias toward
+    a few classes lowers it), and the histogram itself. ``predictions``: (N, 2, S) predicted classes,
+    step 0 the clean image."""
+    out = {}
+    for k, name in enumerate(CURVE_MODES):
+        p = predictions[:, k]
+        hist = np.stack([np.bincount(p[:, s], minlength=num_classes) for s in range(p.shape[1])])
+        q = hist / hist.sum(1, keepdims=True)
+        entropy = 0.0 - np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0).sum(1)  # 0.0 -: no -0.0
+        out[name] = {
+            "unchanged": (p == p[:, :1]).mean(0).tolist(),
+            "entropy": entropy.tolist(),
+            "entropy_norm": (entropy / np.log(num_classes)).tolist(),
+            "histogram": hist.tolist(),
+        }
+    return out

@@ -24,8 +24,17 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
+from roar.estimators.backselect import ITERATIVE
 from roar.estimators.reduce import REDUCTIONS
-from roar.evaluate.curves import CURVE_MODES, masked_logits, normalized_target_logits, step_fractions, summarize_curves
+from roar.evaluate.consistency import run_consistency
+from roar.evaluate.curves import (
+    CURVE_MODES,
+    masked_logits,
+    normalized_target_logits,
+    prediction_shift,
+    step_fractions,
+    summarize_curves,
+)
 from roar.evaluate.sis import REGIONS, SisStats, check_sis
 from roar.masking.donors import donor_images
 from roar.masking.fills import apply_fill, check_fill
@@ -111,6 +120,23 @@ def subset(n: int, max_images, seed: int) -> list:
     return sorted(np.random.default_rng(seed).choice(n, int(max_images), replace=False).tolist())
 
 
+def order_source(cfg, key, ckpt_sha: str) -> dict:
+    """Whose maps order the features: this base model's, or with ``eval.order_from`` another base model
+    of the experiment (missingness paper A.3: the ResNet and the ViT are evaluated in one reference
+    model's order). {"base", "folder" (its attributions), "sha256" (its checkpoint's)}."""
+    other = cfg.eval.get("order_from")
+    if not other or str(other) == key.name:
+        return {"base": key.name, "folder": maps_key(cfg, "").folder, "sha256": ckpt_sha}
+    exp = Path(key.experiment_dir)
+    ckpt = exp / "base" / str(other) / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        found = sorted(p.name for p in (exp / "base").glob("*") if (p / "checkpoints" / "last.ckpt").is_file())
+        raise RoarError(
+            f"eval.order_from={other}: no base model of that name under {exp / 'base'}; there are: {', '.join(found) or 'none'}."
+        )
+    return {"base": str(other), "folder": exp / "attributions" / str(other), "sha256": sha256_file(ckpt)}
+
+
 def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
     """The verified manifest of an estimator's maps, made from this base model and this test set."""
     if not (folder / MANIFEST).exists():
@@ -129,10 +155,10 @@ def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
     return manifest
 
 
-def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, mean, device, bar) -> dict:
+def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, mean, device, bar, folders) -> dict:
     """{ranking: curves and deletion accuracies} over the test images ``indices``. Each image is
-    loaded once for every ranking; the maps of every estimator are streamed side by side (their
-    shards hold the test split in dataset order)."""
+    loaded once for every ranking; the maps of every estimator (``folders``: {estimator: maps folder})
+    are streamed side by side (their shards hold the test split in dataset order)."""
     steps = step_fractions(cfg.eval.step)
     deletion = sorted(set(check_fractions(cfg.eval.fractions)))
     sis = check_sis(cfg.eval.sis)
@@ -143,7 +169,10 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
     wanted, seed, bs, patch = set(indices), int(cfg.maps_seed), int(cfg.eval.batch_size), ranking_patch(cfg)
     estimators = sorted({est for _, est, _ in rankings})
     normalized, correct, chunk = {name: [] for name, _, _ in rankings}, {name: [] for name, _, _ in rankings}, []
-    sis_stats = {name: SisStats(**sis) for name, est, _ in rankings if parse(est)[0] == "iterative"}
+    predicted = {name: [] for name, _, _ in rankings}
+    sis_stats = {
+        name: SisStats(**sis) for name, est, _ in rankings if parse(est)[0] == "iterative" and ITERATIVE[est].sis
+    }
     paints = not (fill.drops_tokens or fill.leakage_control)  # an SIS is re-evaluated with the fill painted
 
     def flush():
@@ -169,6 +198,7 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
                 model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows), patch, ids, seed
             )
             normalized[name].append(normalized_target_logits(logits[:, :, step_at], target).cpu().numpy())
+            predicted[name].append(logits[:, :, step_at].argmax(-1).cpu().numpy())
             correct[name].append((logits[:, :, del_at].argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
             if name in sis_stats:
                 probs = logits.softmax(-1)
@@ -186,7 +216,6 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
         bar.update(len(chunk))
         chunk.clear()
 
-    folders = {est: maps_key(cfg, est).folder for est in estimators}
     streams = {est: iter_maps(folders[est], "test") for est in estimators}
     for i, sid in enumerate(test_set.ids):
         entry = {est: next(stream, (None, None, None)) for est, stream in streams.items()}
@@ -204,6 +233,7 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
     results = {}
     for name, _, _ in rankings:
         result = summarize_curves(steps, np.concatenate(normalized[name]))
+        result["predictions"] = prediction_shift(np.concatenate(predicted[name]), test_set.num_classes)
         acc = np.concatenate(correct[name]).mean(0)  # (2 modes, deletion fractions)
         result["deletion"] = {
             mode: {"fractions": deletion, "accuracy": acc[modes.index(mode)].tolist()} for mode in cfg.eval.modes
@@ -231,10 +261,12 @@ def evaluate(cfg: DictConfig) -> dict:
         print(mismatch)
     ckpt_sha = sha256_file(key.checkpoint)
     indices = subset(len(test_set), cfg.eval.max_images, int(cfg.maps_seed))
-    plan, results, manifests = [], {}, {}
+    order = order_source(cfg, key, ckpt_sha)
+    plan, results, manifests, folders = [], {}, {}, {}
     for name, est, red in rankings:
         if est not in manifests:  # ig and ig.sum share one set of maps: verified once
-            manifests[est] = checked_maps(maps_key(cfg, est).folder, test_set, ckpt_sha)
+            folders[est] = order["folder"] / est
+            manifests[est] = checked_maps(folders[est], test_set, order["sha256"])
         manifest = manifests[est]
         settings = {
             "ranking": name,
@@ -251,8 +283,11 @@ def evaluate(cfg: DictConfig) -> dict:
             "eval": to_plain(cfg.eval),
             "maps_seed": int(cfg.maps_seed),
             "test_ids": len(indices),
+            **({"order_from": order["base"]} if order["base"] != key.name else {}),
         }
         out = eval_key(cfg, name).file
+        if order["base"] != key.name:
+            out = out.with_name(f"{name}.from-{order['base']}.json")
         done = read_json(out)
         if not cfg.overwrite and isinstance(done, dict) and done.get("settings_hash") == settings_hash(settings):
             results[name] = done
@@ -275,11 +310,19 @@ def evaluate(cfg: DictConfig) -> dict:
             mean,
             device,
             bar,
+            folders,
         )
     for name, _, settings, out in plan:
         results[name] = {**settings, "settings_hash": settings_hash(settings), **computed[name]}
         atomic_write_json(out, results[name])
     print_fidelity(results)
+    consistency = run_consistency(cfg, model, test_set, indices, key, ckpt_sha, fill, device)
+    if consistency:
+        at = [r for r in consistency["curve"] if r["k"] in (1, consistency["patches"] // 4)]
+        print(
+            "  LIME consistency (mean Jaccard of top-k over 28 colour pairs, random): "
+            + ", ".join(f"k={r['k']} {r['mean']:.3f} ({r['random']:.3f})" for r in at)
+        )
     if plan:  # a rerun that computed nothing adds no wandb run
         log_to_wandb(cfg, results)
     return results

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from roar.errors import RoarError
 from roar.masking.imputation import check_linear, linear_fill
 from roar.registry import Registry
+from roar.utils.seeding import per_sample
 
 FILLS = Registry(
     "fill",
@@ -98,6 +99,27 @@ def random_image(images, removed, cfg, ctx):
     """The pixels of another training image, chosen per (maps seed, sample id) (the
     masking-explanations paper's distractor)."""
     return torch.where(removed, ctx.donors, images)
+
+
+def _per_sample_noise(ctx, stream: str, shape, images) -> torch.Tensor:
+    if ctx.ids is None:
+        raise RoarError(f"{stream} draws per sample id: pass the batch's ids.")
+    return per_sample(ctx.seed, ctx.ids, stream, shape).to(images.device, images.dtype)
+
+
+@FILLS.register("random_colour_image")
+def random_colour_image(images, removed, cfg, ctx):
+    """One uniform random RGB colour per image, drawn per (maps seed, sample id) (missingness paper,
+    C.4's "random" baseline: the colour differs between images, not within one)."""
+    colour = _per_sample_noise(ctx, "random_colour_image", (images.shape[1], 1, 1), images)
+    return torch.where(removed, colour, images)
+
+
+@FILLS.register("random_colour_pixel")
+def random_colour_pixel(images, removed, cfg, ctx):
+    """An independent uniform value per pixel and channel, drawn per (maps seed, sample id)
+    (missingness paper, C.4: noise as the baseline)."""
+    return torch.where(removed, _per_sample_noise(ctx, "random_colour_pixel", images.shape[1:], images), images)
 
 
 @FILLS.register(

@@ -266,6 +266,35 @@ def sis_tables(evaluations) -> dict:
             "verified": s["verified"],
         }
         for name, r in s["regions"].items():
-            row[f"{name}_sis"], row[f"{name}_area"], row[f"{name}_held"] = r["sis_share"], r["area_share"], r["held"]
+            row[f"on_{name}"], row[f"area_{name}"], row[f"held_{name}"] = r["sis_share"], r["area_share"], r["held"]
         overview.append(row)
     return {"size": size, "versus": versus, "overview": overview}
+
+
+def missingness_rows(evaluations, at=(0.25, 0.5, 0.75)) -> list:
+    """Missingness paper section 3 as a table: per evaluation with ``predictions`` (roar-eval), the
+    share of unchanged predictions and the normalized class entropy at the removed shares ``at``, for
+    least-important-first (LIF) and most-important-first (MIF) removal."""
+    rows = []
+    for e in evaluations:
+        shift = e.get("predictions")
+        if not shift:
+            continue
+        for t in at:
+            if t not in e["fractions"]:
+                continue
+            s = e["fractions"].index(t)
+            rows.append(
+                {
+                    "base": e["base"],
+                    "fill": e["fill"],
+                    "ranking": e["ranking"],
+                    "order": e.get("order_from") or "own maps",
+                    "t": t,
+                    "lif_unchanged": shift["lif"]["unchanged"][s],
+                    "mif_unchanged": shift["mif"]["unchanged"][s],
+                    "lif_entropy": shift["lif"]["entropy_norm"][s],
+                    "mif_entropy": shift["mif"]["entropy_norm"][s],
+                }
+            )
+    return rows

@@ -90,8 +90,11 @@ def gather(cfg) -> dict:
     rows, problems, dataset = collect.read_runs(exp, cfg.data.name)
     if toy is not None:
         dataset = f"toy ({toy['features']} features)"
-    evaluations, eval_problems = collect.read_evaluations(exp)
+    found, eval_problems = collect.read_evaluations(exp)
     problems += eval_problems
+    consistency = [e for e in found if e.get("kind") == "lime_consistency"]
+    reordered = [e for e in found if e.get("order_from")]  # in another model's order: the missingness section
+    evaluations = [e for e in found if e not in consistency and e not in reordered]
     bases = collect.read_base_models(exp)
     notes = []
     if not rows and toy is None:
@@ -127,6 +130,9 @@ def gather(cfg) -> dict:
         "fidelity": fidelity_rows(evaluations, fill),
         "ranking_order": [str(r) for r in cfg.eval.rankings],
         "sis": analysis.sis_tables(evaluations),
+        "missingness": analysis.missingness_rows([*evaluations, *reordered]),
+        "shift": [*evaluations, *reordered],
+        "consistency": consistency,
     }
 
 
@@ -172,6 +178,29 @@ def draw(cfg, data, out: Path) -> list:
                     f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; A = area between them.",
                 )
             )
+    for fill in sorted({e["fill"] for e in data["shift"] if "predictions" in e}):
+        for key, what in (
+            ("unchanged", "fraction of predictions unchanged"),
+            ("entropy_norm", "class entropy / log C"),
+        ):
+            path = plots.prediction_shift(data["shift"], fill, key, out / f"{key.replace('_', '-')}-{fill}.png")
+            if path:
+                figures.append(
+                    (
+                        path,
+                        f"Missingness paper Figs. 3-5 (fill={fill}): {what} as patches are removed, most (MIF, solid) or "
+                        "least (LIF, dashed) important first; 'from' names the model whose maps set the order.",
+                    )
+                )
+    path = plots.consistency_curves(data["consistency"], out / "lime-consistency.png")
+    if path:
+        figures.append(
+            (
+                path,
+                "Missingness paper Fig. 8: Jaccard similarity of LIME's top-k patches across the 28 pairs of baseline "
+                "colours (95% CI over pairs); dotted: two random orders.",
+            )
+        )
     path = plots.sis_heatmaps(data["evaluations"], out / "sis-heatmap.png")
     if path:
         figures.append(
@@ -277,6 +306,12 @@ def render(cfg, data, figures, out: Path) -> Path:
         ),
         ("Leakage: the mask alone (fill=mask_only) vs chance", leak),
         ("Sufficient input subsets (overinterpretation paper, backward-selection rankings)", sis_section(data["sis"])),
+        (
+            "Missingness bias: where predictions go as patches are removed (missingness paper)",
+            html.table(MISSINGNESS_COLUMNS, data["missingness"], {"k": "{}"}) + MISSINGNESS_NOTE
+            if data["missingness"]
+            else "",
+        ),
         ("ROAR toy check (ROAR section 3): test accuracy, mean over datasets, vs fraction of features removed", toy),
         ("Figures", "".join(html.figure(p, c) for p, c in figures)),
         (
@@ -316,6 +351,23 @@ def render(cfg, data, figures, out: Path) -> Path:
     return path
 
 
+MISSINGNESS_COLUMNS = {
+    "base": "model",
+    "fill": "fill",
+    "ranking": "ranking",
+    "order": "order from",
+    "t": "share removed",
+    "lif_unchanged": "unchanged, least important first",
+    "mif_unchanged": "unchanged, most important first",
+    "lif_entropy": "class entropy / log C (LIF)",
+    "mif_entropy": "class entropy / log C (MIF)",
+}
+MISSINGNESS_NOTE = (
+    '<p class="note">Unchanged: the share of test images whose prediction equals the clean image\'s. A model biased by '
+    "missingness changes its prediction (and collapses onto few classes: low entropy) even when the least important "
+    "patches go (paper Figs. 3, 4); with the top-K patches of an explanation removed first, a faster drop is a better "
+    "explanation for that model (the top-K ablation test, Figs. 9, 10).</p>"
+)
 SIS_SIZE = {
     "base": "base model",
     "ranking": "ranking",
@@ -358,10 +410,10 @@ def sis_section(tables) -> str:
         "with_sis": "with SIS",
         "verified": "SIS re-evaluated >= tau",
     }
-    regions = sorted({k[: -len("_sis")] for r in tables["overview"] for k in r if k.endswith("_sis")})
+    regions = sorted({k[len("on_") :] for r in tables["overview"] for k in r if k.startswith("on_")})
     for name in regions:
-        over[f"{name}_sis"], over[f"{name}_area"] = f"SIS pixels on {name}", f"{name}'s share of image"
-        over[f"{name}_held"] = f"{name} pixels in the SIS"
+        over[f"on_{name}"], over[f"area_{name}"] = f"SIS pixels on {name}", f"{name}'s share of image"
+        over[f"held_{name}"] = f"{name} pixels in the SIS"
     note = (
         '<p class="note">The SIS at tau: the pixels backward selection removed last, as few as keep the confidence '
         "of the class predicted on the clean image at or above tau; images predicted below tau have none. "

@@ -109,11 +109,12 @@ def read_base_models(experiment_dir) -> list:
 
 
 def read_evaluations(experiment_dir) -> tuple:
-    """(results, problems): every roar-eval result below ``eval/<model>-<augment>/<fill>/``."""
+    """(results, problems): every roar-eval result below ``eval/<model>-<augment>/<fill>/`` (rankings,
+    rankings in another model's order with ``order_from``, and ``kind: lime_consistency`` results)."""
     results, problems = [], []
     for path in sorted(Path(experiment_dir, "eval").glob("*/*/*.json")):
         r = read_json(path)
-        if not isinstance(r, dict) or "fidelity" not in r:
+        if not isinstance(r, dict) or ("fidelity" not in r and r.get("kind") != "lime_consistency"):
             problems.append(
                 f"{path} is not a complete roar-eval result: skipped. Rerun roar-eval with the same overrides."
             )

@@ -188,6 +188,64 @@ def mif_lif_curves(evaluations, fill: str, path, palette: Palette):
     return save(fig, path)
 
 
+def prediction_shift(evaluations, fill: str, key: str, path):
+    """Missingness paper Figs. 3-5: ``key`` (unchanged share or normalized class entropy) vs the share of
+    features removed, one panel per model, one colour per ranking and order source, MIF solid, LIF dashed."""
+    chosen = [e for e in evaluations if e["fill"] == fill and e.get("predictions")]
+    if not chosen:
+        return None
+    bases = sorted({e["base"] for e in chosen})
+    fig, axes = plt.subplots(
+        1, len(bases), figsize=(4.2 * len(bases), 3.4), squeeze=False, sharey=True, layout="constrained"
+    )
+    colours = {}
+    for ax, base in zip(axes[0], bases):
+        for e in (e for e in chosen if e["base"] == base):
+            label = e["ranking"] + (f" from {e['order_from']}" if e.get("order_from") else "")
+            colour = colours.setdefault(label, plt.get_cmap("tab10")(len(colours) % 10))
+            x = np.asarray(e["fractions"]) * 100
+            for name, style in (("mif", "-"), ("lif", "--")):
+                ax.plot(x, e["predictions"][name][key], style, color=colour, label=f"{label} ({name.upper()})")
+        ax.set_title(base, fontsize=8)
+        ax.set_xlabel("% of features removed")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(key.replace("_", " "))
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), fontsize=6, loc="outside right center")
+    return save(fig, path)
+
+
+def consistency_curves(results, path):
+    """Missingness paper Fig. 8: mean Jaccard of top-k LIME patches over colour pairs, per model."""
+    if not results:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
+    for r in results:
+        k = np.asarray([row["k"] for row in r["curve"]])
+        mean = np.asarray([row["mean"] for row in r["curve"]])
+        low = np.asarray([row["ci_low"] for row in r["curve"]], dtype=float)
+        high = np.asarray([row["ci_high"] for row in r["curve"]], dtype=float)
+        label = f"{r['base']} ({'token drop' if r['drop_tokens'] else 'painted'})"
+        line = ax.plot(k, mean, label=label)[0]
+        ax.fill_between(
+            k,
+            np.where(np.isnan(low), mean, low),
+            np.where(np.isnan(high), mean, high),
+            color=line.get_color(),
+            alpha=0.2,
+        )
+    first = results[0]["curve"]
+    ax.plot([row["k"] for row in first], [row["random"] for row in first], ":", color="0.3", label="random orders")
+    ax.set_xlabel("k (top patches)")
+    ax.set_ylabel("Jaccard similarity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    return save(fig, path)
+
+
 def sis_heatmaps(evaluations, path):
     """Where SIS pixels fall (overinterpretation paper, Fig. 2's maps pooled over images): per base model
     and backward-selection ranking, the share of images whose SIS at tau_map holds each pixel."""

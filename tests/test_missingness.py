@@ -1,0 +1,92 @@
+"""The missingness paper's measurements: where predictions go as patches are removed (section 3), LIME's
+consistency across baseline colours and the top-K ablation in another model's order (section 4)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from roar.evaluate.consistency import COLOURS, jaccard, lime_consistency, random_jaccard, top_sets
+from roar.evaluate.curves import prediction_shift
+
+
+def test_unchanged_share_and_class_entropy_by_hand():
+    c = 4
+    clean = np.arange(8) % c  # a uniform histogram of 4 classes at step 0
+    collapsed = np.zeros(8, dtype=int)  # every prediction class 0 at step 1
+    half = np.where(np.arange(8) < 4, clean, 0)  # the first half unchanged, the rest class 0: 5 of 8
+    preds = np.stack([clean, collapsed, half], 1)  # (N, S)
+    shift = prediction_shift(np.stack([preds, preds], 1), c)
+    for curve in ("mif", "lif"):
+        s = shift[curve]
+        assert s["unchanged"][0] == 1.0 and s["unchanged"][1] == pytest.approx(2 / 8) and s["unchanged"][2] == 0.625
+        assert s["entropy"][0] == pytest.approx(math.log(4)) and s["entropy_norm"][0] == pytest.approx(1.0)
+        assert s["entropy"][1] == 0.0 and s["histogram"][1] == [8, 0, 0, 0]
+
+
+def test_random_jaccard_matches_its_formula_within_sampling_error():
+    g = torch.Generator().manual_seed(0)
+    p, k, n = 16, 5, 20000
+    a = top_sets(torch.rand(n, p, generator=g), k)
+    b = top_sets(torch.rand(n, p, generator=g), k)
+    sampled = jaccard(a, b)
+    assert sampled.mean().item() == pytest.approx(random_jaccard(p, k), abs=4 * sampled.std().item() / math.sqrt(n))
+    assert random_jaccard(p, p) == 1.0 and jaccard(a, a).eq(1).all()
+
+
+def test_a_token_dropping_vit_is_consistent_by_construction_and_a_painted_cnn_is_not():
+    from conftest import untrained_classifier
+
+    def model(name, params):
+        return untrained_classifier(name, params, [3, 8, 8])
+
+    x = torch.rand(4, 3, 8, 8)
+    ids = [f"i{i}" for i in range(4)]
+    params = {"lime_samples": 64, "lime_patch": 2, "seed": 0, "max_rows": 64}
+    vit = lime_consistency(
+        model("vit_tiny", {"dim": 16, "depth": 1, "heads": 2, "patch_size": 2}), x, ids, params, True
+    )
+    assert len(COLOURS) == 8 and vit["pairs"] == 28 and all(r["mean"] == 1.0 for r in vit["curve"])
+    cnn = lime_consistency(model("resnet8", {"width": 4}), x, ids, params, False)
+    assert cnn["patches"] == 16 and cnn["curve"][-1]["mean"] == 1.0  # k = P: every set is the whole image
+    assert any(r["mean"] < 1.0 for r in cnn["curve"][:-1])
+    assert all(r["ci_low"] <= r["mean"] <= r["ci_high"] for r in cnn["curve"][:-1] if not math.isnan(r["ci_low"]))
+
+
+@pytest.mark.slow
+def test_another_models_order_consistency_and_the_report(tmp_path):
+    """roar-eval in another base model's order (eval.order_from: the paper's reference order and the
+    top-K ablation) writes its own file, names its source, and differs from the model's own order; the
+    report's missingness section lists both."""
+    from conftest import QUIET, TINY_BASE
+    from roar.attribution.run import attribute
+    from roar.config import compose_config
+    from roar.errors import RoarError
+    from roar.evaluate.run import evaluate
+    from roar.report.build import build_report
+    from roar.store.keys import base_key
+    from roar.training.run import train
+
+    root = tmp_path
+    common = [f"paths.output_root={root}", *QUIET, "data.image_size=16"]  # 16 patches of 4x4
+    runs = {"mine": [*common, *TINY_BASE], "other": [*common, "trainer.max_epochs=1", "seed=1"]}
+    for name, run in runs.items():
+        train(compose_config("train", run))
+        runs[name] = [*run, f"base={base_key(compose_config('train', run)).name}"]  # two bases: name them
+        attribute(compose_config("attribute", [*runs[name], "attribute.estimators=[grad]", "attribute.splits=[test]"]))
+    mine, other = runs["mine"], runs["other"]
+    patches = ["granularity=patch", "patch_size=4", "eval.step=0.0625", "eval.max_images=64"]
+    source = other[-1].removeprefix("base=")
+    own = evaluate(compose_config("eval", [*mine, "eval.rankings=[grad]", *patches]))["grad.patch4"]
+    theirs = evaluate(compose_config("eval", [*mine, "eval.rankings=[grad]", *patches, f"eval.order_from={source}"]))
+    theirs = theirs["grad.patch4"]
+    assert theirs["order_from"] == source and "order_from" not in own
+    assert theirs["predictions"]["mif"]["unchanged"] != own["predictions"]["mif"]["unchanged"]
+    assert theirs["predictions"]["mif"]["unchanged"][0] == 1.0
+    folder = next((root / "default" / "eval").glob("digits-resnet8-none-*/channel_mean"))
+    assert (folder / f"grad.patch4.from-{source}.json").is_file() and (folder / "grad.patch4.json").is_file()
+    with pytest.raises(RoarError, match="eval.order_from=nobody: no base model of that name"):
+        evaluate(compose_config("eval", [*mine, "eval.rankings=[grad]", *patches, "eval.order_from=nobody"]))
+    page = build_report(compose_config("report", [*mine, "eval.rankings=[grad]"])).read_text()
+    assert "Missingness bias" in page and source in page
