@@ -128,7 +128,7 @@ def test_changed_settings_are_never_mixed_silently(outputs):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["attribute.estimators=[grad,lime]"], "Unknown estimator 'lime'"),
+        (["attribute.estimators=[grad,shap]"], "Unknown estimator 'shap'"),
         (["name=nobase"], "No finished base model of data=digits"),
         (["attribute.target=logit"], "attribute.target='logit'"),
         (

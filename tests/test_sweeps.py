@@ -244,7 +244,7 @@ def test_estimator_glob_sweeps_every_registered_estimator(sweep, tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["grid.estimators=[grad,lime]"], "Unknown estimator 'lime'"),
+        (["grid.estimators=[grad,shap]"], "Unknown estimator 'shap'"),
         (["grid.fractions=[0.5,1.5]"], r"fraction=1.5 is outside \[0, 1\]"),
         (["grid.estimators=grad"], r"grid.estimators=grad must be a list: write grid.estimators=\[grad\]"),
         (["eval.rankings=[ig.bogus]"], "'ig.bogus'"),

@@ -272,7 +272,7 @@ def sis_tables(evaluations) -> dict:
 
 
 def missingness_rows(evaluations, at=(0.25, 0.5, 0.75)) -> list:
-    """Missingness paper section 3 as a table: per evaluation with ``predictions`` (roar-eval), the
+    """Missingness paper section 3 as a table: per patch-granular evaluation (roar-eval), the
     share of unchanged predictions and the normalized class entropy at the removed shares ``at``, for
     least-important-first (LIF) and most-important-first (MIF) removal."""
     rows = []

@@ -94,6 +94,7 @@ def gather(cfg) -> dict:
     problems += eval_problems
     consistency = [e for e in found if e.get("kind") == "lime_consistency"]
     reordered = [e for e in found if e.get("order_from")]  # in another model's order: the missingness section
+    by_patch = [e for e in found if e.get("patch") and "predictions" in e]  # the missingness paper's setting
     evaluations = [e for e in found if e not in consistency and e not in reordered]
     bases = collect.read_base_models(exp)
     notes = []
@@ -130,8 +131,8 @@ def gather(cfg) -> dict:
         "fidelity": fidelity_rows(evaluations, fill),
         "ranking_order": [str(r) for r in cfg.eval.rankings],
         "sis": analysis.sis_tables(evaluations),
-        "missingness": analysis.missingness_rows([*evaluations, *reordered]),
-        "shift": [*evaluations, *reordered],
+        "missingness": analysis.missingness_rows(by_patch),
+        "shift": by_patch,
         "consistency": consistency,
     }
 
