@@ -123,6 +123,9 @@ def test_changed_settings_are_never_mixed_silently(outputs):
         attribute(cfg_for(outputs, "attribute.params.samples=4", name="settings"))
     manifests = attribute(cfg_for(outputs, "attribute.params.samples=4", "overwrite=true", name="settings"))
     assert manifests["sg_sq-grad"]["estimator_params"]["samples"] == 4
+    # another estimator's own parameter is not part of these maps' identity: they stand, nothing is redone
+    kept = attribute(cfg_for(outputs, "attribute.params.samples=4", "attribute.params.lime_samples=7", name="settings"))
+    assert kept == manifests and "lime_samples" not in kept["grad"]["estimator_params"]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite
 from roar.estimators.backselect import ITERATIVE
+from roar.estimators.suite import params_for
 from roar.masking.donors import donor_images
 from roar.masking.fills import apply_fill, check_fill, fill_of
 from roar.models.checkpoint import load_base_model
@@ -76,7 +77,7 @@ def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, referen
     ``fill``: the maps depend on the configured fill (iterative rankings, token drop included)."""
     return {
         "estimator": estimator,
-        "estimator_params": to_plain(cfg.attribute.params),
+        "estimator_params": params_for(estimator, to_plain(cfg.attribute.params)),
         **({"reference": reference.identity} if reference is not None else {}),
         **({"fill": to_plain(cfg.fill)} if fill else {}),
         "maps_seed": int(cfg.maps_seed),

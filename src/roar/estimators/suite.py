@@ -51,6 +51,23 @@ DEFAULT_PARAMS = {
 }
 
 
+# parameters only some estimators read: the other estimators' maps do not depend on them, so they stay out
+# of those maps' identity (adding an estimator's parameter never invalidates the others' maps)
+PARAM_OWNERS = {
+    "sis_k": ("gbs",),
+    "bs_max_evals": ("bs",),
+    "lime_samples": ("lime",),
+    "lime_patch": ("lime",),
+    "lime_kernel": ("lime",),
+    "lime_alpha": ("lime",),
+}
+
+
+def params_for(name: str, params: dict) -> dict:
+    """The estimator parameters ``name``'s maps depend on (its identity): all but other estimators' own."""
+    return {k: v for k, v in params.items() if name in PARAM_OWNERS.get(k, (name,))}
+
+
 def available():
     names = [
         *BASES,
