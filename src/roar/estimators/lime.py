@@ -37,6 +37,11 @@ def lime_patch(params, image_size: int, model=None) -> int:
     return p
 
 
+def to_pixels(patches: torch.Tensor, side: int, p: int) -> torch.Tensor:
+    """(N, P) values per patch of a side x side grid -> (N, 1, side p, side p) per pixel."""
+    return patches.view(len(patches), 1, side, -1).repeat_interleave(p, 2).repeat_interleave(p, 3)
+
+
 def lime_design(params, segments: int, device=None):
     """(Z (N, P) float64 in {0, 1}, pi (N,)): the perturbations every image shares and their weights."""
     n = int(params.get("lime_samples", 1000))
@@ -84,11 +89,9 @@ def lime(model, x, fill, ids, params):
         if fill is None:
             batch, keep = x.repeat_interleave(n, 0), on.repeat(b, 1)
         else:
-            pixels = on.view(n, 1, side, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
-            batch = torch.where(pixels[None], x[:, None], fill[:, None]).flatten(0, 1)
+            batch = torch.where(to_pixels(on, side, p)[None], x[:, None], fill[:, None]).flatten(0, 1)
             keep = None
         out = model(batch) if keep is None else model(batch, keep)
         y.append(torch.softmax(out.float(), 1).view(b, n, -1).gather(2, c.view(b, 1, 1).expand(b, n, 1))[..., 0])
     coef, _ = lime_solve(z, pi, torch.cat(y, 1).T, float(params.get("lime_alpha", 1.0)))
-    maps = coef.T.to(x.dtype).view(b, 1, side, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
-    return maps.expand_as(x).contiguous(), None
+    return to_pixels(coef.T.to(x.dtype), side, p).expand_as(x).contiguous(), None

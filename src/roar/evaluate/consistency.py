@@ -50,8 +50,8 @@ def lime_consistency(model, images, ids, params, drop_tokens: bool, ks=None) -> 
         )
     scores = []
     for colour in COLOURS:
-        fill = None if drop_tokens else torch.tensor(colour, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        maps, _ = lime(model, images, None if fill is None else fill.expand_as(images), ids, params)
+        fill = None if drop_tokens else torch.tensor(colour, dtype=images.dtype, device=images.device)
+        maps, _ = lime(model, images, None if fill is None else fill.view(1, 3, 1, 1).expand_as(images), ids, params)
         scores.append(patch_scores(maps, params, model))
     patches = scores[0].shape[1]
     ks = list(ks or range(1, patches + 1))
@@ -102,7 +102,7 @@ def run_consistency(cfg, model, test_set, indices, key, ckpt_sha: str, fill, dev
         "params": params,
         "test_ids": len(chosen),
     }
-    out = eval_key(cfg, "random").file.with_name("lime-consistency.json")  # beside the rankings of this base and fill
+    out = eval_key(cfg, "random").consistency_file
     done = read_json(out)
     if not cfg.overwrite and isinstance(done, dict) and done.get("settings_hash") == settings_hash(settings):
         return done

@@ -42,10 +42,11 @@ from roar.masking.masks import MODES, check_fractions, check_granularity, check_
 from roar.models.checkpoint import load_base_model
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import (
+    BaseKey,
+    MapsKey,
     base_key,
     eval_key,
     fill_label,
-    maps_key,
     parse_ranking,
     ranking_name,
     ranking_patch,
@@ -126,15 +127,15 @@ def order_source(cfg, key, ckpt_sha: str) -> dict:
     model's order). {"base", "folder" (its attributions), "sha256" (its checkpoint's)}."""
     other = cfg.eval.get("order_from")
     if not other or str(other) == key.name:
-        return {"base": key.name, "folder": maps_key(cfg, "").folder, "sha256": ckpt_sha}
-    exp = Path(key.experiment_dir)
-    ckpt = exp / "base" / str(other) / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        found = sorted(p.name for p in (exp / "base").glob("*") if (p / "checkpoints" / "last.ckpt").is_file())
+        return {"base": key.name, "folder": MapsKey(key, "").folder, "sha256": ckpt_sha}
+    bases = {b.name: b for b in map(BaseKey.from_folder, key.folder.parent.glob("*-*-*-*")) if b.checkpoint.is_file()}
+    if str(other) not in bases:
         raise RoarError(
-            f"eval.order_from={other}: no base model of that name under {exp / 'base'}; there are: {', '.join(found) or 'none'}."
+            f"eval.order_from={other}: no base model of that name under {key.folder.parent}; "
+            f"there are: {', '.join(sorted(bases)) or 'none'}."
         )
-    return {"base": str(other), "folder": exp / "attributions" / str(other), "sha256": sha256_file(ckpt)}
+    chosen = bases[str(other)]
+    return {"base": chosen.name, "folder": MapsKey(chosen, "").folder, "sha256": sha256_file(chosen.checkpoint)}
 
 
 def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
@@ -285,9 +286,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "test_ids": len(indices),
             **({"order_from": order["base"]} if order["base"] != key.name else {}),
         }
-        out = eval_key(cfg, name).file
-        if order["base"] != key.name:
-            out = out.with_name(f"{name}.from-{order['base']}.json")
+        out = eval_key(cfg, name, order["base"]).file
         done = read_json(out)
         if not cfg.overwrite and isinstance(done, dict) and done.get("settings_hash") == settings_hash(settings):
             results[name] = done

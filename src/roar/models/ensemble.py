@@ -16,11 +16,12 @@ from torch import nn
 
 from roar.errors import RoarError
 from roar.models.registry import build_model, register_model
+from roar.store.keys import BaseKey
 
 
 def member_checkpoint(path) -> Path:
     path = Path(path)
-    return path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    return BaseKey.from_folder(path).checkpoint if path.is_dir() else path
 
 
 class Ensemble(nn.Module):

@@ -136,6 +136,15 @@ class BaseKey:
     def identity(self) -> dict:
         return {"dataset": self.data, "model": self.model, "augment": self.augment, "base": self.name}
 
+    @classmethod
+    def from_folder(cls, folder) -> "BaseKey":
+        """The key of a base folder ``<experiment>/base/<data>-<model>-<augment>-<digest>``."""
+        folder = Path(folder)
+        parts = folder.name.rsplit("-", 3)
+        if len(parts) != 4:
+            raise RoarError(f"{folder} is not a base-model folder (<data>-<model>-<augment>-<digest>, under base/).")
+        return cls(folder.parent.parent, *parts)
+
 
 @dataclass(frozen=True)
 class MapsKey:
@@ -224,10 +233,21 @@ class EvalKey:
     base: BaseKey
     fill: str  # fill_label
     ranking: str
+    order_from: str | None = None  # another base model whose maps ordered the features (eval.order_from)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.base.experiment_dir) / "eval" / self.base.name / self.fill
 
     @property
     def file(self) -> Path:
-        return Path(self.base.experiment_dir) / "eval" / self.base.name / self.fill / f"{self.ranking}.json"
+        source = f".from-{self.order_from}" if self.order_from else ""
+        return self.folder / f"{self.ranking}{source}.json"
+
+    @property
+    def consistency_file(self) -> Path:
+        """LIME's consistency across baseline colours of this base model (roar.evaluate.consistency)."""
+        return self.folder / "lime-consistency.json"
 
 
 # --- keys from a composed config (every stage's config has name, paths, data, model, augment, fill) ---
@@ -346,10 +366,13 @@ def run_key(cfg) -> RunKey:
     return RunKey(base_key(cfg), seed, shard_set_key(cfg, cfg.estimator, cfg.mode, fraction))
 
 
-def eval_key(cfg, ranking: str) -> EvalKey:
-    """The roar-eval file of ``ranking`` (``ig.sum``), at the config's granularity (``ig.sum.patch4``)."""
+def eval_key(cfg, ranking: str, order_from: str | None = None) -> EvalKey:
+    """The roar-eval file of ``ranking`` (``ig.sum``), at the config's granularity (``ig.sum.patch4``);
+    ``order_from``: ranked by another base model's maps (``eval.order_from``)."""
     estimator, reduce, _ = parse_ranking(ranking)
-    return EvalKey(base_key(cfg), fill_label(cfg.fill), ranking_name(estimator, reduce, ranking_patch(cfg)))
+    key = base_key(cfg)
+    other = None if order_from in (None, key.name) else str(order_from)
+    return EvalKey(key, fill_label(cfg.fill), ranking_name(estimator, reduce, ranking_patch(cfg)), other)
 
 
 def retrain_settings(grid) -> list:
