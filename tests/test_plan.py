@@ -31,6 +31,13 @@ def test_plan_counts_the_runs_and_bytes_the_tiny_pipeline_made(tiny_pipeline):
     assert plan["disk_bytes"]["maps"] / 2 == pytest.approx(tree_bytes(maps, "*.tar"), rel=0.02)
     assert plan["shard_sets"] == 2 * 1 * 2  # (grad, random) x remove x (0, 0.5)
     assert plan["attribution"]["passes_per_image"] == 1  # grad: one pass; random: none
+    assert plan["attribution"]["images"] == plan["data"]["num_train"] + plan["data"]["num_test"]
+    test_only = make_plan(compose_config("pipeline", [*overrides, "attribute.splits=[test]", "mask.splits=[test]"]))
+    assert test_only["attribution"]["images"] == test_only["attribution"]["passes"] == plan["data"]["num_test"]
+    assert test_only["disk_bytes"]["maps"] == pytest.approx(
+        plan["disk_bytes"]["maps"] * 450 / 1797
+    )  # digits' test split
+    assert test_only["disk_bytes"]["shards_npy"] == pytest.approx(plan["disk_bytes"]["shards_npy"] * 450 / 1797)
 
 
 def test_roar_plan_prints_imagenets_bill_without_the_data(tmp_path):

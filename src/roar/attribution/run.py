@@ -15,9 +15,8 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite
-from roar.estimators.backselect import ITERATIVE
-from roar.estimators.suite import params_for
-from roar.masking.donors import donor_images
+from roar.estimators.suite import iterative_of, params_for
+from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import apply_fill, check_fill, fill_of
 from roar.models.checkpoint import load_base_model
 from roar.store.keys import base_key, maps_key
@@ -27,7 +26,7 @@ from roar.store.shards import sha256_file
 from roar.utils.device import resolve_device
 from roar.utils.plain import to_plain
 
-TARGETS = ("predicted", "label")
+TARGETS = ("predicted", "label", "second")  # second: the runner-up class a' (soundness, masking-explanations D)
 
 
 def check_config(cfg) -> EstimatorSuite:
@@ -89,8 +88,18 @@ def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, referen
     }
 
 
-def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, reference=None):
-    """{estimator: [samples of the maps format]} for samples [start, stop) of ``dataset``."""
+def class_targets(model, x, labels, target: str):
+    """The class each map explains: the model's prediction, the label, or its second most probable class."""
+    if target == "label":
+        return labels
+    with torch.no_grad():
+        top = model(x).topk(2, 1).indices
+    return top[:, 0] if target == "predicted" else top[:, 1]
+
+
+def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, reference=None, pool=None):
+    """{estimator: [samples of the maps format]} for samples [start, stop) of ``dataset``; ``pool``: the
+    distractor images of learned masks."""
     out = {n: [] for n in suite.names}
     bs = int(cfg.attribute.batch_size)
     for lo in range(start, stop, bs):
@@ -98,15 +107,11 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
         x = torch.stack([s["image"] for s in samples]).to(device)
         labels = torch.tensor([s["label"] for s in samples], device=device)
         ids = [dataset.ids[i] for i in range(lo, min(lo + bs, stop))]
-        if cfg.attribute.target == "predicted":
-            with torch.no_grad():
-                target = model(x).argmax(1)
-        else:
-            target = labels
+        target = class_targets(model, x, labels, cfg.attribute.target)
         extras = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in suite.needs}
         painted = reference(x, ids) if reference else None
         baseline = painted if suite.fill_baseline else None
-        maps = suite(model, x, target, ids, baseline, extras, fill=painted if suite.needs_fill else None)
+        maps = suite(model, x, target, ids, baseline, extras, fill=painted if suite.needs_fill else None, pool=pool)
         for name, m in maps.items():
             bad = ~torch.isfinite(m.flatten(1)).all(1)
             if bad.any():
@@ -136,7 +141,7 @@ def attribute(cfg: DictConfig) -> dict:
             f"Use a dataset with masks (data=shapes) or drop it."
         )
     token_drop = suite.needs_fill and fill_of(cfg.fill).drops_tokens  # lime drops a ViT's tokens instead
-    painters = [n for n in suite.iterative if not ITERATIVE[n].tokens]
+    painters = [n for n in suite.iterative if not (iterative_of(n).tokens or iterative_of(n).distractors)]
     if token_drop and painters:
         raise RoarError(
             f"{', '.join(painters)} paint removed pixels with the fill; fill=token_drop paints nothing. "
@@ -151,15 +156,23 @@ def attribute(cfg: DictConfig) -> dict:
     model = load_base_model(key, cfg.model, probe.num_classes, list(probe[0]["image"].shape)).to(device)
     ckpt_sha = sha256_file(key.checkpoint)
 
+    def paints(name):  # an iterative ranking that masks with the fill (learned masks use distractors instead)
+        return name in suite.iterative and not iterative_of(name).distractors
+
     def uses(name):  # the reference is part of the identity of the maps made with it
-        return reference if suite.fill_baseline or name in suite.iterative else None
+        return reference if suite.fill_baseline or paints(name) else None
+
+    pool = None
+    if suite.needs_pool:
+        train_set = datasets.get("train") or (reference.train_set if reference else build_dataset(cfg.data, "train"))
+        pool = donor_pool(train_set, int(suite.params["mask_pool"]), int(cfg.maps_seed)).to(device)
 
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
     size = int(cfg.attribute.shard_size)
     outs = {
         n: OutputSet(
             maps_key(cfg, n).folder,
-            settings_for(cfg, n, ckpt_sha, fingerprints, uses(n), fill=n in suite.iterative),
+            settings_for(cfg, n, ckpt_sha, fingerprints, uses(n), fill=paints(n)),
             size,
         )
         for n in suite.names
@@ -178,7 +191,7 @@ def attribute(cfg: DictConfig) -> dict:
             ds = datasets[split]
             shard_suite = EstimatorSuite([by_folder[o.folder] for o in todo], **suite.params)
             written = compute_shard(
-                shard_suite, model, ds, s * size, min((s + 1) * size, len(ds)), cfg, device, bar, reference
+                shard_suite, model, ds, s * size, min((s + 1) * size, len(ds)), cfg, device, bar, reference, pool
             )
             for o in todo:
                 write_sealed(o, split, s, written[by_folder[o.folder]])

@@ -6,7 +6,8 @@ around it (``sg-ig``, ``sg_sq-ig``, ``vargrad-ig``), the SmoothGrad map times th
 ``sg-grad_x_input`` averages noisy products), a control (``random``, ``sobel``, ``oracle``,
 ``shortcut``), or an iterative ranking that shares no passes (``gbs``, ``bs``: backward selection,
 roar.estimators.backselect, its per-image confidence trace left in ``suite.traces``; ``lime``: LIME over
-patches, roar.estimators.lime).
+patches, roar.estimators.lime; ``mask-tv<lambda_TV>``: masks learned against training-image
+distractors, roar.estimators.masks).
 
 The reference (``baseline``): ``black`` (raw 0, ROAR's code and the FPA paper's text) or ``fill``
 (the image the configured fill paints over every pixel; FPA's code multiplies by the *normalized*
@@ -30,6 +31,7 @@ from roar.estimators import lime  # noqa: F401  (registers lime)
 from roar.estimators.backselect import ITERATIVE
 from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
+from roar.estimators.masks import PAPER_NAMES, mask_tv
 from roar.utils.seeding import per_sample
 
 ENSEMBLES = ("sg", "sg_sq", "vargrad", "sg_x_input")  # each made from the same J noisy estimates
@@ -48,6 +50,13 @@ DEFAULT_PARAMS = {
     "lime_patch": None,
     "lime_kernel": 0.25,
     "lime_alpha": 1.0,
+    "mask_l1": 0.001,
+    "mask_scale": 1,
+    "mask_steps": 2000,
+    "mask_distractors": 10,
+    "mask_lr": 0.05,
+    "mask_pool": 1024,
+    "mask_penalty": "sum",
 }
 
 
@@ -60,12 +69,19 @@ PARAM_OWNERS = {
     "lime_patch": ("lime",),
     "lime_kernel": ("lime",),
     "lime_alpha": ("lime",),
+    **{f"mask_{k}": ("mask",) for k in ("l1", "scale", "steps", "distractors", "lr", "pool", "penalty")},
 }
+
+
+def iterative_of(name: str):
+    """The ITERATIVE entry of an iterative estimator: its own, or its family's (``mask-tv0.01`` -> mask)."""
+    return ITERATIVE["mask"] if mask_tv(name) is not None else ITERATIVE[name]
 
 
 def params_for(name: str, params: dict) -> dict:
     """The estimator parameters ``name``'s maps depend on (its identity): all but other estimators' own."""
-    return {k: v for k, v in params.items() if name in PARAM_OWNERS.get(k, (name,))}
+    owner = "mask" if mask_tv(name) is not None else name
+    return {k: v for k, v in params.items() if owner in PARAM_OWNERS.get(k, (owner,))}
 
 
 def available():
@@ -74,7 +90,7 @@ def available():
         *(f"{b}_sq" for b in BASES),
         *(f"{e}-{b}" for e in ENSEMBLES for b in BASES),
         *CONTROLS,
-        *ITERATIVE,
+        *(m for n in ITERATIVE for m in (ITERATIVE[n].family or (n,))),
     ]
     return sorted(names)
 
@@ -83,7 +99,7 @@ def parse(name: str):
     """(kind, base) of an estimator name: kind is 'base', 'sq', one of ENSEMBLES, 'control' or 'iterative'."""
     if name in CONTROLS:
         return "control", None
-    if name in ITERATIVE:
+    if (name in ITERATIVE and ITERATIVE[name].family is None) or mask_tv(name) is not None:
         return "iterative", None
     if name in BASES:
         return "base", name
@@ -92,6 +108,11 @@ def parse(name: str):
     ensemble, _, base = name.partition("-")
     if ensemble in ENSEMBLES and base in BASES:
         return ensemble, base
+    if name.startswith("mask"):
+        raise RoarError(
+            f"Unknown estimator {name!r}: learned masks are named mask-tv<lambda_TV> (any lambda_TV >= 0), "
+            f"e.g. {', '.join(PAPER_NAMES)}."
+        )
     raise unknown_name("estimator", name, available())
 
 
@@ -138,22 +159,28 @@ class EstimatorSuite:
     @property
     def needs_fill(self) -> bool:
         """Whether a call needs the fill painted over the image (iterative rankings mask with it)."""
-        return bool(self.iterative)
+        return any(not iterative_of(n).distractors for n in self.iterative)
+
+    @property
+    def needs_pool(self) -> bool:
+        """Whether a call needs a pool of training images (learned masks superimpose on them)."""
+        return any(iterative_of(n).distractors for n in self.iterative)
 
     def passes_for(self, pixels: int | None = None) -> int:
         """Forward(+backward) passes per image; iterative rankings count only when ``pixels`` is given."""
         cost = {b: BASES[b].passes(self.params) for b in BASES}
         shared = sum(cost[b] for b in self.plain) + int(self.params["samples"]) * sum(cost[b] for b in self.noisy)
-        return shared + (sum(ITERATIVE[n].passes(self.params, pixels) for n in self.iterative) if pixels else 0)
+        return shared + (sum(iterative_of(n).passes(self.params, pixels) for n in self.iterative) if pixels else 0)
 
     @property
     def passes_per_image(self) -> int:
         return self.passes_for(None)
 
-    def __call__(self, model, x, target, ids=None, reference=None, extras=None, fill=None):
+    def __call__(self, model, x, target, ids=None, reference=None, extras=None, fill=None, pool=None):
         """{name: maps}. ``reference``: the (B, C, H, W) reference image of ``baseline=fill`` (None:
         black); ``extras``: the batch's ground truth for the controls that need it (``needs``);
-        ``fill``: the image the configured fill paints, for iterative rankings (``needs_fill``)."""
+        ``fill``: the image the configured fill paints, for iterative rankings (``needs_fill``);
+        ``pool``: (N, C, H, W) training images, the distractors of learned masks (``needs_pool``)."""
         ids = [str(i) for i in range(len(x))] if ids is None else list(ids)
         if self.fill_baseline and reference is None:
             raise RoarError("baseline=fill: pass the reference image (the fill painted over the whole image).")
@@ -176,9 +203,11 @@ class EstimatorSuite:
                 out[n] = CONTROLS[n](x, ids, p["seed"], extras or {})
         self.traces = {}
         for n in self.iterative:
-            if fill is None and not ITERATIVE[n].tokens:
+            entry = iterative_of(n)
+            if fill is None and not (entry.tokens or entry.distractors):
                 raise RoarError(f"{n} masks with the configured fill: pass the fill image (fill=...).")
-            out[n], trace = ITERATIVE[n](model, x, None if fill is None else fill.to(x.device, x.dtype), ids, p)
+            painted = None if fill is None else fill.to(x.device, x.dtype)
+            out[n], trace = entry(model, x, painted, ids, {**p, "name": n, "target": target, "pool": pool})
             if trace is not None:
                 self.traces[n] = trace
         return {n: out[n].detach() for n in self.names}

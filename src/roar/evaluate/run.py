@@ -24,8 +24,8 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
-from roar.estimators.backselect import ITERATIVE
 from roar.estimators.reduce import REDUCTIONS
+from roar.estimators.suite import iterative_of
 from roar.evaluate.consistency import run_consistency
 from roar.evaluate.curves import (
     CURVE_MODES,
@@ -36,6 +36,7 @@ from roar.evaluate.curves import (
     summarize_curves,
 )
 from roar.evaluate.sis import REGIONS, SisStats, check_sis
+from roar.evaluate.soundness import check_soundness, run_soundness
 from roar.masking.donors import donor_images
 from roar.masking.fills import apply_fill, check_fill
 from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch, feature_ranks, ranking_scores
@@ -80,6 +81,7 @@ def check_config(cfg) -> list:
         rankings.append((ranking_name(est, red, patch), est, red))
     step_fractions(cfg.eval.step)
     check_sis(cfg.eval.sis)
+    check_soundness(cfg.eval.soundness)
     check_fractions(as_list(cfg.eval.fractions, "eval.fractions"))
     for mode in as_list(cfg.eval.modes, "eval.modes"):
         if mode not in MODES:
@@ -172,7 +174,7 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
     normalized, correct, chunk = {name: [] for name, _, _ in rankings}, {name: [] for name, _, _ in rankings}, []
     predicted = {name: [] for name, _, _ in rankings}
     sis_stats = {
-        name: SisStats(**sis) for name, est, _ in rankings if parse(est)[0] == "iterative" and ITERATIVE[est].sis
+        name: SisStats(**sis) for name, est, _ in rankings if parse(est)[0] == "iterative" and iterative_of(est).sis
     }
     paints = not (fill.drops_tokens or fill.leakage_control)  # an SIS is re-evaluated with the fill painted
 
@@ -322,6 +324,18 @@ def evaluate(cfg: DictConfig) -> dict:
             "  LIME consistency (mean Jaccard of top-k over 28 colour pairs, random): "
             + ", ".join(f"k={r['k']} {r['mean']:.3f} ({r['random']:.3f})" for r in at)
         )
+    run_soundness(
+        cfg,
+        model,
+        test_set,
+        train_set,
+        indices,
+        rankings,
+        key,
+        ckpt_sha,
+        device,
+        lambda folder: checked_maps(folder, test_set, ckpt_sha),
+    )
     if plan:  # a rerun that computed nothing adds no wandb run
         log_to_wandb(cfg, results)
     return results

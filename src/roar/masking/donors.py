@@ -2,6 +2,7 @@
 
 import torch
 
+from roar.errors import RoarError
 from roar.utils.seeding import sample_seed
 
 
@@ -15,3 +16,13 @@ def donor_images(train_set, ids, seed: int) -> torch.Tensor:
             j = (j + 1) % n
         picks.append(train_set[j]["image"])
     return torch.stack(picks)
+
+
+def donor_pool(train_set, size: int, seed: int) -> torch.Tensor:
+    """(min(size, N), C, H, W) training images chosen per maps seed without replacement, in dataset order:
+    the distractors learned masks are superimposed on (roar.estimators.masks)."""
+    n = len(train_set)
+    if int(size) < 1:
+        raise RoarError(f"attribute.params.mask_pool={size}: the distractor pool needs at least one training image.")
+    picks = torch.randperm(n, generator=torch.Generator().manual_seed(sample_seed(seed, "pool", "donor-pool")))
+    return torch.stack([train_set[int(j)]["image"] for j in sorted(picks[: int(size)].tolist())])

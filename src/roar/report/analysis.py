@@ -298,3 +298,32 @@ def missingness_rows(evaluations, at=(0.25, 0.5, 0.75)) -> list:
                 }
             )
     return rows
+
+
+def soundness_rows(results) -> list:
+    """Masking-explanations paper Tables 2-8 as one table: per base model, ranking and replacement, the
+    completeness of a and soundness of a' with their worst case over a and a' (roar.evaluate.soundness),
+    deletion and insertion (grey), and the IoU of M(30%) with the object / the marker's pixels held."""
+    rows = []
+    for e in results:
+        s = e["summary"]
+        for gamma, r in s["replacements"].items():
+            rows.append(
+                {
+                    "base": e["base"],
+                    "ranking": e["ranking"],
+                    "replacement": gamma,
+                    "images": s["images"],
+                    "completeness_a": r["a"]["completeness"],
+                    "worst_completeness": r["worst"]["completeness"],
+                    "soundness_a2": r["a2"]["soundness"] if "a2" in r else None,
+                    "worst_soundness": r["worst"]["soundness"],
+                    "score_a": r["a"]["score"],
+                    "score_a2": r["a2"]["score"] if "a2" in r else None,
+                    "deletion": s["deletion"],
+                    "insertion": s["insertion"],
+                    "object_iou": s.get("object_iou"),
+                    "marker_held": s.get("marker_held"),
+                }
+            )
+    return rows

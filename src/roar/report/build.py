@@ -93,9 +93,10 @@ def gather(cfg) -> dict:
     found, eval_problems = collect.read_evaluations(exp)
     problems += eval_problems
     consistency = [e for e in found if e.get("kind") == "lime_consistency"]
+    soundness = [e for e in found if e.get("kind") == "soundness"]
     reordered = [e for e in found if e.get("order_from")]  # in another model's order: the missingness section
     by_patch = [e for e in found if e.get("patch") and "predictions" in e]  # the missingness paper's setting
-    evaluations = [e for e in found if e not in consistency and e not in reordered]
+    evaluations = [e for e in found if e not in consistency + soundness + reordered]
     bases = collect.read_base_models(exp)
     notes = []
     if not rows and toy is None:
@@ -134,6 +135,8 @@ def gather(cfg) -> dict:
         "missingness": analysis.missingness_rows(by_patch),
         "shift": by_patch,
         "consistency": consistency,
+        "soundness": analysis.soundness_rows(soundness),
+        "soundness_curves": soundness,
     }
 
 
@@ -200,6 +203,16 @@ def draw(cfg, data, out: Path) -> list:
                 path,
                 "Missingness paper Fig. 8: Jaccard similarity of LIME's top-k patches across the 28 pairs of baseline "
                 "colours (95% CI over pairs); dotted: two random orders.",
+            )
+        )
+    path = plots.soundness_curves(data["soundness_curves"], out / "soundness-curves.png")
+    if path:
+        figures.append(
+            (
+                path,
+                "Masking-explanations paper Figs. 9, 12: the probability of the label as the top p of the map is kept and "
+                "the rest replaced, for the prediction a and the runner-up a' (mean over images); the score averages p "
+                "in the shaded range.",
             )
         )
     path = plots.sis_heatmaps(data["evaluations"], out / "sis-heatmap.png")
@@ -313,6 +326,12 @@ def render(cfg, data, figures, out: Path) -> Path:
             if data["missingness"]
             else "",
         ),
+        (
+            "Completeness and soundness of masks (masking-explanations paper, appendices C, D)",
+            html.table(SOUNDNESS_COLUMNS, data["soundness"], {"images": "{}"}) + SOUNDNESS_NOTE
+            if data["soundness"]
+            else "",
+        ),
         ("ROAR toy check (ROAR section 3): test accuracy, mean over datasets, vs fraction of features removed", toy),
         ("Figures", "".join(html.figure(p, c) for p, c in figures)),
         (
@@ -341,8 +360,16 @@ def render(cfg, data, figures, out: Path) -> Path:
             "<p>"
             + " · ".join(
                 f'<a href="{n}">{n}</a>'
-                for n in ("results.csv", "summary.csv", "verdict.csv", "agreement.csv", "fidelity.csv", "sis.csv")
-                if n != "sis.csv" or data["sis"]["size"]
+                for n in (
+                    "results.csv",
+                    "summary.csv",
+                    "verdict.csv",
+                    "agreement.csv",
+                    "fidelity.csv",
+                    "sis.csv",
+                    "soundness.csv",
+                )
+                if (n != "sis.csv" or data["sis"]["size"]) and (n != "soundness.csv" or data["soundness"])
             )
             + "</p>",
         ),
@@ -368,6 +395,29 @@ MISSINGNESS_NOTE = (
     "missingness changes its prediction (and collapses onto few classes: low entropy) even when the least important "
     "patches go (paper Figs. 3, 4); with the top-K patches of an explanation removed first, a faster drop is a better "
     "explanation for that model (the top-K ablation test, Figs. 9, 10).</p>"
+)
+SOUNDNESS_COLUMNS = {
+    "base": "base model",
+    "ranking": "ranking",
+    "replacement": "replacement",
+    "images": "images",
+    "completeness_a": "completeness (a)",
+    "worst_completeness": "worst completeness",
+    "soundness_a2": "soundness (a')",
+    "worst_soundness": "worst soundness",
+    "score_a": "score a",
+    "score_a2": "score a'",
+    "deletion": "deletion (lower better)",
+    "insertion": "insertion (grey)",
+    "object_iou": "IoU M(30%), object",
+    "marker_held": "marker held by M(30%)",
+}
+SOUNDNESS_NOTE = (
+    '<p class="note">Score: the probability of the label with the top p of the map kept and the rest replaced, mean '
+    "over p in the score range (appendix C: 0.2 to 0.6) and over donors. Reconstructed (our copy lacks the main text's "
+    "Eq. 1): completeness = share of images whose score reaches the clean probability minus eps1; soundness = share "
+    "whose score stays below the clean probability plus eps2; worst = the lower of a (the prediction) and a' (the "
+    "runner-up). Empty soundness: no maps of the runner-up (roar-attribute attribute.target=second).</p>"
 )
 SIS_SIZE = {
     "base": "base model",
@@ -515,6 +565,10 @@ def build_report(cfg: DictConfig) -> Path:
         )
     else:
         (out / "sis.csv").unlink(missing_ok=True)
+    if data["soundness"]:
+        write_csv(out / "soundness.csv", SOUNDNESS_COLUMNS, data["soundness"])
+    else:
+        (out / "soundness.csv").unlink(missing_ok=True)
     figures = draw(cfg, data, out)
     for stale in set(out.glob("*.png")) - {Path(p) for p, _ in figures}:  # a figure this report no longer has
         stale.unlink()

@@ -110,11 +110,12 @@ def read_base_models(experiment_dir) -> list:
 
 def read_evaluations(experiment_dir) -> tuple:
     """(results, problems): every roar-eval result below ``eval/<model>-<augment>/<fill>/`` (rankings,
-    rankings in another model's order with ``order_from``, and ``kind: lime_consistency`` results)."""
+    rankings in another model's order with ``order_from``, ``kind: lime_consistency`` results, and
+    ``kind: soundness`` results under ``eval/<base>/soundness/``)."""
     results, problems = [], []
     for path in sorted(Path(experiment_dir, "eval").glob("*/*/*.json")):
         r = read_json(path)
-        if not isinstance(r, dict) or ("fidelity" not in r and r.get("kind") != "lime_consistency"):
+        if not isinstance(r, dict) or ("fidelity" not in r and r.get("kind") not in ("lime_consistency", "soundness")):
             problems.append(
                 f"{path} is not a complete roar-eval result: skipped. Rerun roar-eval with the same overrides."
             )

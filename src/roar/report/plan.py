@@ -195,12 +195,16 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
     estimators = as_list(cfg.attribute.estimators, "attribute.estimators")
     suite = EstimatorSuite(estimators, **to_plain(cfg.attribute.params))
     per_image = suite.passes_for(shape[1] * shape[2])
-    passes = per_image * (n_train + n_test)
+    split_sizes = {"train": n_train, "test": n_test}
+    splits = [str(s) for s in as_list(cfg.attribute.splits, "attribute.splits")]
+    attributed = sum(split_sizes[s] for s in splits)
+    masked = sum(split_sizes[s] for s in as_list(cfg.mask.splits, "mask.splits"))
+    passes = per_image * attributed
     sets = len(as_list(cfg.mask.estimators, "mask.estimators")) * len(cfg.mask.modes) * len(cfg.mask.fractions)
-    per_set = {fmt: sample_bytes(facts, fmt) * (n_train + n_test) for fmt in ("npy", "png")}
+    per_set = {fmt: sample_bytes(facts, fmt) * masked for fmt in ("npy", "png")}
     params = parameters(cfg, shape, num_classes)
     disk = {
-        "maps": map_bytes(facts) * (n_train + n_test) * len(estimators),
+        "maps": map_bytes(facts) * attributed * len(estimators),
         "shards_npy": per_set["npy"] * sets,
         "shards_png": per_set["png"] * sets,
         "checkpoints": trainings * params * 4 * 2,  # weights and the optimizer's momentum, float32
@@ -220,7 +224,13 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
         "model": {"name": str(cfg.model.name), "parameters": params, "batch_size": batch, "epochs": epochs},
         "trainings": {"base": 1, "retrain": len(jobs), "total": trainings, "settings": len({j[:3] for j in jobs})},
         "training_steps": steps,
-        "attribution": {"estimators": estimators, "passes_per_image": per_image, "passes": passes},
+        "attribution": {
+            "estimators": estimators,
+            "passes_per_image": per_image,
+            "splits": splits,
+            "images": attributed,
+            "passes": passes,
+        },
         "shard_sets": sets,
         "disk_bytes": disk,
         "mask_format": str(cfg.mask.format),
@@ -256,7 +266,7 @@ def format_plan(plan: dict) -> str:
         f"  trainings      {t['base']} base + {t['retrain']:,} retrains ({t['settings']} settings x seeds) = {t['total']:,}; "
         f"{plan['training_steps']:,} training steps",
         f"  attribution    {len(a['estimators'])} estimators, {a['passes_per_image']} forward+backward passes per image "
-        f"(shared) x {d['num_train'] + d['num_test']:,} images = {a['passes']:,}",
+        f"(shared) x {a['images']:,} images ({', '.join(a['splits'])}) = {a['passes']:,}",
         f"  disk           maps {size(disk['maps'])}; masked shards ({plan['shard_sets']} sets) npy {size(disk['shards_npy'])}, "
         f"png {size(disk['shards_png'])}; checkpoints {size(disk['checkpoints'])}; "
         f"to write with mask.format={plan['mask_format']}: {size(disk['total'])}",

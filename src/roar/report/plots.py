@@ -246,6 +246,35 @@ def consistency_curves(results, path):
     return save(fig, path)
 
 
+def soundness_curves(results, path):
+    """Masking-explanations paper Figs. 9, 12: the mean probability of a (prediction) and a' (runner-up)
+    vs the share p of the map kept, one panel per (replacement, label), one line per base model and ranking."""
+    if not results:
+        return None
+    panels = sorted(
+        {(g, lab) for e in results for g, r in e["summary"]["replacements"].items() for lab in ("a", "a2") if lab in r}
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False, layout="constrained")
+    for ax, (gamma, lab) in zip(axes[0], panels):
+        for e in results:
+            r = e["summary"]["replacements"].get(gamma, {})
+            if lab in r:
+                ax.plot(
+                    e["grid"],
+                    r[lab]["curve"],
+                    label=f"{e['ranking']} ({e['base']})" if len(results) > 1 else e["ranking"],
+                )
+        lo, hi = results[0]["summary"]["score_range"]
+        ax.axvspan(lo, hi, color="0.85", zorder=0)
+        ax.set_title(("a (prediction)" if lab == "a" else "a' (runner-up)") + f", {gamma}", fontsize=8)
+        ax.set_xlabel("share of pixels kept (p)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("probability of the label")
+    axes[0][-1].legend(fontsize=6)
+    return save(fig, path)
+
+
 def sis_heatmaps(evaluations, path):
     """Where SIS pixels fall (overinterpretation paper, Fig. 2's maps pooled over images): per base model
     and backward-selection ranking, the share of images whose SIS at tau_map holds each pixel."""

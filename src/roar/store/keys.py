@@ -2,10 +2,10 @@
 
     outputs/<name>/
       base/<data>-<model>-<augment>-<digest>/                          BaseKey (digest: training settings and seed)
-      attributions/<base>/<estimator>/                                 MapsKey
+      attributions/<base>/<estimator>[@second]/                        MapsKey (@second: maps of the runner-up class)
       shards/<base>/<ranking>/<mode>/<fill>/<fraction>/                ShardSetKey (ranking: grad, ig.sum, grad.patch4)
       runs/<base>/<ranking>/<mode>/<fill>/<fraction>/seed=<seed>/      RunKey (a retrain run)
-      eval/<base>/<fill>/<ranking>.json                                EvalKey
+      eval/<base>/<fill>/<ranking>.json                                EvalKey (and eval/<base>/soundness/<ranking>.json)
       report/  logs/
 
 A key carries what its artifact is made from, so a changed input gets another folder or another
@@ -21,6 +21,7 @@ roar.config); nothing else spells a folder.
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +66,9 @@ def ranking_name(estimator: str, reduce: str = "abs_sum", patch: int | None = No
 
 def parse_ranking(name: str):
     """(estimator, reduce, patch) of a ranking name, the inverse of ``ranking_name``: ``ig.sum`` ->
-    (ig, sum, None), ``grad.patch4`` -> (grad, abs_sum, 4)."""
-    estimator, *parts = str(name).split(".")
+    (ig, sum, None), ``grad.patch4`` -> (grad, abs_sum, 4). A dot between two digits belongs to a number
+    in the estimator's name (``mask-tv0.01.sum`` -> (mask-tv0.01, sum, None))."""
+    estimator, *parts = re.split(r"(?<!\d)\.|\.(?!\d)", str(name))
     patch = None
     if parts and parts[-1].startswith("patch") and parts[-1][5:].isdigit():
         patch = int(parts.pop()[5:])
@@ -152,10 +154,12 @@ class MapsKey:
 
     base: BaseKey
     estimator: str
+    target: str = "predicted"  # attribute.target; maps of the runner-up class (second) live beside the others
 
     @property
     def folder(self) -> Path:
-        return Path(self.base.experiment_dir) / "attributions" / self.base.name / self.estimator
+        name = f"{self.estimator}@second" if self.target == "second" else self.estimator
+        return Path(self.base.experiment_dir) / "attributions" / self.base.name / name
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,11 @@ class EvalKey:
         """LIME's consistency across baseline colours of this base model (roar.evaluate.consistency)."""
         return self.folder / "lime-consistency.json"
 
+    @property
+    def soundness_file(self) -> Path:
+        """Completeness and soundness of this ranking (roar.evaluate.soundness); replacements are its own."""
+        return self.folder.parent / "soundness" / f"{self.ranking}.json"
+
 
 # --- keys from a composed config (every stage's config has name, paths, data, model, augment, fill) ---
 
@@ -327,7 +336,8 @@ def find_base(cfg, exp: Path, data: str, model: str, augment: str) -> BaseKey:
 
 
 def maps_key(cfg, estimator: str) -> MapsKey:
-    return MapsKey(base_key(cfg), str(estimator))
+    target = (cfg.get("attribute") or {}).get("target", "predicted")
+    return MapsKey(base_key(cfg), str(estimator), str(target))
 
 
 def shard_set_key(cfg, estimator: str, mode: str, fraction: float, reduce: str | None = None) -> ShardSetKey:
