@@ -73,15 +73,20 @@ PARAM_OWNERS = {
 }
 
 
+def owner(name: str) -> str:
+    """The registered entry an estimator name belongs to: its own, or its family's (``mask-tv0.01`` -> mask)."""
+    return "mask" if mask_tv(name) is not None else name
+
+
 def iterative_of(name: str):
-    """The ITERATIVE entry of an iterative estimator: its own, or its family's (``mask-tv0.01`` -> mask)."""
-    return ITERATIVE["mask"] if mask_tv(name) is not None else ITERATIVE[name]
+    """The ITERATIVE entry of an iterative estimator (``owner``)."""
+    return ITERATIVE[owner(name)]
 
 
 def params_for(name: str, params: dict) -> dict:
     """The estimator parameters ``name``'s maps depend on (its identity): all but other estimators' own."""
-    owner = "mask" if mask_tv(name) is not None else name
-    return {k: v for k, v in params.items() if owner in PARAM_OWNERS.get(k, (owner,))}
+    mine = owner(name)
+    return {k: v for k, v in params.items() if mine in PARAM_OWNERS.get(k, (mine,))}
 
 
 def available():

@@ -60,6 +60,8 @@ from roar.tracking import finishing_wandb, start_wandb_run
 from roar.utils.device import resolve_device
 from roar.utils.plain import to_plain
 
+OWN_FILES = ("consistency", "soundness")  # eval sections with their own result files: not a ranking's settings
+
 
 def check_config(cfg) -> list:
     """(ranking, estimator, reduce) of every ranking, after checking every eval.* value. The ranking's
@@ -283,7 +285,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "augment": cfg.augment.name,
             "base_checkpoint_sha256": ckpt_sha,
             "maps_settings_hash": manifest["settings_hash"],
-            "eval": to_plain(cfg.eval),
+            "eval": {k: v for k, v in to_plain(cfg.eval).items() if k not in OWN_FILES},
             "maps_seed": int(cfg.maps_seed),
             "test_ids": len(indices),
             **({"order_from": order["base"]} if order["base"] != key.name else {}),

@@ -161,7 +161,7 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
     patch, seed, grid = ranking_patch(cfg), int(cfg.maps_seed), p_grid(s["step"])
     chosen = chosen_images(model, test_set, indices, int(s["images"]), bool(s["correct_only"]), device)
     ids = [test_set.ids[i] for i in chosen]
-    results = {}
+    results, samples = {}, None  # the chosen samples, read once for every ranking that needs computing
     for name, est, red in rankings:
         folders = {"a": MapsKey(key, est).folder, "a2": MapsKey(key, est, "second").folder}
         if not (folders["a2"] / MANIFEST).is_file():
@@ -190,7 +190,8 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
         if not cfg.overwrite and isinstance(done, dict) and done.get("settings_hash") == settings_hash(settings):
             results[name] = done
             continue
-        records = score_images(model, test_set, train_set, chosen, folders, red, patch, s, grid, seed, device, cfg)
+        samples = samples or [test_set[i] for i in chosen]
+        records = score_images(model, samples, ids, train_set, folders, red, patch, s, grid, seed, device, cfg)
         result = {**settings, "settings_hash": settings_hash(settings), "grid": grid, "per_image": records}
         result["summary"] = summarize(records, grid, s["score_range"], float(s["eps1"]), float(s["eps2"]))
         atomic_write_json(out, result)
@@ -199,14 +200,13 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
     return results
 
 
-def score_images(model, test_set, train_set, chosen, folders, red, patch, s, grid, seed, device, cfg) -> list:
-    """Per-image records: labels, clean probabilities and ranks, curves per replacement and label, deletion."""
-    ids = [test_set.ids[i] for i in chosen]
+def score_images(model, chosen, ids, train_set, folders, red, patch, s, grid, seed, device, cfg) -> list:
+    """Per-image records of the ``chosen`` test samples (their ``ids``): labels, clean probabilities and
+    ranks, curves per replacement and label, deletion."""
     maps = {lab: maps_of(f, set(ids)) for lab, f in folders.items()}
     records, bs, rows = [], int(cfg.eval.batch_size), int(cfg.eval.max_rows)
     for lo in range(0, len(chosen), bs):
-        part, pid = chosen[lo : lo + bs], ids[lo : lo + bs]
-        samples = [test_set[i] for i in part]
+        samples, pid = chosen[lo : lo + bs], ids[lo : lo + bs]
         x = torch.stack([t["image"] for t in samples]).to(device)
         with torch.no_grad():
             clean = torch.softmax(model(x).float(), 1)
@@ -220,14 +220,13 @@ def score_images(model, test_set, train_set, chosen, folders, red, patch, s, gri
             {"id": sid, "label": int(t["label"]), "curves": {g: {} for g in canvases}, "clean": {}, "rank": {}}
             for sid, t in zip(pid, samples)
         ]
-        ranks_a = None
+        order = clean.argsort(1, descending=True)  # the classes by clean probability: a label's rank
         for lab in folders:
             m = torch.from_numpy(np.stack([maps[lab][sid][0] for sid in pid])).to(device)
             labels = torch.tensor([int(maps[lab][sid][1]["target"]) for sid in pid], device=device)
             ranks = feature_ranks(ranking_scores(m, red, patch), pid, seed)
-            order = clean.argsort(1, descending=True)
             label_rank = (order == labels[:, None]).float().argmax(1)
-            for g in s["replacements"]:
+            for g in canvases:  # grey always: insertion is its curve of a
                 curves = label_curves(model, x, ranks, labels, canvases[g], grid, rows, patch).cpu()
                 for r, c in zip(batch, curves.tolist()):
                     r["curves"][g][lab] = [round(v, 6) for v in c]

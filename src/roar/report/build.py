@@ -149,6 +149,11 @@ def base_of(exp, row) -> BaseKey:
 def draw(cfg, data, out: Path) -> list:
     """(path, caption) of every figure there is data for."""
     palette, figures = plots.Palette(), []
+
+    def add(path, caption):  # a figure is drawn only where there is data for it
+        if path:
+            figures.append((path, caption))
+
     fill = data["fill"]
     fills = sorted({s["fill"] for s in data["summary"] if s["n"] and not fill_named(s["fill"]).leakage_control})
     for mode, label in (("remove", "ROAR"), ("keep", "KAR")):
@@ -156,85 +161,61 @@ def draw(cfg, data, out: Path) -> list:
             path = plots.accuracy_curves(
                 data["summary"], data["baselines"], mode, fill, out / f"{label.lower()}-{fill}.png", palette
             )
-            if path:
-                figures.append(
-                    (
-                        path,
-                        f"{label}: test accuracy after retraining vs fraction masked (fill={fill}); bands: 95% CI over seeds; random and sobel dashed, oracle dotted.",
-                    )
-                )
+            add(
+                path,
+                f"{label}: test accuracy after retraining vs fraction masked (fill={fill}); bands: 95% CI over seeds; random and sobel dashed, oracle dotted.",
+            )
     path = plots.retrain_vs_no_retrain(
         data["summary"], data["baselines"], data["evaluations"], fill, out / "retrain-vs-no-retrain.png", palette
     )
-    if path:
-        figures.append(
-            (
-                path,
-                "ROAR Fig. 3: the same rankings with retraining (left) and without (right): without retraining, accuracy falls even for random.",
-            )
-        )
+    add(
+        path,
+        "ROAR Fig. 3: the same rankings with retraining (left) and without (right): without retraining, accuracy falls even for random.",
+    )
     for fill in sorted({e["fill"] for e in data["evaluations"]}):
         path = plots.mif_lif_curves(data["evaluations"], fill, out / f"mif-lif-{fill}.png", palette)
-        if path:
-            figures.append(
-                (
-                    path,
-                    f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; A = area between them.",
-                )
-            )
+        add(
+            path,
+            f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; A = area between them.",
+        )
     for fill in sorted({e["fill"] for e in data["shift"] if "predictions" in e}):
         for key, what in (
             ("unchanged", "fraction of predictions unchanged"),
             ("entropy_norm", "class entropy / log C"),
         ):
             path = plots.prediction_shift(data["shift"], fill, key, out / f"{key.replace('_', '-')}-{fill}.png")
-            if path:
-                figures.append(
-                    (
-                        path,
-                        f"Missingness paper Figs. 3-5 (fill={fill}): {what} as patches are removed, most (MIF, solid) or "
-                        "least (LIF, dashed) important first; 'from' names the model whose maps set the order.",
-                    )
-                )
+            add(
+                path,
+                f"Missingness paper Figs. 3-5 (fill={fill}): {what} as patches are removed, most (MIF, solid) or "
+                "least (LIF, dashed) important first; 'from' names the model whose maps set the order.",
+            )
     path = plots.consistency_curves(data["consistency"], out / "lime-consistency.png")
-    if path:
-        figures.append(
-            (
-                path,
-                "Missingness paper Fig. 8: Jaccard similarity of LIME's top-k patches across the 28 pairs of baseline "
-                "colours (95% CI over pairs); dotted: two random orders.",
-            )
-        )
+    add(
+        path,
+        "Missingness paper Fig. 8: Jaccard similarity of LIME's top-k patches across the 28 pairs of baseline "
+        "colours (95% CI over pairs); dotted: two random orders.",
+    )
     path = plots.soundness_curves(data["soundness_curves"], out / "soundness-curves.png")
-    if path:
-        figures.append(
-            (
-                path,
-                "Masking-explanations paper Figs. 9, 12: the probability of the label as the top p of the map is kept and "
-                "the rest replaced, for the prediction a and the runner-up a' (mean over images); the score averages p "
-                "in the shaded range.",
-            )
-        )
+    add(
+        path,
+        "Masking-explanations paper Figs. 9, 12: the probability of the label as the top p of the map is kept and "
+        "the rest replaced, for the prediction a and the runner-up a' (mean over images); the score averages p "
+        "in the shaded range.",
+    )
     path = plots.sis_heatmaps(data["evaluations"], out / "sis-heatmap.png")
-    if path:
-        figures.append(
-            (
-                path,
-                "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds each pixel.",
-            )
-        )
+    add(
+        path,
+        "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds each pixel.",
+    )
     path = (
         plots.image_grid(data["base"], data["summary"], data["baselines"].get(fill), "remove", fill, out / "images.png")
         if data["base"]
         else None
     )
-    if path:
-        figures.append(
-            (
-                path,
-                "ROAR Fig. 1: one test image as each ranking masks it at each fraction; above: mean test accuracy after retraining.",
-            )
-        )
+    add(
+        path,
+        "ROAR Fig. 1: one test image as each ranking masks it at each fraction; above: mean test accuracy after retraining.",
+    )
     if data["toy"]:
         figures.append(
             (
