@@ -324,7 +324,7 @@ def test_mask_only_leakage_control_trains(root):
     [
         (["mask.fractions=[0.5,1.5]"], r"fraction=1.5 is outside \[0, 1\]; it is the share of features masked"),
         (["mask.modes=[drop]"], "mask.modes has 'drop'"),
-        (["mask.format=jpg"], "never JPEG"),
+        (["mask.format=jpg"], "never a lossy one"),
         (["mask.estimators=[ig]"], "No complete maps for estimator ig"),
         (["data.image_size=16"], "was made from other train data"),
         (["fill=constant", "fill.value=[2]"], r"fill.value=\[2\]"),

@@ -248,7 +248,7 @@ def test_estimator_glob_sweeps_every_registered_estimator(sweep, tmp_path):
         (["grid.fractions=[0.5,1.5]"], r"fraction=1.5 is outside \[0, 1\]"),
         (["grid.estimators=grad"], r"grid.estimators=grad must be a list: write grid.estimators=\[grad\]"),
         (["eval.rankings=[ig.bogus]"], "'ig.bogus'"),
-        (["mask.format=jpg"], "never JPEG"),
+        (["mask.format=jpg"], "never a lossy one"),
         (["grid.seeds=0"], "grid.seeds=0"),
     ],
 )

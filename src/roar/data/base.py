@@ -29,6 +29,10 @@ class ImageDataset(Dataset):
         sample["index"] = i
         return sample
 
+    def encoded(self, i: int) -> tuple | None:
+        """(extension, bytes) of sample ``i``'s source file where the dataset decodes files, else None."""
+        return None
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)

@@ -1,8 +1,7 @@
 """The LightningDataModule over any registered dataset: train and test loaders, channel stats."""
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, default_collate
 
 from roar.data.masked import open_shard_set
 from roar.data.registry import build_dataset
@@ -20,6 +19,11 @@ class ImageDataModule(L.LightningDataModule):
         self.shards, self.retrain_cfg = shards, retrain_cfg or {}
         self.train_set = self.test_set = self.stats = None
         self.resident = {}  # split -> decoded columns, when the data live on the device (data.in_memory)
+        self.masker = None  # a set masked at load: batch -> masked batch (roar.masking.at_load), set by the run
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        """Sets masked at load (``mask.format`` uint8, buckets) are masked and filled here, on the model's device."""
+        return self.masker(batch) if self.masker is not None else batch
 
     def setup(self, stage=None):
         if self.train_set is not None:
@@ -45,12 +49,12 @@ class ImageDataModule(L.LightningDataModule):
     def first_images(self, n: int):
         """The first ``n`` training images in storage order (a data-dependent initialization's sample)."""
         if self.resident:
-            images = self.resident["train"]["image"][:n]
-            return images.float() / 255 if images.dtype == torch.uint8 else images
-        samples = iter(self.train_set.samples()) if isinstance(self.train_set, IterableDataset) else None
-        count = int(getattr(self.train_set, "num_samples", 0) or len(self.train_set))
-        take = [next(samples) if samples else self.train_set[i] for i in range(min(n, count))]
-        return torch.stack([s["image"] for s in take])
+            batch = next(iter(ResidentLoader(self.resident["train"], lambda epoch: list(range(n)), n)))
+        else:
+            samples = iter(self.train_set.samples()) if isinstance(self.train_set, IterableDataset) else None
+            count = int(getattr(self.train_set, "num_samples", 0) or len(self.train_set))
+            batch = default_collate([next(samples) if samples else self.train_set[i] for i in range(min(n, count))])
+        return self.on_after_batch_transfer(batch, 0)["image"]
 
     @property
     def num_classes(self):

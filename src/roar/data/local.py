@@ -5,9 +5,12 @@ applies the test-time preprocessing to train and test images before ranking); tr
 augmentation happens later, on batches (``roar.augment``).
 """
 
+import io
 import multiprocessing
 from pathlib import Path
 
+from omegaconf import OmegaConf
+from PIL import Image
 from torchvision import datasets, transforms
 
 from roar.data.base import ImageDataset
@@ -37,6 +40,15 @@ class LocalImageDataset(ImageDataset):
             str(samples[i][0] if isinstance(samples[i], tuple) else samples[i]) if samples else f"sample {self.ids[i]}"
         )
 
+    def encoded(self, i):
+        """The source file's bytes (JPEG, PNG, ...) when the dataset reads files and stops on an unreadable
+        one (with ``data.on_error=skip`` a sample may be its neighbour's image: no bytes then)."""
+        samples = getattr(self.base, "samples", None) or getattr(self.base, "_image_files", None)
+        if not samples or self.on_error != "raise":
+            return None
+        path = Path(samples[i][0] if isinstance(samples[i], tuple) else samples[i])
+        return path.suffix.lstrip(".").lower() or "img", path.read_bytes()
+
     def load(self, i):
         for k in (j % len(self) for j in range(i, i + len(self))):
             try:
@@ -61,6 +73,19 @@ def preprocess(cfg):
         steps.append(transforms.CenterCrop(int(cfg.crop)))
     steps.append(transforms.ToTensor())
     return transforms.Compose(steps)
+
+
+class SourceDecoder:
+    """The decoding of a stored source file (``encoded``) into the image the dataset gives: PIL, RGB (as
+    torchvision's loaders), then the dataset's resize and crop (``transform``: a set's
+    ``source_transform``). A class, not a closure: DataLoader workers may pickle it."""
+
+    def __init__(self, transform: dict):
+        self.steps = preprocess(OmegaConf.create(dict(transform)))
+
+    def __call__(self, ext: str, data: bytes):
+        with Image.open(io.BytesIO(data)) as image:
+            return self.steps(image.convert("RGB"))
 
 
 def require_root(cfg, expected: str, how: str) -> Path:

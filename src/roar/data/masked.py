@@ -17,9 +17,10 @@ import random
 
 from torch.utils.data import IterableDataset, get_worker_info
 
+from roar.data.local import SourceDecoder
 from roar.errors import RoarError
 from roar.store.manifest import MANIFEST, read_manifest, verify_manifest
-from roar.store.masked import decode_masked_sample
+from roar.store.masked import AT_LOAD, decode_masked_sample
 from roar.store.shards import decode_key, read_shard
 
 ON_ERROR = ("raise", "skip")
@@ -40,6 +41,11 @@ class MaskedShards(IterableDataset):
         self.dataset = manifest["dataset"]  # the source dataset, for metrics.json
         self.stats = {"mean": manifest["mean"], "std": manifest["std"]}
         self.token_drop = bool(manifest["drops_tokens"])  # the fill's trait: the mask travels with the sample
+        self.manifest = manifest
+        self.format = manifest.get("format", "npy")  # uint8 and buckets: masked at load (roar.masking.at_load)
+        transform = manifest.get("source_transform")
+        self.decode_source = SourceDecoder(transform) if transform else None
+        self.mask_shape = manifest.get("mask_shape")
         self.shuffle_buffer = int(shuffle_buffer) if split == "train" else 0
         self.rank, self.world, self.workers, self.epoch = 0, 1, 0, 0
         self.skipped = multiprocessing.Value("i", 0)
@@ -83,7 +89,7 @@ class MaskedShards(IterableDataset):
                     if j % self.world == self.rank:
                         mine -= 1
                         try:
-                            yield decode_masked_sample(sample, self.token_drop)
+                            yield self.decode(sample)
                         except Exception as err:
                             if self.on_error == "raise":
                                 raise RoarError(
@@ -151,7 +157,21 @@ class MaskedShards(IterableDataset):
         """Every sample of the split once, files in manifest order, samples in file order (no rank split)."""
         for path, _ in self.files:
             for sample in read_shard(path):
-                yield decode_masked_sample(sample, self.token_drop)
+                yield self.decode(sample)
+
+    def samples_with_masks(self):
+        """``samples``, each with its removed mask (the leakage audit reads them)."""
+        for path, _ in self.files:
+            for sample in read_shard(path):
+                yield decode_masked_sample(sample, True, self.decode_source, self.mask_shape)
+
+    def decode(self, sample: dict) -> dict:
+        return decode_masked_sample(sample, self.token_drop, self.decode_source, self.mask_shape)
+
+    @property
+    def masked_at_load(self) -> bool:
+        """The set holds source images and compact masks: the batch is masked on the device (roar.masking.at_load)."""
+        return self.format in AT_LOAD
 
 
 def shuffled(stream, size: int, rng: random.Random):
@@ -167,14 +187,24 @@ def shuffled(stream, size: int, rng: random.Random):
     yield from buffer
 
 
+def set_folder(key):
+    """The folder a retrain run of ``key`` (a ShardSetKey) reads: its materialized set when one is
+    complete, else its ranking's bucket set (``mask.format=buckets``) when that is, else the
+    materialized set's folder (for the error)."""
+    for folder in (key.folder, key.buckets.folder):
+        if (folder / MANIFEST).exists():
+            return folder
+    return key.folder
+
+
 def open_shard_set(
     key, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000, splits=("train", "test")
 ) -> list:
-    """The ``splits`` of the shard set ``key`` (a ShardSetKey) for a retrain run, after checking it
-    exists, holds them, comes from the run's dataset and (with ``on_error=raise``) verifies: once."""
+    """The ``splits`` of the shard set of ``key`` (a ShardSetKey: ``set_folder``) for a retrain run, after
+    checking it exists, holds them, comes from the run's dataset and (with ``on_error=raise``) verifies: once."""
     if on_error not in ON_ERROR:
         raise RoarError(f"retrain.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
-    folder = key.folder
+    folder = set_folder(key)
     make = (
         f"roar-mask name={key.base.experiment_dir.name} data={key.base.data} model={key.base.model} augment={key.base.augment} "
         f"mask.estimators=[{key.estimator}] mask.modes=[{key.mode}] reduce={key.reduce} fill=... (the same fill)"
@@ -182,8 +212,9 @@ def open_shard_set(
     manifest = read_manifest(folder)
     if manifest is None:
         raise RoarError(
-            f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, fraction={key.fraction}). "
-            f"Run roar-attribute and then roar-mask with these settings first: {make}."
+            f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, fraction={key.fraction}), "
+            f"nor rank buckets at {key.buckets.folder}. Run roar-attribute and then roar-mask with these settings first: {make} "
+            f"(or mask.format=buckets: one set for every mode, fill and fraction)."
         )
     for split in splits:
         if split not in manifest.get("counts", {}):

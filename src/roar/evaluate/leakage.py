@@ -16,27 +16,30 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import default_collate
 
+from roar.data.masked import MaskedShards
+from roar.masking.at_load import LoadMasker
 from roar.store.io import atomic_write_json, read_json
 from roar.store.manifest import read_manifest
-from roar.store.masked import decode_masked_sample
-from roar.store.shards import read_shard
 
 AUDIT = "audit.json"
 CONFOUNDED = 0.75  # balanced accuracy above which a verdict is marked "confounded by leakage" (halfway to 1.0)
 
 
 def read_split(folder: Path, manifest: dict, split: str, limit: int):
-    """(images, removed masks) of up to ``limit`` samples of a shard set's split, in shard order."""
-    images, masks = [], []
-    for name in sorted(n for n in manifest["files"] if n.startswith(f"{split}-")):
-        for sample in read_shard(folder / name):
-            d = decode_masked_sample(sample, with_mask=True)
-            images.append(d["image"])
-            masks.append(d["removed"])
-            if len(images) >= limit:
-                return torch.stack(images), torch.stack(masks)
-    return torch.stack(images), torch.stack(masks)
+    """(filled images, removed masks) of up to ``limit`` samples of a shard set's split, in shard order
+    (a uint8 set's images filled as its retrain runs see them: roar.masking.at_load)."""
+    shards = MaskedShards(folder, split, manifest, shuffle_buffer=0)
+    taken = []
+    for sample in shards.samples_with_masks():
+        taken.append(sample)
+        if len(taken) >= limit:
+            break
+    batch = default_collate(taken)
+    if shards.masked_at_load:
+        batch["image"] = LoadMasker(manifest, None)({**batch})["image"]
+    return batch["image"], batch["removed"]
 
 
 def mask_recoverability(folder, steps: int = 200, batch_size: int = 64, seed: int = 0, limit: int = 2000):

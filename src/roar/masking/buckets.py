@@ -44,7 +44,7 @@ def removed_from_buckets(buckets: torch.Tensor, boundaries, fractions, fraction:
     grid = [float(t) for t in fractions]
     if not any(abs(float(fraction) - t) < 1e-12 for t in grid):
         raise RoarError(
-            f"fraction={fraction} is not on this bucket map's grid ({', '.join(format(t, 'g') for t in grid)}); "
+            f"fraction={fraction} is not on this bucket map's grid ({', '.join(format(t, '.10g') for t in grid)}); "
             f"a bucket map serves exactly the fractions it was made for."
         )
     if mode not in MODES:

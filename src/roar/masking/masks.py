@@ -91,27 +91,30 @@ def removed_features(ranks: torch.Tensor, fraction: float, mode: str) -> torch.T
     raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
 
 
-def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None, patch=None, ids=None, seed=0):
-    """(masked images, removed mask) of a batch from its feature ranks (``feature_ranks``, one sort
-    serving every fraction). Ranks over H x W features mask whole pixels (reduced maps), over
-    C x H x W single elements, over (H/p) x (W/p) features (``patch`` = p) whole patches, expanded to
-    their pixels. ``donors``: the ``random_image`` fill's other images; ``ids``, ``seed``: the samples'
-    ids and the maps seed (fills with per-sample noise). The one masking function:
-    roar-mask writes its output, roar-eval feeds it to the model."""
-    b, c, h, w = images.shape
+def removed_pixels(removed: torch.Tensor, image_shape, patch=None) -> torch.Tensor:
+    """(B, 1 or C, H, W) boolean from (B, F) removed features: H x W features mask whole pixels (reduced
+    maps), C x H x W single elements, (H/p) x (W/p) features (``patch`` = p) whole patches."""
+    c, h, w = image_shape[-3:]
+    b, f = removed.shape
     if patch is not None:
         p = int(patch)
-        if ranks.shape[1] != (h // p) * (w // p):
+        if f != (h // p) * (w // p):
             raise RoarError(
-                f"ranks have {ranks.shape[1]} features per image; {h}x{w} images have {(h // p) * (w // p)} patches of {p}x{p}."
+                f"ranks have {f} features per image; {h}x{w} images have {(h // p) * (w // p)} patches of {p}x{p}."
             )
-        removed = removed_features(ranks, fraction, mode).view(b, 1, h // p, w // p)
-        removed = removed.repeat_interleave(p, 2).repeat_interleave(p, 3)
-        return apply_fill(images, removed, fill, mean, donors, ids, seed), removed
-    per_pixel = ranks.shape[1] == h * w
-    if not per_pixel and ranks.shape[1] != c * h * w:
+        return removed.view(b, 1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
+    if f not in (h * w, c * h * w):
         raise RoarError(
-            f"ranks have {ranks.shape[1]} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} elements."
+            f"ranks have {f} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} elements."
         )
-    removed = removed_features(ranks, fraction, mode).view(b, 1 if per_pixel else c, h, w)
+    return removed.view(b, 1 if f == h * w else c, h, w)
+
+
+def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None, patch=None, ids=None, seed=0):
+    """(masked images, removed mask) of a batch from its feature ranks (``feature_ranks``, one sort
+    serving every fraction), the features expanded to pixels by ``removed_pixels``. ``donors``: the
+    ``random_image`` fill's other images; ``ids``, ``seed``: the samples' ids and the maps seed (fills
+    with per-sample noise). roar-mask writes its output, roar-eval feeds it to the model, and the
+    formats masked at load (roar.masking.at_load) make the same masks from rank buckets."""
+    removed = removed_pixels(removed_features(ranks, fraction, mode), images.shape, patch)
     return apply_fill(images, removed, fill, mean, donors, ids, seed), removed

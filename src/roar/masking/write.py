@@ -1,5 +1,9 @@
 """Ranked-masked WebDataset shards per estimator, mode, fill and fraction (the roar-mask stage).
 
+With ``mask.format=buckets`` instead one set per estimator (BucketSetKey,
+``shards/<base>/<ranking>/buckets/``) holds each image as its source stores it and its rank buckets
+(roar.masking.buckets), serving every (mode, fraction) of the grid and every fill, masked at load.
+
 For each estimator the stored maps are reduced (``reduce=``), pooled into patches with
 ``granularity=patch`` (roar.masking.masks), ranked once per image (one sort serves
 every fraction; ties broken per (``maps_seed``, sample id) by roar.masking.ranking), and for every
@@ -19,6 +23,7 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
+from roar.masking.buckets import bucket_bits, grid_boundaries, pack_buckets, rank_buckets
 from roar.masking.donors import donor_images
 from roar.masking.fills import check_fill
 from roar.masking.masks import (
@@ -29,11 +34,13 @@ from roar.masking.masks import (
     feature_ranks,
     mask_images,
     ranking_scores,
+    removed_features,
+    removed_pixels,
 )
 from roar.store.keys import maps_key, ranking_patch, shard_set_key
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import iter_map_shard
-from roar.store.masked import FORMATS, masked_sample
+from roar.store.masked import FORMATS, bucket_sample, eight_bit, masked_sample
 from roar.store.sharded import OutputSet, finish, open_shard, plan_shards, samples_in, seal_shard
 from roar.utils.plain import to_plain
 
@@ -49,7 +56,7 @@ def check_config(cfg) -> list:
             raise RoarError(f"mask.modes has {mode!r}; valid modes: {', '.join(MODES)}.")
     if cfg.mask.format not in FORMATS:
         raise RoarError(
-            f"mask.format={cfg.mask.format!r}; valid formats: {', '.join(FORMATS)} (never JPEG: masks must stay exact)."
+            f"mask.format={cfg.mask.format!r}; valid formats: {', '.join(FORMATS)} (never a lossy one: masks must stay exact)."
         )
     if not 0 <= int(cfg.mask.shard_id) < int(cfg.mask.num_shards):
         raise RoarError(f"mask.shard_id={cfg.mask.shard_id} must be in [0, mask.num_shards={cfg.mask.num_shards}).")
@@ -113,36 +120,58 @@ def write_masks(cfg: DictConfig) -> dict:
     fingerprints = {split: datasets[split].fingerprint() for split in cfg.mask.splits}  # hashes every id: once
     sources = source_maps(cfg, fingerprints)
     counts = {split: len(datasets[split]) for split in cfg.mask.splits}
+    fmt = cfg.mask.format
+    if fmt == "uint8" and eight_bit(train_set[0]["image"]) is None:
+        raise RoarError(
+            f"mask.format=uint8 stores 8-bit pixels, but data={cfg.data.name}'s are not 8-bit (the first training image "
+            f"has values off k/255): use mask.format=npy (exact for any data) or buckets (keeps the source's pixels)."
+        )
+    common = {
+        "patch": patch,
+        "format": fmt,
+        "maps_seed": int(cfg.maps_seed),
+        "classes": train_set.classes,
+        "image_shape": image_shape,
+        "mean": stats["mean"],
+        "std": stats["std"],
+        "source_transform": source_transform(train_set, cfg.data),
+        "mask_shape": [image_shape[0] if cfg.reduce == "none" and not patch else 1, *image_shape[1:]],
+    }
     outs, plan, total = {}, [], 0
     for est, source in sources.items():
         size = int(source["shard_size"])
-        sets = []
-        for mode in cfg.mask.modes:
-            for t in fractions:
-                key = shard_set_key(cfg, est, mode, t)
-                settings = {
-                    **key.identity,
-                    "fill": to_plain(cfg.fill),
-                    "fill_label": key.fill,
-                    "drops_tokens": fill.drops_tokens,
-                    "patch": patch,
-                    "format": cfg.mask.format,
-                    "maps_seed": int(cfg.maps_seed),
-                    "source_settings_hash": source["settings_hash"],
-                    "classes": train_set.classes,
-                    "image_shape": image_shape,
-                    "mean": stats["mean"],
-                    "std": stats["std"],
-                    "shard_size": size,
-                }
-                sets.append(OutputSet(key.folder, settings, size))
+        made = {"source_settings_hash": source["settings_hash"], "shard_size": size, **common}
+        if fmt == "buckets":
+            key = shard_set_key(cfg, est, "remove", 0.0).buckets
+            features = num_features(image_shape, patch, cfg.reduce)
+            bounds = grid_boundaries(fractions, features)
+            grid = {"fractions": fractions, "boundaries": bounds, "bits": bucket_bits(bounds), "num_features": features}
+            sets = [OutputSet(key.folder, {**key.identity, **grid, "drops_tokens": False, **made}, size)]
+        else:
+            sets = []
+            for mode in cfg.mask.modes:
+                for t in fractions:
+                    key = shard_set_key(cfg, est, mode, t)
+                    settings = {
+                        **key.identity,
+                        "fill": to_plain(cfg.fill),
+                        "fill_label": key.fill,
+                        "drops_tokens": fill.drops_tokens,
+                        **made,
+                    }
+                    sets.append(OutputSet(key.folder, settings, size))
         outs.update({o.folder: o for o in sets})
         mine = plan_shards(sets, counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
         plan += [(est, split, s, todo) for split, s, todo in mine]
         total += samples_in(mine, counts, size)
+    what = (
+        f"{len(outs)} bucket sets ({len(sources)} rankings; every mode and fill at t = {', '.join(format(t, 'g') for t in fractions)})"
+        if fmt == "buckets"
+        else f"{len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} fractions), fill={cfg.fill.name}"
+    )
     print(
-        f"[roar-mask] {len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} fractions), "
-        f"fill={cfg.fill.name}, reduce={cfg.reduce}, {f'{patch}x{patch} patches' if patch else 'pixels'}; {len(plan)} source shard(s), {total} images to mask"
+        f"[roar-mask] {what}, format={fmt}, reduce={cfg.reduce}, {f'{patch}x{patch} patches' if patch else 'pixels'}; "
+        f"{len(plan)} source shard(s), {total} images to mask"
     )
     with tqdm(total=total, unit="img", desc="mask", dynamic_ncols=True, disable=total == 0) as bar:
         for est, split, s, todo in plan:
@@ -155,29 +184,63 @@ def write_masks(cfg: DictConfig) -> dict:
     return {folder: finish(o, counts) for folder, o in outs.items()}
 
 
+def num_features(image_shape, patch, reduce: str) -> int:
+    """How many features a ranking orders: patches, pixels, or pixel-channel elements (reduce=none)."""
+    c, h, w = image_shape
+    if patch:
+        return (h // int(patch)) * (w // int(patch))
+    return c * h * w if reduce == "none" else h * w
+
+
+def source_transform(dataset, data_cfg):
+    """How a set's encoded source files are decoded (the dataset's resize and crop), or None when the
+    dataset stores no files (its pixels are stored instead)."""
+    if dataset.encoded(0) is None:
+        return None
+    return {"resize": data_cfg.get("resize"), "crop": data_cfg.get("crop")}
+
+
 def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, todo, bar):
-    """Mask one source shard for every (mode, fraction) set in ``todo``, streaming into their tars."""
+    """Mask one source shard for every set in ``todo`` (each (mode, fraction), or one bucket set), streaming into their tars."""
     writers = {o.folder: open_shard(o, split, s) for o in todo}
     seed, bs, fmt, patch = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format, todo[0].settings["patch"]
+    at_load = fmt in ("uint8", "buckets")
     try:
         for a in range(0, len(ids), bs):
             batch_ids = ids[a : a + bs]
             samples = [ds[lo + a + k] for k in range(len(batch_ids))]
             images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
+            encoded = [ds.encoded(lo + a + k) for k in range(len(batch_ids))] if at_load else None
             ranks = feature_ranks(ranking_scores(maps[a : a + bs], cfg.reduce, patch), batch_ids, seed)
-            donors = donor_images(train_set, batch_ids, seed) if fill.needs_donors else None
+            if fmt == "buckets":
+                st = todo[0].settings
+                packed = pack_buckets(rank_buckets(ranks, st["boundaries"]), st["bits"]).numpy()
+                meta = {k: st[k] for k in ("estimator", "reduce", "patch")}
+                for k, sid in enumerate(batch_ids):
+                    writers[todo[0].folder].write(bucket_sample(sid, images[k], packed[k], labels[k], meta, encoded[k]))
+                bar.update(len(batch_ids))
+                continue
+            donors = donor_images(train_set, batch_ids, seed) if fill.needs_donors and not at_load else None
             for o in todo:
                 st = o.settings
-                masked, removed = mask_images(
-                    images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors, st["patch"], batch_ids, seed
-                )
+                if at_load:  # the source image and the mask; the fill is made at load
+                    masked = images
+                    removed = removed_pixels(removed_features(ranks, st["fraction"], st["mode"]), images.shape, patch)
+                else:
+                    masked, removed = mask_images(
+                        images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors, patch, batch_ids, seed
+                    )
                 removed_np = removed.numpy()
                 meta = {k: st[k] for k in ("estimator", "reduce", "mode", "fraction", "patch")} | {
                     "fill": st["fill_label"]
                 }
                 for k, sid in enumerate(batch_ids):
                     extra = {"filled_with": fill.fallback} if fill.fallback and removed_np[k].all() else {}
-                    writers[o.folder].write(masked_sample(sid, masked[k], removed_np[k], labels[k], fmt, meta | extra))
+                    writers[o.folder].write(
+                        masked_sample(
+                            sid, masked[k], removed_np[k], labels[k], fmt, meta | extra, encoded[k] if at_load else None
+                        )
+                    )
             bar.update(len(batch_ids))
     except BaseException:
         for w in writers.values():

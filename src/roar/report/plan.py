@@ -4,8 +4,9 @@ Counts come from the code the pipeline and the sweeps use: retrain jobs from
 ``roar.store.keys.retrain_jobs`` (the grid's settings x seeds), shard sets from roar-mask's
 estimators x modes x fractions, forward+backward passes from the estimator suite's
 ``passes_per_image`` (shared passes counted once). Bytes per sample come from encoding one sample
-with the real writers (maps: float16 npy; masked shards: float32 npy, or 8-bit PNG measured on the
-first images where the data can be opened), inside tar members of 512-byte blocks. Time comes from a
+with the real writers (maps: float16 npy; masked shards: float32 npy, 8-bit PNG, uint8 and rank buckets,
+measured on the first images, and their source files, where the data can be opened), inside tar members of
+512-byte blocks. Rank-bucket sets are one per ranking (mask.estimators), not per mode and fraction. Time comes from a
 training step time: ``plan.step_seconds``, or ``plan.calibrate=true`` (``plan.calibrate_steps`` steps
 of the experiment's model, recipe and batch on random images, on the configured device, after a
 warm-up). An attribution pass of one image is priced at a training step's time per image.
@@ -23,10 +24,12 @@ import torch
 from roar.data import build_dataset
 from roar.errors import RoarError, as_list
 from roar.estimators import EstimatorSuite
+from roar.masking.buckets import bucket_bits, grid_boundaries
+from roar.masking.write import num_features
 from roar.models.module import Classifier
-from roar.store.keys import experiment_dir, retrain_jobs
+from roar.store.keys import experiment_dir, ranking_patch, retrain_jobs
 from roar.store.maps import map_sample
-from roar.store.masked import masked_sample
+from roar.store.masked import bucket_sample, masked_sample
 from roar.tracking import cluster_plugins
 from roar.utils.plain import to_plain
 
@@ -51,6 +54,8 @@ def data_facts(cfg) -> dict:
     if train is not None:
         facts.update(num_train=len(train), num_test=len(test), shape=list(train.image_shape), source="dataset")
         facts["images"] = [train[i]["image"] for i in range(min(16, len(train)))]
+        facts["encoded"] = [train.encoded(i) for i in range(len(facts["images"]))]
+        facts["encoded"] = facts["encoded"] if all(facts["encoded"]) else None
         facts["label"] = int(train[0]["label"])
         facts["id"], facts["num_classes"] = train.ids[0], train.num_classes
     elif plan.get("num_train") is not None:
@@ -80,16 +85,25 @@ def data_facts(cfg) -> dict:
     return facts
 
 
-def sample_bytes(facts: dict, fmt: str) -> float:
-    """Bytes of one masked sample (image, mask, label, json) in ``fmt``; PNG from the first real images."""
+def sample_bytes(facts: dict, fmt: str, features: int = 0, bits: int = 4) -> float:
+    """Bytes of one masked sample (image, mask, label, json) in ``fmt``, encoded by the real writers: PNG
+    from the first real images; uint8 and buckets from the first images' source files where the dataset
+    reads files, else their 8-bit pixels (``features``, ``bits``: the bucket map's)."""
     c, h, w = facts["shape"]
     removed = np.zeros((1, h, w), dtype=bool)
     meta = {"estimator": "sg_sq-grad", "reduce": "abs_sum", "mode": "remove", "fill": "channel_mean", "fraction": 0.5}
-    images = facts["images"] if fmt == "png" else [torch.zeros(c, h, w)]
-    if images is None:
+    if fmt == "png" and facts["images"] is None:
         return float("nan")
-    sizes = [tar_bytes(masked_sample(facts["id"], img, removed, facts["label"], fmt, meta)) for img in images]
-    return float(np.mean(sizes))
+    images = facts["images"] if fmt != "npy" and facts["images"] is not None else [torch.zeros(c, h, w)]
+    encoded = facts.get("encoded") or [None] * len(images)
+    if fmt == "buckets":
+        packed = np.zeros(math.ceil(features * bits / 8), dtype=np.uint8)
+        samples = [bucket_sample(facts["id"], x, packed, facts["label"], meta, e) for x, e in zip(images, encoded)]
+    else:
+        samples = [
+            masked_sample(facts["id"], x, removed, facts["label"], fmt, meta, e) for x, e in zip(images, encoded)
+        ]
+    return float(np.mean([tar_bytes(x) for x in samples]))
 
 
 def map_bytes(facts: dict) -> int:
@@ -200,13 +214,15 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
     attributed = sum(split_sizes[s] for s in splits)
     masked = sum(split_sizes[s] for s in as_list(cfg.mask.splits, "mask.splits"))
     passes = per_image * attributed
-    sets = len(as_list(cfg.mask.estimators, "mask.estimators")) * len(cfg.mask.modes) * len(cfg.mask.fractions)
-    per_set = {fmt: sample_bytes(facts, fmt) * masked for fmt in ("npy", "png")}
+    rankings = len(as_list(cfg.mask.estimators, "mask.estimators"))
+    sets = rankings * len(cfg.mask.modes) * len(cfg.mask.fractions)
+    features = num_features(shape, ranking_patch(cfg), str(cfg.reduce))
+    bits = bucket_bits(grid_boundaries(cfg.mask.fractions, features))
     params = parameters(cfg, shape, num_classes)
     disk = {
         "maps": map_bytes(facts) * attributed * len(estimators),
-        "shards_npy": per_set["npy"] * sets,
-        "shards_png": per_set["png"] * sets,
+        **{f"shards_{fmt}": sample_bytes(facts, fmt) * masked * sets for fmt in ("npy", "png", "uint8")},
+        "shards_buckets": sample_bytes(facts, "buckets", features, bits) * masked * rankings,
         "checkpoints": trainings * params * 4 * 2,  # weights and the optimizer's momentum, float32
     }
     disk["total"] = disk["maps"] + disk[f"shards_{cfg.mask.format}"] + disk["checkpoints"]
@@ -232,6 +248,7 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
             "passes": passes,
         },
         "shard_sets": sets,
+        "bucket_sets": rankings,
         "disk_bytes": disk,
         "mask_format": str(cfg.mask.format),
     }
@@ -268,7 +285,8 @@ def format_plan(plan: dict) -> str:
         f"  attribution    {len(a['estimators'])} estimators, {a['passes_per_image']} forward+backward passes per image "
         f"(shared) x {a['images']:,} images ({', '.join(a['splits'])}) = {a['passes']:,}",
         f"  disk           maps {size(disk['maps'])}; masked shards ({plan['shard_sets']} sets) npy {size(disk['shards_npy'])}, "
-        f"png {size(disk['shards_png'])}; checkpoints {size(disk['checkpoints'])}; "
+        f"png {size(disk['shards_png'])}, uint8 {size(disk['shards_uint8'])}; rank buckets ({plan['bucket_sets']} sets, "
+        f"every mode, fill and fraction) {size(disk['shards_buckets'])}; checkpoints {size(disk['checkpoints'])}; "
         f"to write with mask.format={plan['mask_format']}: {size(disk['total'])}",
     ]
     if "time" in plan:

@@ -198,6 +198,39 @@ class ShardSetKey:
             **({"patch": int(self.patch)} if self.patch else {}),  # pixel rankings: as before patches existed
         }
 
+    @property
+    def buckets(self) -> "BucketSetKey":
+        """The ranking's bucket set, which serves this (mode, fill, fraction) too."""
+        return BucketSetKey(self.base, self.estimator, self.reduce, self.patch)
+
+
+@dataclass(frozen=True)
+class BucketSetKey:
+    """Rank buckets (``mask.format=buckets``): one set per (base model, ranking) that serves every mode,
+    fill and grid fraction, masked at load (roar.masking.at_load)."""
+
+    base: BaseKey
+    estimator: str
+    reduce: str
+    patch: int | None = None
+
+    @property
+    def ranking(self) -> str:
+        return ranking_name(self.estimator, self.reduce, self.patch)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.base.experiment_dir) / "shards" / self.base.name / self.ranking / "buckets"
+
+    @property
+    def identity(self) -> dict:
+        return {
+            **self.base.identity,
+            "estimator": self.estimator,
+            "reduce": self.reduce,
+            **({"patch": int(self.patch)} if self.patch else {}),
+        }
+
 
 @dataclass(frozen=True)
 class RunKey:

@@ -1,7 +1,19 @@
-"""The masked-sample format (roar-mask's shards), written by roar-mask and read by the retrain loader.
+"""The masked-sample formats (roar-mask's shards), written by roar-mask and read by the retrain loader.
 
-Each sample: ``image.npy`` (float32) or ``image.png`` (8-bit), ``mask.npy`` (bool, the removed
-features), ``cls`` (label), ``json`` (id, estimator, reduce, mode, fill, fraction, label).
+Every sample has ``cls`` (label) and ``json`` (id, estimator, reduce, ...). The formats differ in what
+carries the image and the mask:
+
+- ``npy``: ``image.npy`` the masked, filled image (float32); ``mask.npy`` the removed features (bool).
+- ``png``: ``image.png`` the masked, filled image (8-bit); ``mask.npy``.
+- ``uint8``: the *source* image (``source_fields``) and ``mask.bits`` (the removed features, one bit
+  each, ``np.packbits``); the fill is applied at load, on the model's device (roar.masking.at_load).
+- ``buckets``: the source image and ``buckets.npy`` (roar.masking.buckets: one 4- or 8-bit bucket per
+  feature, packed), one set per (base model, ranking) for every (mode, fraction) of the grid and
+  every fill; masked and filled at load.
+
+The source image is stored as the source holds it: the original encoded file (``source.<ext>``: JPEG,
+PNG) where the dataset reads files, else ``image.npy`` in uint8 where the pixels are 8-bit exactly
+(CIFAR), else float32 (digits' 17 grey levels, rendered shapes).
 """
 
 import io
@@ -10,9 +22,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from roar.errors import RoarError
 from roar.store.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes
 
-FORMATS = ("npy", "png")
+FORMATS = ("npy", "png", "uint8", "buckets")
+AT_LOAD = ("uint8", "buckets")  # formats whose mask and fill are made at load
+
+
+def eight_bit(images: torch.Tensor) -> torch.Tensor | None:
+    """``images`` as uint8 when every pixel is k/255 exactly (decoding gives them back bit for bit), else None."""
+    pixels = torch.round(images * 255).to(torch.uint8)
+    return pixels if torch.equal(pixels.float() / 255, images) else None
 
 
 def encode_image(image: torch.Tensor, fmt: str) -> dict:
@@ -27,24 +47,70 @@ def encode_image(image: torch.Tensor, fmt: str) -> dict:
     return {"image.png": buf.getvalue()}
 
 
-def masked_sample(sample_id: str, image: torch.Tensor, removed: np.ndarray, label: int, fmt: str, meta: dict) -> dict:
+def source_fields(image: torch.Tensor, encoded: tuple | None = None) -> dict:
+    """The source image as stored: ``encoded`` = (extension, file bytes) when the dataset reads files,
+    else uint8 where exact, else float32."""
+    if encoded is not None:
+        ext, data = encoded
+        return {f"source.{ext}": data}
+    pixels = eight_bit(image)
+    return {"image.npy": npy_bytes((image if pixels is None else pixels).numpy())}
+
+
+def pack_bits(removed: np.ndarray) -> bytes:
+    return np.packbits(removed.reshape(-1)).tobytes()
+
+
+def masked_sample(
+    sample_id: str, image: torch.Tensor, removed: np.ndarray, label: int, fmt: str, meta: dict, encoded=None
+) -> dict:
+    """One sample of a materialized set: the filled ``image`` (npy, png), or with ``uint8`` the source
+    ``image`` and the mask's bits."""
+    if fmt == "uint8":
+        fields = {**source_fields(image, encoded), "mask.bits": pack_bits(removed)}
+    else:
+        fields = {**encode_image(image, fmt), "mask.npy": npy_bytes(removed)}
     return {
         "__key__": encode_key(sample_id),
-        **encode_image(image, fmt),
-        "mask.npy": npy_bytes(removed),
+        **fields,
         "cls": str(int(label)).encode(),
         "json": json_bytes({"id": sample_id, "label": int(label), **meta}),
     }
 
 
-def decode_masked_sample(sample: dict, with_mask: bool) -> dict:
-    """Tensors from one shard sample's raw bytes."""
-    if "image.npy" in sample:
-        image = torch.from_numpy(load_npy(sample["image.npy"]).astype(np.float32))
+def bucket_sample(sample_id: str, image: torch.Tensor, packed: np.ndarray, label: int, meta: dict, encoded=None):
+    """One sample of a bucket set: the source image and its packed bucket map."""
+    return {
+        "__key__": encode_key(sample_id),
+        **source_fields(image, encoded),
+        "buckets.npy": npy_bytes(packed),
+        "cls": str(int(label)).encode(),
+        "json": json_bytes({"id": sample_id, "label": int(label), **meta}),
+    }
+
+
+def decode_masked_sample(sample: dict, with_mask: bool, decode_source=None, mask_shape=None) -> dict:
+    """Tensors from one shard sample's raw bytes: the image (float in [0, 1]), label, id, and the mask
+    (``removed``) when ``with_mask``; a bucket sample's ``buckets`` and a uint8 sample's ``removed``
+    always (their masking happens later). ``decode_source(ext, bytes)``: the dataset's own decoding
+    of an encoded source file; ``mask_shape``: the removed mask's shape (uint8 sets)."""
+    source = next((k for k in sample if k.startswith("source.")), None)
+    if source is not None:
+        if decode_source is None:
+            raise RoarError(f"sample {decode_key(sample['__key__'])} holds an encoded {source}: pass the data config.")
+        image = decode_source(source.partition(".")[2], sample[source])
+    elif "image.npy" in sample:
+        array = load_npy(sample["image.npy"])
+        image = torch.from_numpy(array).float() / 255 if array.dtype == np.uint8 else torch.from_numpy(array)
     else:
         pixels = np.asarray(Image.open(io.BytesIO(sample["image.png"])), dtype=np.uint8)
         image = torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).float() / 255
-    out = {"image": image, "label": int(sample["cls"]), "id": decode_key(sample["__key__"])}
-    if with_mask:
+    out = {"image": image.float(), "label": int(sample["cls"]), "id": decode_key(sample["__key__"])}
+    if "buckets.npy" in sample:
+        out["buckets"] = torch.from_numpy(load_npy(sample["buckets.npy"]))
+    elif "mask.bits" in sample:
+        bits = np.unpackbits(np.frombuffer(sample["mask.bits"], dtype=np.uint8))[: int(np.prod(mask_shape))]
+        out["removed"] = torch.from_numpy(bits.astype(bool).reshape(mask_shape))
+    elif with_mask:
         out["removed"] = torch.from_numpy(load_npy(sample["mask.npy"]).astype(bool))
     return out

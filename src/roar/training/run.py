@@ -17,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from roar.augment import BatchAugment
 from roar.data import DATASETS, ImageDataModule
+from roar.data.masked import set_folder
 from roar.errors import RoarError, positive_int
+from roar.masking.at_load import LoadMasker
 from roar.masking.fills import fill_of
 from roar.masking.masks import check_granularity
 from roar.models import MODELS
@@ -80,9 +82,21 @@ def configured_callbacks(cfg) -> list:
     return [instantiate(spec) for _, spec in sorted((cfg.get("callbacks") or {}).items())]
 
 
+def run_data(cfg, key: RunKey) -> ImageDataModule:
+    """The run's data, set up: the source dataset, or its shard set, with the masking at load of a uint8
+    or bucket set (roar.masking.at_load) for the run's mode, fraction and fill."""
+    data = ImageDataModule(
+        cfg.data, seed=key.seed, cache_dir=cfg.paths.cache_dir, shards=key.shards, retrain_cfg=cfg.get("retrain")
+    )
+    data.setup()
+    if getattr(data.train_set, "masked_at_load", False):
+        data.masker = LoadMasker(data.train_set.manifest, cfg.fill, key.shards.mode, key.shards.fraction)
+    return data
+
+
 def shard_set_hash(key: RunKey):
     """The settings hash of the shard set a retrain run trains on (None for a base model or a missing set)."""
-    manifest = read_manifest(key.shards.folder) if key.shards else None
+    manifest = read_manifest(set_folder(key.shards)) if key.shards else None
     return manifest.get("settings_hash") if manifest else None
 
 
@@ -105,7 +119,7 @@ def outdated(key: RunKey, metrics) -> str | None:
     if key.shards is None:
         return None
     if metrics.get("shards_settings_hash") != shard_set_hash(key):
-        return f"{key.shards.folder} was rewritten after {key.folder} trained on it"
+        return f"{set_folder(key.shards)} was rewritten after {key.folder} trained on it"
     if metrics.get("skipped_samples") and shards_verify(key):
         return f"{key.folder} skipped {metrics['skipped_samples']} broken samples and its shards verify now"
     return None
@@ -113,7 +127,7 @@ def outdated(key: RunKey, metrics) -> str | None:
 
 def shards_verify(key: RunKey) -> bool:
     try:
-        verify_manifest(key.shards.folder)
+        verify_manifest(set_folder(key.shards))
     except RoarError:
         return False
     return True
@@ -160,10 +174,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
             old.unlink(missing_ok=True)
 
     L.seed_everything(key.seed, workers=True, verbose=False)
-    data = ImageDataModule(
-        cfg.data, seed=key.seed, cache_dir=cfg.paths.cache_dir, shards=key.shards, retrain_cfg=cfg.get("retrain")
-    )
-    data.setup()
+    data = run_data(cfg, key)
     shards_hash = shard_set_hash(key)
     model = build_classifier(cfg, data, key.seed)
     ckpt_path = None

@@ -1,0 +1,82 @@
+"""Masking at load, on the model's device: the formats that store the source image and a compact mask
+(``mask.format=uint8``: the removed bits; ``buckets``: rank buckets, roar.masking.buckets) become the
+batch a materialized set would give, inside the training step (the DataModule's
+``on_after_batch_transfer``, after the batch reached the device, like the FPA augmentation).
+
+The mask is ``removed_from_buckets`` (equal to ``removed_features`` on the ranks roar-mask ranked) or the
+stored bits, expanded to pixels by ``removed_pixels``, and filled by the one ``apply_fill`` with the
+training split's mean, the batch's sample ids and the maps seed: the same function and arguments
+roar-mask's materialized formats use, so a batch equals theirs bit for bit on the CPU (tested, every
+fill but ``random_image``). ``random_image`` takes its donors from the batch itself (each image's donor
+another image of its batch, drawn per (maps seed, sample id)): a donor from disk per image would cost a
+second image read per sample; materialized sets draw donors from the whole training split, so their
+``random_image`` images differ (README, "Deviations").
+"""
+
+import torch
+from omegaconf import OmegaConf
+
+from roar.errors import RoarError
+from roar.masking.buckets import removed_from_buckets, unpack_buckets
+from roar.masking.fills import apply_fill, check_fill
+from roar.masking.masks import MODES, removed_pixels
+from roar.utils.seeding import sample_seed
+
+
+def batch_donors(images: torch.Tensor, ids, seed: int, mean) -> torch.Tensor:
+    """Each image's donor: another image of its batch, the shift drawn per (seed, sample id). A batch of
+    one has no other image: its donor is the channel-mean image (nothing of the image leaks through)."""
+    b = images.shape[0]
+    if b == 1:
+        return (
+            torch.tensor([float(m) for m in mean], dtype=images.dtype, device=images.device)
+            .view(1, -1, 1, 1)
+            .expand_as(images)
+        )
+    shift = torch.tensor([1 + sample_seed(seed, sid, "batch-donor") % (b - 1) for sid in ids])
+    index = (torch.arange(b) + shift) % b
+    return images.index_select(0, index.to(images.device))
+
+
+class LoadMasker:
+    """Makes a (mode, fraction, fill) batch from a set masked at load. ``manifest``: the set's manifest
+    (format, image_shape, patch, mean, maps_seed; bucket sets also fractions, boundaries, bits,
+    num_features). ``fill``: the run's fill config; a bucket set serves every fill, a uint8 set is one
+    fill's and uses the one it records."""
+
+    def __init__(self, manifest: dict, fill, mode: str | None = None, fraction: float | None = None):
+        self.format = manifest["format"]
+        self.fill_cfg = OmegaConf.create(manifest["fill"]) if self.format == "uint8" else fill
+        fill = self.fill_cfg
+        self.fill = check_fill(fill, int(manifest["image_shape"][0]))
+        self.patch, self.mean, self.seed = manifest.get("patch"), manifest["mean"], int(manifest["maps_seed"])
+        if self.format == "buckets":
+            if mode not in MODES:
+                raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
+            self.mode, self.fraction = mode, float(fraction)
+            self.fractions, self.boundaries = list(manifest["fractions"]), list(manifest["boundaries"])
+            self.bits, self.num_features = int(manifest["bits"]), int(manifest["num_features"])
+            removed_from_buckets(  # a fraction off the grid is refused now, with the grid listed
+                torch.zeros(1, self.num_features, dtype=torch.uint8),
+                self.boundaries,
+                self.fractions,
+                self.fraction,
+                mode,
+            )
+
+    def removed(self, batch) -> torch.Tensor:
+        if self.format != "buckets":
+            return batch["removed"]
+        buckets = unpack_buckets(batch["buckets"], self.num_features, self.bits)
+        flat = removed_from_buckets(buckets, self.boundaries, self.fractions, self.fraction, self.mode)
+        return removed_pixels(flat, batch["image"].shape, self.patch)
+
+    def __call__(self, batch: dict) -> dict:
+        images, ids = batch["image"], list(batch["id"])
+        removed = self.removed(batch)
+        donors = batch_donors(images, ids, self.seed, self.mean) if self.fill.needs_donors else None
+        out = {k: v for k, v in batch.items() if k not in ("buckets", "removed")}
+        out["image"] = apply_fill(images, removed, self.fill_cfg, self.mean, donors, ids, self.seed)
+        if self.fill.drops_tokens:  # the mask travels on to the ViT, as from a materialized token-drop set
+            out["removed"] = removed
+        return out

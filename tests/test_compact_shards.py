@@ -1,0 +1,255 @@
+"""The formats masked at load (issue: ImageNet-scale storage): ``mask.format=buckets`` (one set per ranking,
+every mode, fill and grid fraction) and ``uint8`` (source pixels and the mask's bits). A retrain batch
+from them equals, bit for bit, the batch of the float32 materialized set of the same setting."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import QUIET, TINY_BASE, base_name
+from roar.attribution.run import attribute
+from roar.config import compose_config
+from roar.data.masked import set_folder
+from roar.data.shapes import render
+from roar.errors import RoarError
+from roar.evaluate.leakage import mask_recoverability
+from roar.masking.fills import FILLS
+from roar.masking.write import verify_all, write_masks
+from roar.store.keys import run_key
+from roar.training.run import run_data, train
+
+pytestmark = pytest.mark.slow
+EDGE = 0.1015625  # 6.5 of digits' 64 pixels: round(t F) rounds a half up (7); keep at EDGE masks 57 -> 7 left
+GRID = f"mask.fractions=[0,{EDGE},0.5,0.7,1.0]"
+BASE = base_name(*TINY_BASE)
+PAINTING = sorted(n for n in FILLS.names() if not FILLS[n].drops_tokens and not FILLS[n].needs_donors)
+
+
+def fill_args(fill):
+    return [f"fill={fill}", *(["fill.value=[0.25]"] if fill == "constant" else [])]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, tiny_base):
+    out = tiny_base(tmp_path_factory.mktemp("outputs"))
+    common = [f"paths.output_root={out}", *QUIET[:2]]
+    attribute(compose_config("attribute", [*common, "attribute.estimators=[grad]", "attribute.shard_size=400"]))
+    write_masks(compose_config("mask", [*common, "mask.estimators=[grad]", GRID, "mask.format=buckets"]))
+    return out
+
+
+def cfg(root, *overrides, config="train"):
+    grid = ["mask.estimators=[grad]", GRID] if config == "mask" else []
+    return compose_config(config, [f"paths.output_root={root}", *QUIET, f"base={BASE}", *grid, *overrides])
+
+
+def batches(root, *overrides, split="train", epoch=1):
+    """Every batch of a retrain run's ``split`` at ``epoch``, as the training step sees it (after the
+    transfer hook), from whichever set the run reads; and the run's data module."""
+    c = cfg(root, "estimator=grad", *overrides)
+    data = run_data(c, run_key(c))
+    data.set_epoch(epoch)
+    loader = data.train_dataloader() if split == "train" else data.test_dataloader()
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    return [data.on_after_batch_transfer(b, 0) for b in loader], data
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert list(x["id"]) == list(y["id"])
+        assert torch.equal(x["label"], y["label"])
+        assert x["image"].dtype == y["image"].dtype == torch.float32
+        assert torch.equal(x["image"], y["image"]), float((x["image"] - y["image"]).abs().max())
+        assert ("removed" in x) == ("removed" in y)
+        if "removed" in x:
+            assert torch.equal(x["removed"], y["removed"])
+
+
+def materialize(root, fill, fmt="npy"):
+    write_masks(
+        cfg(
+            root,
+            *fill_args(fill),
+            "mask.modes=[remove,keep]",
+            f"mask.fractions=[{EDGE},0.7]",
+            f"mask.format={fmt}",
+            config="mask",
+        )
+    )
+
+
+def drop_materialized(root, fill):
+    """Remove the materialized sets of ``fill``, so that runs read the bucket set."""
+    for folder in (root / "default" / "shards" / BASE / "grad").glob("*/*"):
+        if folder.parent.name in ("remove", "keep") and folder.name.split("-")[0] == fill:
+            shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("fill", PAINTING)
+def test_bucket_batches_equal_materialized_batches_bit_for_bit(root, fill):
+    materialize(root, fill)
+    for mode in ("remove", "keep"):
+        for t in (EDGE, 0.7):
+            args = (*fill_args(fill), f"mode={mode}", f"fraction={t}", "data.in_memory=false", "data.batch_size=128")
+            folder = run_key(cfg(root, "estimator=grad", *args)).shards.folder
+            for split in ("train", "test"):
+                npy, data = batches(root, *args, split=split)
+                assert data.masker is None and data.train_set.format == "npy"
+                folder.rename(folder.with_name("away"))
+                try:
+                    bkt, data = batches(root, *args, split=split)
+                finally:
+                    folder.with_name("away").rename(folder)
+                assert data.train_set.format == "buckets" and data.masker is not None
+                assert_same(bkt, npy)
+    drop_materialized(root, fill)
+
+
+def test_rounding_boundary_counts_and_both_splits(root):
+    """keep at 6.5/64 masks round(6.5) = 7 pixels, remove at 1 - EDGE leaves 7; both splits, resident and streamed."""
+    for split in ("train", "test"):
+        for in_memory in ("true", "false"):
+            got, _ = batches(
+                root, "fill=zero", "mode=keep", f"fraction={EDGE}", f"data.in_memory={in_memory}", split=split
+            )
+            images = torch.cat([b["image"] for b in got])
+            assert images.shape[1:] == (1, 8, 8)
+    remove, _ = batches(root, "fill=mask_only", "mode=remove", f"fraction={EDGE}", split="test")
+    keep, _ = batches(root, "fill=mask_only", "mode=keep", f"fraction={EDGE}", split="test")
+    assert {int(n) for n in torch.cat([b["image"] for b in remove]).flatten(1).sum(1)} == {7}
+    assert {int(n) for n in torch.cat([b["image"] for b in keep]).flatten(1).sum(1)} == {7}
+
+
+def test_resident_and_streamed_bucket_batches_are_the_same(root):
+    a, _ = batches(root, "fill=blur", "mode=remove", "fraction=0.5", "data.in_memory=true", "data.batch_size=100")
+    b, _ = batches(root, "fill=blur", "mode=remove", "fraction=0.5", "data.in_memory=false", "data.batch_size=100")
+    assert_same(a, b)
+
+
+def test_a_run_trained_from_buckets_equals_the_run_from_npy(root):
+    """Lightning training end to end: the transfer hook masks on the device, and the numbers are the npy run's."""
+    args = [
+        "estimator=grad",
+        "fill=zero",
+        "mode=remove",
+        "fraction=0.5",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+    ]
+    write_masks(cfg(root, "fill=zero", "mask.modes=[remove]", "mask.fractions=[0.5]", config="mask"))
+    npy = train(cfg(root, *args))
+    drop_materialized(root, "zero")
+    bkt = train(cfg(root, *args))  # the set it trained on changed: redone, from the bucket set
+    assert npy["shards_settings_hash"] != bkt["shards_settings_hash"]
+    for k in ("test_acc", "test_loss", "train_acc"):
+        assert npy[k] == bkt[k], k
+
+
+def test_a_fraction_off_the_grid_is_refused_with_the_grid(root):
+    with pytest.raises(RoarError, match=r"not on this bucket map's grid \(0, 0\.1015625, 0\.5, 0\.7, 1\)"):
+        batches(root, "fill=zero", "mode=remove", "fraction=0.3")
+
+
+def test_random_image_donors_come_from_the_batch_seeded(root):
+    a, _ = batches(root, "fill=random_image", "mode=remove", "fraction=0.5", "data.batch_size=64")
+    b, _ = batches(root, "fill=random_image", "mode=remove", "fraction=0.5", "data.batch_size=64")
+    assert_same(a, b)  # the same draws every time
+    clean, _ = batches(root, "fill=zero", "mode=remove", "fraction=0.0", "data.batch_size=64")
+    mask, _ = batches(root, "fill=mask_only", "mode=remove", "fraction=0.5", "data.batch_size=64")
+    x, src, removed = a[0]["image"], clean[0]["image"], mask[0]["image"][:, :1].bool()
+    assert torch.equal(x[~removed.expand_as(x)], src[~removed.expand_as(src)])  # kept pixels are the image's own
+    for k in range(len(x)):  # each removed pixel comes from one other image of the same batch
+        r = removed[k, 0]
+        donors = [j for j in range(len(x)) if j != k and torch.equal(x[k][:, r], src[j][:, r])]
+        assert donors, f"sample {k}: no image of its batch gave its removed pixels"
+
+
+def test_bucket_shards_are_tars_and_caught_when_altered(root, tmp_path):
+    folder = root / "default" / "shards" / BASE / "grad" / "buckets"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == "buckets" and manifest["bits"] == 4 and manifest["boundaries"] == [7, 19, 32, 45, 57]
+    tar = sorted(folder.glob("train-*.tar"))[0]
+    members = subprocess.run(["tar", "-tf", str(tar)], check=True, capture_output=True, text=True).stdout.split()
+    assert {m.split(".", 1)[1] for m in members} == {"image.npy", "buckets.npy", "cls", "json"}
+    copy = tmp_path / "default"
+    shutil.copytree(root / "default", copy)
+    bad = copy / "shards" / BASE / "grad" / "buckets" / tar.name
+    data = bytearray(bad.read_bytes())
+    data[1200] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    assert any(tar.name in p and "sha256" in p for p in verify_all(copy))
+    bad.write_bytes(bytes(data[: len(data) // 2]))
+    assert any(tar.name in p for p in verify_all(copy))
+
+
+def test_uint8_refuses_data_that_are_not_8_bit(root):
+    with pytest.raises(RoarError, match="not 8-bit.*mask.format=npy"):
+        materialize(root, "zero", fmt="uint8")
+
+
+def image_folder(root, n=(24, 8), side=24):
+    """Shapes rendered to PNG files: 8-bit data read through data=imagefolder."""
+    for split, count in zip(("train", "val"), n):
+        for i in range(count):
+            image, label, _, _ = render(0, "train" if split == "train" else "test", i, side, 3, 0.0)
+            path = root / split / f"class{label}" / f"{i:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((image * 255).round().astype("uint8")).save(path)
+    return root
+
+
+def test_uint8_and_encoded_sources_equal_npy_on_8_bit_photos(tmp_path):
+    """On 8-bit files (shapes as PNG through data=imagefolder) the uint8 set stores the original files and
+    their mask bits, the bucket set the files and buckets: both give the npy set's batches."""
+    data = image_folder(tmp_path / "photos")
+    common = [f"paths.output_root={tmp_path / 'out'}", *QUIET, "data=imagefolder", f"data.root={data}"]
+    common += [
+        "data.resize=20",
+        "data.crop=16",
+        "data.num_workers=0",
+        "data.batch_size=8",
+    ]  # files decoded, resized, cropped
+    train(compose_config("train", [*common, "trainer.max_epochs=1"]))
+    attribute(compose_config("attribute", [*common, "trainer.max_epochs=1", "attribute.estimators=[grad]"]))
+    mask = [*common, "trainer.max_epochs=1", "mask.estimators=[grad]", "mask.modes=[remove]", "mask.fractions=[0,0.5]"]
+    write_masks(compose_config("mask", [*mask, "mask.format=buckets"]))
+    for fill in ("channel_mean", "linear"):
+        run = compose_config(
+            "train", [*common, "trainer.max_epochs=1", "estimator=grad", "mode=remove", "fraction=0.5", f"fill={fill}"]
+        )
+        key, got, audits = run_key(run), {}, {}
+        for fmt in ("npy", "uint8", "buckets"):
+            if fmt != "buckets":
+                write_masks(compose_config("mask", [*mask, f"fill={fill}", f"mask.format={fmt}"]))
+            d = run_data(run, key)
+            assert d.train_set.format == fmt
+            got[fmt] = [d.on_after_batch_transfer(b, 0) for b in d.train_dataloader()]
+            if fmt != "buckets":
+                audits[fmt] = mask_recoverability(set_folder(key.shards), steps=3, batch_size=8)
+            if fmt != "buckets":  # the run reads the materialized set while there is one
+                shutil.rmtree(key.shards.folder.parent)  # every fraction of this fill
+        assert_same(got["uint8"], got["npy"])
+        assert_same(got["buckets"], got["npy"])
+        assert audits["uint8"] == audits["npy"]  # the leakage audit reads the filled images of a uint8 set
+    listing = subprocess.run(
+        ["tar", "-tf", str(next(key.shards.buckets.folder.glob("train-*.tar")))], capture_output=True, text=True
+    )
+    assert ".source.png" in listing.stdout  # the original file, not decoded pixels
+
+
+def test_the_planner_prices_a_bucket_set_as_written(root):
+    from roar.report.plan import make_plan
+
+    plan = make_plan(cfg(root, "attribute.estimators=[grad]", "mask.estimators=[grad]", GRID, config="pipeline"))
+    folder = root / "default" / "shards" / BASE / "grad" / "buckets"
+    written = sum(p.stat().st_size for p in folder.glob("*.tar"))
+    assert plan["bucket_sets"] == 1
+    assert plan["disk_bytes"]["shards_buckets"] == pytest.approx(written, rel=0.02)
+    one_npy = plan["disk_bytes"]["shards_npy"] / plan["shard_sets"]  # digits: both hold a float32 image
+    assert plan["shard_sets"] == 5 and plan["disk_bytes"]["shards_buckets"] == pytest.approx(one_npy, rel=0.1)
