@@ -3,11 +3,12 @@ sets written by roar-mask from shapes rendered to PNG files and read through ``d
 sources, like CIFAR and ImageNet), at 32x32 and 224x224.
 
 1. Bytes per sample on disk (tar members included) of one shard set in each format: float32 ``npy``
-   (today's materialized set), ``uint8`` (source file + mask bits, filled at load) and ``buckets`` (source
-   file + 4-bit rank buckets, every mode and fraction of ROAR's grid). Then ROAR's whole grid per image
-   (R = 19 rankings: 17 estimators and 2 controls, x remove/keep x 5 fractions = 190 materialized sets, or
-   19 bucket sets), against the original ROAR design priced as the source image plus a float32 H x W map
-   per ranking. Goals: buckets <= 1/100 of npy and <= 1/10 of the original design.
+   (today's materialized set), ``uint8`` (source file + mask bits, filled at load), and ``buckets`` (4-bit
+   rank buckets for every mode and fraction of ROAR's grid) beside the base model's image set (the source
+   files, once). Then ROAR's whole grid per image (R = 19 rankings: 17 estimators and 2 controls, x
+   remove/keep x 5 fractions = 190 materialized sets, or the image set and 19 bucket sets), against the
+   original ROAR design priced as the source image plus a float32 H x W map per ranking. Goals: buckets
+   <= 1/100 of npy and <= 1/10 of the original design.
 2. A training epoch of ResNet-18 (small stem) at 32x32 fed from the bucket set (masked and filled in
    ``on_after_batch_transfer``), from the npy set, and from in-memory tensors. Goal: buckets >= 0.95 of npy.
 """
@@ -68,7 +69,8 @@ def write_formats(tmp: Path, side: int, n_train: int, n_test: int):
         folders[fmt] = shard_set_key(cfg, "random", "remove", 0.5).folder
     cfg = compose_config("mask", [*mask, "mask.fractions=[0,0.1,0.3,0.5,0.7,0.9]", "mask.format=buckets"])
     write_masks(cfg)
-    folders["buckets"] = shard_set_key(cfg, "random", "remove", 0.5).buckets.folder
+    key = shard_set_key(cfg, "random", "remove", 0.5).buckets
+    folders["buckets"], folders["images"] = key.folder, key.images.folder
     return folders, common
 
 
@@ -86,12 +88,16 @@ def bench_bytes(tmp: Path, side: int, n_train: int, n_test: int):
     grid = {
         "npy": b["npy"] * RANKINGS * MODES * FRACTIONS,
         "uint8": b["uint8"] * RANKINGS * MODES * FRACTIONS,
-        "buckets": b["buckets"] * RANKINGS,
+        "buckets": b["images"] + b["buckets"] * RANKINGS,  # the image set once, a bucket set per ranking
     }
     print(f"\n== {side}x{side}x3 shapes as PNG files ({n_train} train images), bytes per sample on disk")
     print(f"  source PNG file {source:,.0f}; float32 image {4 * 3 * side * side:,}; uint8 pixels {3 * side * side:,}")
-    for fmt in ("npy", "uint8", "buckets"):
-        print(f"  {fmt:8s} one set {b[fmt]:>10,.0f} B/sample;  ROAR's grid per image {grid[fmt] / 1e3:>10,.1f} KB")
+    for fmt in ("npy", "uint8", "images", "buckets"):
+        line = f"  {fmt:8s} one set {b[fmt]:>10,.0f} B/sample"
+        print(
+            line
+            + (f";  ROAR's grid per image {grid[fmt] / 1e3:>10,.1f} KB" if fmt in grid else " (shared by the rankings)")
+        )
     print(f"  original ROAR design (source + float32 HxW map per ranking) {original / 1e3:,.1f} KB per image")
     r_npy, r_orig = grid["buckets"] / grid["npy"], grid["buckets"] / original
     print(f"  buckets / npy grid: 1/{1 / r_npy:.0f}  {verdict(r_npy, 0.01, higher_is_better=False)}")

@@ -170,22 +170,36 @@ def test_random_image_donors_come_from_the_batch_seeded(root):
         assert donors, f"sample {k}: no image of its batch gave its removed pixels"
 
 
-def test_bucket_shards_are_tars_and_caught_when_altered(root, tmp_path):
-    folder = root / "default" / "shards" / BASE / "grad" / "buckets"
-    manifest = json.loads((folder / "manifest.json").read_text())
+def members(tar) -> set:
+    listing = subprocess.run(["tar", "-tf", str(tar)], check=True, capture_output=True, text=True).stdout.split()
+    return {m.split(".", 1)[1] for m in listing}
+
+
+def test_bucket_and_image_shards_are_tars_and_caught_when_altered(root, tmp_path):
+    shards = root / "default" / "shards" / BASE
+    manifest = json.loads((shards / "grad" / "buckets" / "manifest.json").read_text())
     assert manifest["format"] == "buckets" and manifest["bits"] == 4 and manifest["boundaries"] == [7, 19, 32, 45, 57]
-    tar = sorted(folder.glob("train-*.tar"))[0]
-    members = subprocess.run(["tar", "-tf", str(tar)], check=True, capture_output=True, text=True).stdout.split()
-    assert {m.split(".", 1)[1] for m in members} == {"image.npy", "buckets.npy", "cls", "json"}
-    copy = tmp_path / "default"
-    shutil.copytree(root / "default", copy)
-    bad = copy / "shards" / BASE / "grad" / "buckets" / tar.name
-    data = bytearray(bad.read_bytes())
-    data[1200] ^= 0xFF
-    bad.write_bytes(bytes(data))
-    assert any(tar.name in p and "sha256" in p for p in verify_all(copy))
-    bad.write_bytes(bytes(data[: len(data) // 2]))
-    assert any(tar.name in p for p in verify_all(copy))
+    images = json.loads((shards / "images" / "manifest.json").read_text())
+    assert manifest["images_settings_hash"] == images["settings_hash"] and images["counts"] == manifest["counts"]
+    tar = sorted((shards / "grad" / "buckets").glob("train-*.tar"))[0]
+    assert members(tar) == {"buckets"} and members(shards / "images" / tar.name) == {"image.npy", "cls"}
+    copy = tmp_path / "out"
+    shutil.copytree(root / "default", copy / "default")
+    for part in ("images", "grad/buckets"):
+        bad = copy / "default" / "shards" / BASE / part / tar.name
+        data = bytearray(bad.read_bytes())
+        data[1100] ^= 0xFF
+        bad.write_bytes(bytes(data))
+        assert any(str(bad) in p and "sha256" in p for p in verify_all(copy / "default"))
+        with pytest.raises(RoarError, match="does not verify"):  # a retrain refuses before training
+            batches(copy, "fill=zero", "mode=remove", "fraction=0.5")
+        bad.write_bytes(bytes(data[: len(data) // 2]))
+        assert any(str(bad) in p for p in verify_all(copy / "default"))
+        _, data = batches(
+            copy, "fill=zero", "mode=remove", "fraction=0.5", "retrain.on_error=skip", "data.in_memory=false"
+        )
+        assert data.train_set.skipped.value > 0  # unverified, the short shard is still caught by its count
+        shutil.copy(root / "default" / "shards" / BASE / part / tar.name, bad)
 
 
 def test_uint8_refuses_data_that_are_not_8_bit(root):
@@ -237,19 +251,16 @@ def test_uint8_and_encoded_sources_equal_npy_on_8_bit_photos(tmp_path):
         assert_same(got["uint8"], got["npy"])
         assert_same(got["buckets"], got["npy"])
         assert audits["uint8"] == audits["npy"]  # the leakage audit reads the filled images of a uint8 set
-    listing = subprocess.run(
-        ["tar", "-tf", str(next(key.shards.buckets.folder.glob("train-*.tar")))], capture_output=True, text=True
-    )
-    assert ".source.png" in listing.stdout  # the original file, not decoded pixels
+    assert members(next(key.shards.buckets.images.folder.glob("train-*.tar"))) == {"source.png", "cls"}  # the files
 
 
 def test_the_planner_prices_a_bucket_set_as_written(root):
     from roar.report.plan import make_plan
 
     plan = make_plan(cfg(root, "attribute.estimators=[grad]", "mask.estimators=[grad]", GRID, config="pipeline"))
-    folder = root / "default" / "shards" / BASE / "grad" / "buckets"
-    written = sum(p.stat().st_size for p in folder.glob("*.tar"))
+    shards = root / "default" / "shards" / BASE
+    written = sum(p.stat().st_size for part in ("grad/buckets", "images") for p in (shards / part).glob("*.tar"))
     assert plan["bucket_sets"] == 1
     assert plan["disk_bytes"]["shards_buckets"] == pytest.approx(written, rel=0.02)
-    one_npy = plan["disk_bytes"]["shards_npy"] / plan["shard_sets"]  # digits: both hold a float32 image
-    assert plan["shard_sets"] == 5 and plan["disk_bytes"]["shards_buckets"] == pytest.approx(one_npy, rel=0.1)
+    one_npy = plan["disk_bytes"]["shards_npy"] / plan["shard_sets"]  # digits: the image set holds float32 images
+    assert plan["shard_sets"] == 5 and plan["disk_bytes"]["shards_buckets"] < one_npy

@@ -49,7 +49,8 @@ class ImageDataModule(L.LightningDataModule):
     def first_images(self, n: int):
         """The first ``n`` training images in storage order (a data-dependent initialization's sample)."""
         if self.resident:
-            batch = next(iter(ResidentLoader(self.resident["train"], lambda epoch: list(range(n)), n)))
+            k = min(n, len(self.resident["train"]["label"]))
+            batch = next(iter(ResidentLoader(self.resident["train"], lambda epoch: list(range(k)), k)))
         else:
             samples = iter(self.train_set.samples()) if isinstance(self.train_set, IterableDataset) else None
             count = int(getattr(self.train_set, "num_samples", 0) or len(self.train_set))

@@ -13,7 +13,9 @@ that ran out. Every sample is seen exactly once per epoch apart from those few r
 
 import math
 import multiprocessing
+import os
 import random
+from pathlib import Path
 
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -46,6 +48,8 @@ class MaskedShards(IterableDataset):
         transform = manifest.get("source_transform")
         self.decode_source = SourceDecoder(transform) if transform else None
         self.mask_shape = manifest.get("mask_shape")
+        images = manifest.get("images")  # a bucket set: its images are the base model's image set
+        self.images = Path(os.path.normpath(Path(folder) / images)) if images else None
         self.shuffle_buffer = int(shuffle_buffer) if split == "train" else 0
         self.rank, self.world, self.workers, self.epoch = 0, 1, 0, 0
         self.skipped = multiprocessing.Value("i", 0)
@@ -85,7 +89,7 @@ class MaskedShards(IterableDataset):
         for path, count in files:
             start, mine = j, sum(1 for k in range(j, j + count) if k % self.world == self.rank)
             try:
-                for sample in read_shard(path):
+                for sample in self.read(path):
                     if j % self.world == self.rank:
                         mine -= 1
                         try:
@@ -156,13 +160,27 @@ class MaskedShards(IterableDataset):
     def samples(self):
         """Every sample of the split once, files in manifest order, samples in file order (no rank split)."""
         for path, _ in self.files:
-            for sample in read_shard(path):
+            for sample in self.read(path):
                 yield self.decode(sample)
+
+    def read(self, path):
+        """The raw samples of one shard; a bucket shard's merged with the same-named shard of the image set,
+        sample by sample (the same ids in the same order, else an error naming both)."""
+        if self.images is None:
+            yield from read_shard(path)
+            return
+        for image, buckets in zip(read_shard(self.images / path.name), read_shard(path)):
+            if image["__key__"] != buckets["__key__"]:
+                raise RoarError(
+                    f"{path} holds {decode_key(buckets['__key__'])} where {self.images / path.name} holds "
+                    f"{decode_key(image['__key__'])}: the image set was made from other data. Rerun roar-mask with mask.format=buckets."
+                )
+            yield {**image, **buckets}
 
     def samples_with_masks(self):
         """``samples``, each with its removed mask (the leakage audit reads them)."""
         for path, _ in self.files:
-            for sample in read_shard(path):
+            for sample in self.read(path):
                 yield decode_masked_sample(sample, True, self.decode_source, self.mask_shape)
 
     def decode(self, sample: dict) -> dict:
@@ -226,6 +244,16 @@ def open_shard_set(
         raise RoarError(
             f"The shard set {folder} was made from data={manifest.get('dataset')}, not data={key.base.data}. Rerun roar-mask."
         )
+    if manifest.get("images"):  # a bucket set is read beside its base model's image set
+        images = Path(os.path.normpath(folder / manifest["images"]))
+        found = read_manifest(images)
+        if found is None or found.get("settings_hash") != manifest.get("images_settings_hash"):
+            raise RoarError(
+                f"The bucket set {folder} is read with the image set {images}, which is "
+                f"{'missing' if found is None else 'another one than it was made with'}. Rerun roar-mask with mask.format=buckets."
+            )
+        if on_error == "raise":
+            verify_manifest(images)
     if on_error == "raise":
         manifest = verify_manifest(folder)
     return [

@@ -1,8 +1,10 @@
 """Ranked-masked WebDataset shards per estimator, mode, fill and fraction (the roar-mask stage).
 
 With ``mask.format=buckets`` instead one set per estimator (BucketSetKey,
-``shards/<base>/<ranking>/buckets/``) holds each image as its source stores it and its rank buckets
-(roar.masking.buckets), serving every (mode, fraction) of the grid and every fill, masked at load.
+``shards/<base>/<ranking>/buckets/``) holds each image's rank buckets (roar.masking.buckets), serving
+every (mode, fraction) of the grid and every fill, masked at load; the images are stored once per base
+model, as the source holds them, in its image set (ImageSetKey, ``shards/<base>/images/``), whose
+shards the bucket sets' shards match one for one.
 
 For each estimator the stored maps are reduced (``reduce=``), pooled into patches with
 ``granularity=patch`` (roar.masking.masks), ranked once per image (one sort serves
@@ -40,8 +42,8 @@ from roar.masking.masks import (
 from roar.store.keys import maps_key, ranking_patch, shard_set_key
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import iter_map_shard
-from roar.store.masked import FORMATS, bucket_sample, eight_bit, masked_sample
-from roar.store.sharded import OutputSet, finish, open_shard, plan_shards, samples_in, seal_shard
+from roar.store.masked import FORMATS, bucket_sample, eight_bit, image_sample, masked_sample
+from roar.store.sharded import OutputSet, finish, open_shard, plan_shards, samples_in, seal_shard, write_sealed
 from roar.utils.plain import to_plain
 
 
@@ -138,6 +140,11 @@ def write_masks(cfg: DictConfig) -> dict:
         "mask_shape": [image_shape[0] if cfg.reduce == "none" and not patch else 1, *image_shape[1:]],
     }
     outs, plan, total = {}, [], 0
+    images = image_set(cfg, sources, common, fingerprints) if fmt == "buckets" else None
+    if images is not None:
+        outs[images.folder] = images
+        mine = plan_shards([images], counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
+        plan, total = [(None, split, s, todo) for split, s, todo in mine], samples_in(mine, counts, images.size)
     for est, source in sources.items():
         size = int(source["shard_size"])
         made = {"source_settings_hash": source["settings_hash"], "shard_size": size, **common}
@@ -146,7 +153,8 @@ def write_masks(cfg: DictConfig) -> dict:
             features = num_features(image_shape, patch, cfg.reduce)
             bounds = grid_boundaries(fractions, features)
             grid = {"fractions": fractions, "boundaries": bounds, "bits": bucket_bits(bounds), "num_features": features}
-            sets = [OutputSet(key.folder, {**key.identity, **grid, "drops_tokens": False, **made}, size)]
+            shared = {"images": "../../images", "images_settings_hash": images.digest}
+            sets = [OutputSet(key.folder, {**key.identity, **grid, **shared, "drops_tokens": False, **made}, size)]
         else:
             sets = []
             for mode in cfg.mask.modes:
@@ -165,7 +173,7 @@ def write_masks(cfg: DictConfig) -> dict:
         plan += [(est, split, s, todo) for split, s, todo in mine]
         total += samples_in(mine, counts, size)
     what = (
-        f"{len(outs)} bucket sets ({len(sources)} rankings; every mode and fill at t = {', '.join(format(t, 'g') for t in fractions)})"
+        f"{len(sources)} bucket sets (every mode and fill at t = {', '.join(format(t, 'g') for t in fractions)}) and the image set"
         if fmt == "buckets"
         else f"{len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} fractions), fill={cfg.fill.name}"
     )
@@ -177,6 +185,9 @@ def write_masks(cfg: DictConfig) -> dict:
         for est, split, s, todo in plan:
             ds, size = datasets[split], todo[0].size
             lo, hi = s * size, min((s + 1) * size, len(ds))
+            if est is None:  # the image set's shard
+                write_image_shard(ds, lo, hi, images, split, s, bar)
+                continue
             ids, maps = read_attribution_shard(
                 maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], image_shape
             )
@@ -200,6 +211,38 @@ def source_transform(dataset, data_cfg):
     return {"resize": data_cfg.get("resize"), "crop": data_cfg.get("crop")}
 
 
+def image_set(cfg, sources: dict, common: dict, fingerprints: dict) -> OutputSet:
+    """The base model's image set, cut like the maps it serves (every ranking's maps share one shard size)."""
+    sizes = {est: int(m["shard_size"]) for est, m in sources.items()}
+    if len(set(sizes.values())) > 1:
+        raise RoarError(
+            f"mask.format=buckets reads every ranking beside one image set, so their maps need one shard size; "
+            f"they have {sizes}. Rerun roar-attribute for some of them with one attribute.shard_size (and overwrite=true)."
+        )
+    key = shard_set_key(cfg, next(iter(sources)), "remove", 0.0).buckets.images
+    keep = ("classes", "image_shape", "mean", "std", "source_transform")
+    settings = {
+        **key.identity,
+        **{k: common[k] for k in keep},
+        "format": "images",
+        "dataset_fingerprints": fingerprints,
+    }
+    size = next(iter(sizes.values()))
+    return OutputSet(key.folder, {**settings, "shard_size": size}, size)
+
+
+def write_image_shard(ds, lo: int, hi: int, out: OutputSet, split: str, s: int, bar) -> None:
+    """One shard of the image set: samples lo..hi of ``ds``, each its source file (or pixels) and label."""
+
+    def samples():
+        for i in range(lo, hi):
+            sample = ds[i]
+            yield image_sample(ds.ids[i], sample["image"], int(sample["label"]), ds.encoded(i))
+            bar.update(1)
+
+    write_sealed(out, split, s, samples())
+
+
 def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, todo, bar):
     """Mask one source shard for every set in ``todo`` (each (mode, fraction), or one bucket set), streaming into their tars."""
     writers = {o.folder: open_shard(o, split, s) for o in todo}
@@ -210,14 +253,13 @@ def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, 
             batch_ids = ids[a : a + bs]
             samples = [ds[lo + a + k] for k in range(len(batch_ids))]
             images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
-            encoded = [ds.encoded(lo + a + k) for k in range(len(batch_ids))] if at_load else None
+            encoded = [ds.encoded(lo + a + k) for k in range(len(batch_ids))] if fmt == "uint8" else None
             ranks = feature_ranks(ranking_scores(maps[a : a + bs], cfg.reduce, patch), batch_ids, seed)
             if fmt == "buckets":
                 st = todo[0].settings
                 packed = pack_buckets(rank_buckets(ranks, st["boundaries"]), st["bits"]).numpy()
-                meta = {k: st[k] for k in ("estimator", "reduce", "patch")}
                 for k, sid in enumerate(batch_ids):
-                    writers[todo[0].folder].write(bucket_sample(sid, images[k], packed[k], labels[k], meta, encoded[k]))
+                    writers[todo[0].folder].write(bucket_sample(sid, packed[k]))
                 bar.update(len(batch_ids))
                 continue
             donors = donor_images(train_set, batch_ids, seed) if fill.needs_donors and not at_load else None

@@ -6,7 +6,8 @@ estimators x modes x fractions, forward+backward passes from the estimator suite
 ``passes_per_image`` (shared passes counted once). Bytes per sample come from encoding one sample
 with the real writers (maps: float16 npy; masked shards: float32 npy, 8-bit PNG, uint8 and rank buckets,
 measured on the first images, and their source files, where the data can be opened), inside tar members of
-512-byte blocks. Rank-bucket sets are one per ranking (mask.estimators), not per mode and fraction. Time comes from a
+512-byte blocks. Rank-bucket sets are one per ranking (mask.estimators), not per mode and fraction, beside
+one image set. Time comes from a
 training step time: ``plan.step_seconds``, or ``plan.calibrate=true`` (``plan.calibrate_steps`` steps
 of the experiment's model, recipe and batch on random images, on the configured device, after a
 warm-up). An attribution pass of one image is priced at a training step's time per image.
@@ -29,7 +30,7 @@ from roar.masking.write import num_features
 from roar.models.module import Classifier
 from roar.store.keys import experiment_dir, ranking_patch, retrain_jobs
 from roar.store.maps import map_sample
-from roar.store.masked import bucket_sample, masked_sample
+from roar.store.masked import bucket_sample, image_sample, masked_sample
 from roar.tracking import cluster_plugins
 from roar.utils.plain import to_plain
 
@@ -96,9 +97,10 @@ def sample_bytes(facts: dict, fmt: str, features: int = 0, bits: int = 4) -> flo
         return float("nan")
     images = facts["images"] if fmt != "npy" and facts["images"] is not None else [torch.zeros(c, h, w)]
     encoded = facts.get("encoded") or [None] * len(images)
-    if fmt == "buckets":
-        packed = np.zeros(math.ceil(features * bits / 8), dtype=np.uint8)
-        samples = [bucket_sample(facts["id"], x, packed, facts["label"], meta, e) for x, e in zip(images, encoded)]
+    if fmt == "buckets":  # the bucket map alone; its image is in the image set
+        samples = [bucket_sample(facts["id"], np.zeros(math.ceil(features * bits / 8), dtype=np.uint8))]
+    elif fmt == "images":
+        samples = [image_sample(facts["id"], x, facts["label"], e) for x, e in zip(images, encoded)]
     else:
         samples = [
             masked_sample(facts["id"], x, removed, facts["label"], fmt, meta, e) for x, e in zip(images, encoded)
@@ -222,7 +224,8 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
     disk = {
         "maps": map_bytes(facts) * attributed * len(estimators),
         **{f"shards_{fmt}": sample_bytes(facts, fmt) * masked * sets for fmt in ("npy", "png", "uint8")},
-        "shards_buckets": sample_bytes(facts, "buckets", features, bits) * masked * rankings,
+        "shards_buckets": (sample_bytes(facts, "images") + sample_bytes(facts, "buckets", features, bits) * rankings)
+        * masked,  # the image set once, a bucket set per ranking
         "checkpoints": trainings * params * 4 * 2,  # weights and the optimizer's momentum, float32
     }
     disk["total"] = disk["maps"] + disk[f"shards_{cfg.mask.format}"] + disk["checkpoints"]
@@ -286,7 +289,7 @@ def format_plan(plan: dict) -> str:
         f"(shared) x {a['images']:,} images ({', '.join(a['splits'])}) = {a['passes']:,}",
         f"  disk           maps {size(disk['maps'])}; masked shards ({plan['shard_sets']} sets) npy {size(disk['shards_npy'])}, "
         f"png {size(disk['shards_png'])}, uint8 {size(disk['shards_uint8'])}; rank buckets ({plan['bucket_sets']} sets, "
-        f"every mode, fill and fraction) {size(disk['shards_buckets'])}; checkpoints {size(disk['checkpoints'])}; "
+        f"every mode, fill and fraction, and the image set) {size(disk['shards_buckets'])}; checkpoints {size(disk['checkpoints'])}; "
         f"to write with mask.format={plan['mask_format']}: {size(disk['total'])}",
     ]
     if "time" in plan:

@@ -205,9 +205,26 @@ class ShardSetKey:
 
 
 @dataclass(frozen=True)
+class ImageSetKey:
+    """The source images of a base model's data, stored once as the source holds them; every bucket set of
+    the base model is read in lockstep with it (``mask.format=buckets``)."""
+
+    base: BaseKey
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.base.experiment_dir) / "shards" / self.base.name / "images"
+
+    @property
+    def identity(self) -> dict:
+        return dict(self.base.identity)
+
+
+@dataclass(frozen=True)
 class BucketSetKey:
     """Rank buckets (``mask.format=buckets``): one set per (base model, ranking) that serves every mode,
-    fill and grid fraction, masked at load (roar.masking.at_load)."""
+    fill and grid fraction, masked at load (roar.masking.at_load); its images are the base model's image
+    set (``images``)."""
 
     base: BaseKey
     estimator: str
@@ -221,6 +238,10 @@ class BucketSetKey:
     @property
     def folder(self) -> Path:
         return Path(self.base.experiment_dir) / "shards" / self.base.name / self.ranking / "buckets"
+
+    @property
+    def images(self) -> ImageSetKey:
+        return ImageSetKey(self.base)
 
     @property
     def identity(self) -> dict:

@@ -7,9 +7,10 @@ carries the image and the mask:
 - ``png``: ``image.png`` the masked, filled image (8-bit); ``mask.npy``.
 - ``uint8``: the *source* image (``source_fields``) and ``mask.bits`` (the removed features, one bit
   each, ``np.packbits``); the fill is applied at load, on the model's device (roar.masking.at_load).
-- ``buckets``: the source image and ``buckets.npy`` (roar.masking.buckets: one 4- or 8-bit bucket per
-  feature, packed), one set per (base model, ranking) for every (mode, fraction) of the grid and
-  every fill; masked and filled at load.
+- ``buckets``: ``buckets`` (roar.masking.buckets: one 4- or 8-bit bucket per feature, packed, raw
+  bytes), one set per (base model, ranking) for every (mode, fraction) of the grid and every fill, read
+  in lockstep with the base model's image set (``image_sample``: the source image and ``cls``, stored
+  once for every ranking); masked and filled at load.
 
 The source image is stored as the source holds it: the original encoded file (``source.<ext>``: JPEG,
 PNG) where the dataset reads files, else ``image.npy`` in uint8 where the pixels are 8-bit exactly
@@ -78,15 +79,15 @@ def masked_sample(
     }
 
 
-def bucket_sample(sample_id: str, image: torch.Tensor, packed: np.ndarray, label: int, meta: dict, encoded=None):
-    """One sample of a bucket set: the source image and its packed bucket map."""
-    return {
-        "__key__": encode_key(sample_id),
-        **source_fields(image, encoded),
-        "buckets.npy": npy_bytes(packed),
-        "cls": str(int(label)).encode(),
-        "json": json_bytes({"id": sample_id, "label": int(label), **meta}),
-    }
+def image_sample(sample_id: str, image: torch.Tensor, label: int, encoded=None) -> dict:
+    """One sample of a base model's image set: the source image and its label."""
+    return {"__key__": encode_key(sample_id), **source_fields(image, encoded), "cls": str(int(label)).encode()}
+
+
+def bucket_sample(sample_id: str, packed: np.ndarray) -> dict:
+    """One sample of a bucket set: the packed bucket map's raw bytes alone (its length is the set's
+    ceil(F x bits / 8); the image and label are in the image set, read beside it)."""
+    return {"__key__": encode_key(sample_id), "buckets": np.ascontiguousarray(packed, dtype=np.uint8).tobytes()}
 
 
 def decode_masked_sample(sample: dict, with_mask: bool, decode_source=None, mask_shape=None) -> dict:
@@ -106,8 +107,8 @@ def decode_masked_sample(sample: dict, with_mask: bool, decode_source=None, mask
         pixels = np.asarray(Image.open(io.BytesIO(sample["image.png"])), dtype=np.uint8)
         image = torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)).float() / 255
     out = {"image": image.float(), "label": int(sample["cls"]), "id": decode_key(sample["__key__"])}
-    if "buckets.npy" in sample:
-        out["buckets"] = torch.from_numpy(load_npy(sample["buckets.npy"]))
+    if "buckets" in sample:
+        out["buckets"] = torch.frombuffer(bytearray(sample["buckets"]), dtype=torch.uint8)
     elif "mask.bits" in sample:
         bits = np.unpackbits(np.frombuffer(sample["mask.bits"], dtype=np.uint8))[: int(np.prod(mask_shape))]
         out["removed"] = torch.from_numpy(bits.astype(bool).reshape(mask_shape))
