@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -20,6 +21,7 @@ from roar.evaluate.leakage import mask_recoverability
 from roar.masking.fills import FILLS
 from roar.masking.write import verify_all, write_masks
 from roar.store.keys import run_key
+from roar.store.maps import iter_maps
 from roar.training.run import run_data, train
 
 pytestmark = pytest.mark.slow
@@ -264,3 +266,114 @@ def test_the_planner_prices_a_bucket_set_as_written(root):
     assert plan["disk_bytes"]["shards_buckets"] == pytest.approx(written, rel=0.02)
     one_npy = plan["disk_bytes"]["shards_npy"] / plan["shard_sets"]  # digits: the image set holds float32 images
     assert plan["shard_sets"] == 5 and plan["disk_bytes"]["shards_buckets"] < one_npy
+
+
+def test_maps_stored_reduced_are_a_third_and_serve_their_reduction_only(tmp_path):
+    """attribute.store=reduced: 1 x H x W maps (RGB photos), the abs_sum of the full maps up to float16
+    rounding, BackSelect's steps kept as numbers; another reduction is refused before any work."""
+    data = image_folder(tmp_path / "photos")
+    roots = {store: tmp_path / store for store in ("full", "reduced")}
+    common = [*QUIET, "data=imagefolder", f"data.root={data}", "data.resize=20", "data.crop=16", "data.num_workers=0"]
+    common += ["trainer.max_epochs=1"]
+    estimators = ["attribute.estimators=[grad,gbs]", "attribute.params.sis_k=8"]
+    train(compose_config("train", [f"paths.output_root={roots['full']}", *common]))
+    shutil.copytree(roots["full"] / "default" / "base", roots["reduced"] / "default" / "base")
+    maps = {}
+    for store, out in roots.items():
+        attribute(
+            compose_config("attribute", [f"paths.output_root={out}", *common, *estimators, f"attribute.store={store}"])
+        )
+        folder = next((out / "default" / "attributions").glob("*/grad")).parent
+        maps[store] = {est: {sid: m for sid, m, _ in iter_maps(folder / est, "train")} for est in ("grad", "gbs")}
+        maps[store]["bytes"] = sum(p.stat().st_size for p in (folder / "grad").glob("*.tar"))
+    sid = next(iter(maps["full"]["grad"]))
+    full, reduced = maps["full"]["grad"][sid], maps["reduced"]["grad"][sid]
+    assert full.shape == (3, 16, 16) and reduced.shape == (1, 16, 16)
+    assert maps["reduced"]["bytes"] < maps["full"]["bytes"]  # a third of the payload; tar blocks weigh at 16x16
+    expected = np.abs(full).sum(0, keepdims=True)
+    assert np.allclose(reduced, expected, rtol=0, atol=2e-3 * expected.max())
+    steps = maps["reduced"]["gbs"][sid]
+    assert steps.shape == (1, 16, 16) and np.array_equal(steps, maps["full"]["gbs"][sid][:1])
+    mask = [f"paths.output_root={roots['reduced']}", *common, "mask.estimators=[grad]", "mask.fractions=[0.5]"]
+    write_masks(compose_config("mask", [*mask, "mask.format=buckets"]))  # reduce=abs_sum: served
+    with pytest.raises(RoarError, match="stored reduced by abs_sum.*Use reduce=abs_sum, or rerun roar-attribute"):
+        write_masks(compose_config("mask", [*mask, "reduce=sum"]))
+    with pytest.raises(RoarError, match="reduce=none keeps them full"):
+        attribute(
+            compose_config(
+                "attribute",
+                [
+                    f"paths.output_root={roots['reduced']}",
+                    *common,
+                    *estimators,
+                    "attribute.store=reduced",
+                    "reduce=none",
+                ],
+            )
+        )
+
+
+def test_the_pipeline_on_buckets_gives_the_npy_pipelines_numbers(tiny_pipeline, tmp_path):
+    """roar-pipeline with mask.format=buckets: no materialized set is written, and every retrain run's
+    numbers are those of the same pipeline on npy shards (the batches are the same, bit for bit)."""
+    from conftest import TINY
+    from roar.stages.pipeline import run_pipeline
+
+    _, _, npy_runs = tiny_pipeline
+    runs = run_pipeline(
+        [f"paths.output_root={tmp_path}", *TINY, "attribute.params.samples=2", "mask.format=buckets"], progress=False
+    )
+
+    def by_setting(metrics):
+        return {(m["estimator"], m["mode"], m["fraction"], m["seed"]): (m["test_acc"], m["test_loss"]) for m in metrics}
+
+    assert len(runs) == 6 and by_setting(runs) == by_setting(npy_runs)
+    shards = next((tmp_path / "roar_digits" / "shards").iterdir())
+    assert sorted(p.name for p in shards.iterdir()) == ["grad", "images", "random"]
+    assert [p.name for p in (shards / "grad").iterdir()] == ["buckets"]
+
+
+def test_a_sweep_over_a_fraction_the_bucket_set_lacks_is_stopped_before_launch(root):
+    from roar.stages.preflight import missing_shards
+
+    on_grid = cfg(root, "estimator=grad", "fill=zero", "mode=keep", "fraction=0.7")
+    off_grid = cfg(root, "estimator=grad", "fill=zero", "mode=keep", "fraction=0.3")
+    assert missing_shards([on_grid]) == []
+    (found,) = missing_shards([on_grid, off_grid])
+    assert "grad/buckets (a bucket set of t = 0, 0.1015625, 0.5, 0.7, 1: no t = 0.3)" in found
+
+
+def test_token_drop_at_load_passes_the_patch_mask_on_and_paints_nothing():
+    """A bucket set ranked by 2x2 patches with fill=token_drop: the batch keeps its pixels and carries the
+    removed mask that removed_features + removed_pixels give on the same ranks (the ViT drops those tokens)."""
+    from omegaconf import OmegaConf
+
+    from roar.masking.at_load import LoadMasker
+    from roar.masking.buckets import grid_boundaries, pack_buckets, rank_buckets
+    from roar.masking.masks import removed_features, removed_pixels
+
+    g = torch.Generator().manual_seed(0)
+    images, features, fractions = torch.rand(4, 3, 8, 8, generator=g), 16, [0.0, 0.25, 0.5]
+    ranks = torch.stack([torch.randperm(features, generator=g) for _ in range(4)])
+    bounds = grid_boundaries(fractions, features)
+    manifest = {
+        "format": "buckets",
+        "image_shape": [3, 8, 8],
+        "patch": 2,
+        "mean": [0.5, 0.5, 0.5],
+        "maps_seed": 0,
+        "fractions": fractions,
+        "boundaries": bounds,
+        "bits": 4,
+        "num_features": features,
+    }
+    batch = {
+        "image": images,
+        "id": [f"s{i}" for i in range(4)],
+        "buckets": pack_buckets(rank_buckets(ranks, bounds), 4),
+    }
+    for mode in ("remove", "keep"):
+        out = LoadMasker(manifest, OmegaConf.create({"name": "token_drop"}), mode, 0.25)(dict(batch))
+        assert torch.equal(out["image"], images) and "buckets" not in out
+        assert torch.equal(out["removed"], removed_pixels(removed_features(ranks, 0.25, mode), images.shape, 2))
+        assert int(out["removed"].sum()) == 4 * 4 * 4  # round(0.25 x 16) = 4 patches of 4 pixels per image

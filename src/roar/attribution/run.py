@@ -14,7 +14,7 @@ from tqdm import tqdm
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
-from roar.estimators import EstimatorSuite
+from roar.estimators import EstimatorSuite, reduce_maps
 from roar.estimators.suite import iterative_of, params_for
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import apply_fill, check_fill, fill_of
@@ -37,6 +37,14 @@ def check_config(cfg) -> EstimatorSuite:
     positive_int(a.shard_size, "attribute.shard_size")
     if a.target not in TARGETS:
         raise RoarError(f"attribute.target={a.target!r}; valid targets: {', '.join(TARGETS)}.")
+    if str(a.get("store", "full")) not in ("full", "reduced"):
+        raise RoarError(
+            f"attribute.store={a.store!r}; valid: full (C x H x W maps), reduced (H x W, reduced by reduce=)."
+        )
+    if stored_reduction(cfg) == "none":
+        raise RoarError(
+            "attribute.store=reduced stores maps reduced by reduce=, and reduce=none keeps them full: use attribute.store=full."
+        )
     if not 0 <= int(a.shard_id) < int(a.num_shards):
         raise RoarError(f"attribute.shard_id={a.shard_id} must be in [0, attribute.num_shards={a.num_shards}).")
     bad = set(as_list(a.splits, "attribute.splits")) - {"train", "test"}
@@ -71,6 +79,11 @@ class Reference:
         return apply_fill(x, everywhere, self.cfg.fill, self.mean, donors, ids, int(self.cfg.maps_seed))
 
 
+def stored_reduction(cfg) -> str | None:
+    """The reduction maps are stored with (``attribute.store=reduced``: ``reduce=``), or None for full maps."""
+    return str(cfg.reduce) if str(cfg.attribute.get("store", "full")) == "reduced" else None
+
+
 def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, reference=None, fill=False) -> dict:
     """Everything an estimator's maps depend on; its hash is checked before a shard is trusted.
     ``fill``: the maps depend on the configured fill (iterative rankings, token drop included)."""
@@ -79,6 +92,7 @@ def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, referen
         "estimator_params": params_for(estimator, to_plain(cfg.attribute.params)),
         **({"reference": reference.identity} if reference is not None else {}),
         **({"fill": to_plain(cfg.fill)} if fill else {}),
+        **({"reduced_by": stored_reduction(cfg)} if stored_reduction(cfg) else {}),  # full maps: as before
         "maps_seed": int(cfg.maps_seed),
         "target": cfg.attribute.target,
         "base_checkpoint_sha256": ckpt_sha,
@@ -101,7 +115,7 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
     """{estimator: [samples of the maps format]} for samples [start, stop) of ``dataset``; ``pool``: the
     distractor images of learned masks."""
     out = {n: [] for n in suite.names}
-    bs = int(cfg.attribute.batch_size)
+    bs, reduced = int(cfg.attribute.batch_size), stored_reduction(cfg)
     for lo in range(start, stop, bs):
         samples = [dataset[i] for i in range(lo, min(lo + bs, stop))]
         x = torch.stack([s["image"] for s in samples]).to(device)
@@ -118,6 +132,10 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
                 raise RoarError(
                     f"Estimator {name} gave NaN or infinite maps for samples {[ids[i] for i in torch.nonzero(bad)[:, 0].tolist()]}."
                 )
+            if reduced and name in suite.iterative and iterative_of(name).sis:
+                m = m[:, :1]  # BackSelect's removal steps, the same in every channel: kept as numbers (SIS reads them)
+            elif reduced:  # attribute.store=reduced: the 1 x H x W map the ranking reads
+                m = reduce_maps(m, reduced)
             scale = m.flatten(1).abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny)
             unit = (m / scale.view(-1, *[1] * (m.dim() - 1))).to(torch.float16).cpu().numpy()
             trace = suite.traces[name].cpu().tolist() if name in suite.traces else None  # gbs, bs

@@ -54,7 +54,7 @@ from roar.store.keys import (
     settings_hash,
 )
 from roar.store.manifest import MANIFEST, verify_manifest
-from roar.store.maps import iter_maps
+from roar.store.maps import check_reduction, iter_maps
 from roar.store.shards import sha256_file
 from roar.tracking import finishing_wandb, start_wandb_run
 from roar.utils.device import resolve_device
@@ -273,6 +273,7 @@ def evaluate(cfg: DictConfig) -> dict:
             folders[est] = order["folder"] / est
             manifests[est] = checked_maps(folders[est], test_set, order["sha256"])
         manifest = manifests[est]
+        check_reduction(manifest, red, folders[est])
         settings = {
             "ranking": name,
             "estimator": est,

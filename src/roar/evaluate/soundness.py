@@ -34,7 +34,7 @@ from roar.masking.masks import feature_ranks, ranking_scores, top_count
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import MapsKey, eval_key, ranking_patch, settings_hash
 from roar.store.manifest import MANIFEST
-from roar.store.maps import iter_maps
+from roar.store.maps import check_reduction, iter_maps
 from roar.utils.plain import to_plain
 
 REPLACEMENTS = ("grey", "random_image")
@@ -170,7 +170,10 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
                 f"only. For soundness: roar-attribute attribute.target=second attribute.estimators=[{est}] attribute.splits=[test]"
             )
             folders.pop("a2")
-        hashes = {lab: checked_maps(f)["settings_hash"] for lab, f in folders.items()}
+        found = {lab: checked_maps(f) for lab, f in folders.items()}
+        for lab, m in found.items():
+            check_reduction(m, red, folders[lab])
+        hashes = {lab: m["settings_hash"] for lab, m in found.items()}
         settings = {
             "kind": "soundness",
             "ranking": name,

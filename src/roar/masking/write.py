@@ -41,7 +41,7 @@ from roar.masking.masks import (
 )
 from roar.store.keys import maps_key, ranking_patch, shard_set_key
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
-from roar.store.maps import iter_map_shard
+from roar.store.maps import check_reduction, iter_map_shard, map_shape
 from roar.store.masked import FORMATS, bucket_sample, eight_bit, image_sample, masked_sample
 from roar.store.sharded import OutputSet, finish, open_shard, plan_shards, samples_in, seal_shard, write_sealed
 from roar.utils.plain import to_plain
@@ -69,7 +69,8 @@ def check_config(cfg) -> list:
 
 
 def read_attribution_shard(tar: Path, expected_ids, image_shape):
-    """Maps of one attribution shard, checked against the dataset's ids and image shape."""
+    """Maps of one attribution shard, checked against the dataset's ids and the maps' shape (``image_shape``:
+    the images', or 1 x H x W for maps stored reduced)."""
     ids, maps = [], []
     for sid, m, _ in iter_map_shard(tar):
         ids.append(sid)
@@ -99,6 +100,7 @@ def source_maps(cfg, fingerprints: dict) -> dict:
                 f"No complete maps for estimator {est} at {folder}. Run roar-attribute with attribute.estimators=[{est}] first."
             )
         manifest = verify_manifest(folder)
+        check_reduction(manifest, cfg.reduce, folder)
         for split in cfg.mask.splits:
             if manifest["dataset_fingerprints"].get(split) != fingerprints[split]:
                 raise RoarError(
@@ -189,7 +191,7 @@ def write_masks(cfg: DictConfig) -> dict:
                 write_image_shard(ds, lo, hi, images, split, s, bar)
                 continue
             ids, maps = read_attribution_shard(
-                maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], image_shape
+                maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], map_shape(sources[est], image_shape)
             )
             write_masked_shard(cfg, fill, ds, train_set, stats["mean"], lo, ids, maps, split, s, todo, bar)
     return {folder: finish(o, counts) for folder, o in outs.items()}

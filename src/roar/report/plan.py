@@ -108,9 +108,11 @@ def sample_bytes(facts: dict, fmt: str, features: int = 0, bits: int = 4) -> flo
     return float(np.mean([tar_bytes(x) for x in samples]))
 
 
-def map_bytes(facts: dict) -> int:
+def map_bytes(facts: dict, reduced: bool = False) -> int:
+    """Bytes of one stored map: float16 C x H x W, or 1 x H x W with ``attribute.store=reduced``."""
     c, h, w = facts["shape"]
-    return tar_bytes(map_sample(facts["id"], np.zeros((c, h, w), np.float16), facts["label"], 0, 1.0))
+    shape = (1, h, w) if reduced else (c, h, w)
+    return tar_bytes(map_sample(facts["id"], np.zeros(shape, np.float16), facts["label"], 0, 1.0))
 
 
 def calibrate(cfg, shape, num_classes: int, steps: int) -> dict:
@@ -222,7 +224,7 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
     bits = bucket_bits(grid_boundaries(cfg.mask.fractions, features))
     params = parameters(cfg, shape, num_classes)
     disk = {
-        "maps": map_bytes(facts) * attributed * len(estimators),
+        "maps": map_bytes(facts, str(cfg.attribute.get("store", "full")) == "reduced") * attributed * len(estimators),
         **{f"shards_{fmt}": sample_bytes(facts, fmt) * masked * sets for fmt in ("npy", "png", "uint8")},
         "shards_buckets": (sample_bytes(facts, "images") + sample_bytes(facts, "buckets", features, bits) * rankings)
         * masked,  # the image set once, a bucket set per ranking

@@ -14,9 +14,10 @@ import sys
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
+from roar.data.masked import set_folder
 from roar.errors import RoarError
 from roar.store.keys import is_retrain, retrain_jobs, run_key
-from roar.store.manifest import MANIFEST
+from roar.store.manifest import read_manifest
 
 GRID_KEYS = ("estimator", "mode", "fraction", "seed")
 
@@ -60,13 +61,24 @@ def grid_jobs(config, jobs: list) -> list:
 
 
 def missing_shards(configs) -> list:
-    """The shard-set folders that the retrain jobs among ``configs`` would need and that have no manifest."""
+    """The shard sets the retrain jobs among ``configs`` would need and that are missing: a setting's
+    materialized set, else its ranking's bucket set (``set_folder``), which must hold the job's fraction."""
     missing = []
     for cfg in configs:
         if is_retrain(cfg):
-            folder = run_key(cfg).shards.folder
-            if not (folder / MANIFEST).exists() and str(folder) not in missing:
-                missing.append(str(folder))
+            key = run_key(cfg).shards
+            folder = set_folder(key)
+            manifest = read_manifest(folder)
+            if manifest is None:
+                what = str(folder)
+            elif manifest.get("format") == "buckets" and not any(
+                abs(float(t) - key.fraction) < 1e-12 for t in manifest["fractions"]
+            ):
+                what = f"{folder} (a bucket set of t = {', '.join(format(t, '.10g') for t in manifest['fractions'])}: no t = {key.fraction:g})"
+            else:
+                continue
+            if what not in missing:
+                missing.append(what)
     return missing
 
 

@@ -1,6 +1,7 @@
 """The maps format (roar-attribute's shards): one sample per image, key = the sample id.
 
-``map.npy``: float16 map of the image's shape divided by its largest magnitude; ``json``: id,
+``map.npy``: float16 map of the image's shape (or, with ``attribute.store=reduced``, its 1 x H x W
+reduction: the manifest's ``reduced_by``) divided by its largest magnitude; ``json``: id,
 label, target (the class the map explains), scale (that largest magnitude); for backward-selection
 rankings also ``trace``, the confidence after every step (roar.estimators.backselect).
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roar.errors import RoarError
 from roar.store.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes, read_shard
 
 
@@ -30,3 +32,19 @@ def iter_maps(folder, split: str):
     """``iter_map_shard`` over every shard of ``split`` in an estimator's folder, in sample order."""
     for tar in sorted(Path(folder).glob(f"{split}-*.tar")):
         yield from iter_map_shard(tar)
+
+
+def check_reduction(manifest: dict, reduce: str, folder) -> None:
+    """Maps stored reduced (``attribute.store=reduced``) serve only their own reduction: any other is refused,
+    naming both ways out."""
+    stored = manifest.get("reduced_by")
+    if stored is not None and str(reduce) != stored:
+        raise RoarError(
+            f"{folder}: these maps are stored reduced by {stored} (attribute.store=reduced); reduce={reduce} needs the "
+            f"full maps. Use reduce={stored}, or rerun roar-attribute with attribute.store=full overwrite=true."
+        )
+
+
+def map_shape(manifest: dict, image_shape) -> list:
+    """The shape of one stored map: the image's, or 1 x H x W for maps stored reduced."""
+    return [1, *list(image_shape)[1:]] if manifest.get("reduced_by") else list(image_shape)
