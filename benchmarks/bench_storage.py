@@ -13,6 +13,7 @@ sources, like CIFAR and ImageNet), at 32x32 and 224x224.
    ``on_after_batch_transfer``), from the npy set, and from in-memory tensors. Goal: buckets >= 0.95 of npy.
 """
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -118,7 +119,7 @@ class Shards(L.LightningDataModule):
         return self.masker(batch) if self.masker is not None else batch
 
 
-def epoch_seconds(datamodule, manifest) -> float:
+def epoch_seconds(datamodule, manifest, accelerator: str = "cpu") -> float:
     torch.manual_seed(0)
     model = Classifier(
         model={"name": "resnet18", "params": {"small_stem": True}},
@@ -132,7 +133,7 @@ def epoch_seconds(datamodule, manifest) -> float:
     )
     clock = EpochClock(skip=1)
     L.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
@@ -144,7 +145,7 @@ def epoch_seconds(datamodule, manifest) -> float:
     return clock.seconds
 
 
-def bench_loader(folders: dict, n: int):
+def bench_loader(folders: dict, n: int, accelerator: str = "cpu"):
     npy_m, bkt_m = read_manifest(folders["npy"]), read_manifest(folders["buckets"])
     fill = compose_config("mask", []).fill
 
@@ -160,12 +161,14 @@ def bench_loader(folders: dict, n: int):
     memory = [{"image": s["image"], "label": s["label"]} for s in samples]
     times = {"memory": [], "npy": [], "buckets": []}
     for _ in range(3):
-        times["memory"].append(epoch_seconds(Shards(memory), npy_m))
-        times["npy"].append(epoch_seconds(npy(), npy_m))
-        times["buckets"].append(epoch_seconds(buckets(), bkt_m))
+        times["memory"].append(epoch_seconds(Shards(memory), npy_m, accelerator))
+        times["npy"].append(epoch_seconds(npy(), npy_m, accelerator))
+        times["buckets"].append(epoch_seconds(buckets(), bkt_m, accelerator))
     t = {k: sorted(v)[1] for k, v in times.items()}
     steps = n / 64 - 1
-    print(f"\n== A training epoch of ResNet-18 (small stem) at 32x32, {n} images, batch 64 (first batch not timed)")
+    print(
+        f"\n== A training epoch of ResNet-18 (small stem) at 32x32 on {accelerator}, {n} images, batch 64 (first batch not timed)"
+    )
     print(
         "  "
         + ", ".join(f"{k} {steps * 64 / s:.1f} img/s" for k, s in t.items())
@@ -174,13 +177,18 @@ def bench_loader(folders: dict, n: int):
     )
 
 
-def main():
+def main(gpu: bool = False):
+    """``--gpu`` (benchmarks/gpu.sh): the loader part alone, on the GPU, with 4,096 images."""
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if gpu:
+            folders, _ = write_formats(tmp, 32, 4096, 64)
+            bench_loader(folders, 4096, "gpu")
+            return
         small = bench_bytes(tmp, 32, 1024, 64)
         bench_bytes(tmp, 224, 192, 32)
         bench_loader(small, 1024)
 
 
 if __name__ == "__main__":
-    main()
+    main(gpu="--gpu" in sys.argv[1:])

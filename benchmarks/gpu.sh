@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmark (issue: retraining is the bill), for a machine with one CUDA GPU and PyTorch +
 # Lightning installed: fastnet + fast_cifar on generated 32x32 shapes, per-run overhead, in-memory vs
-# DataLoader throughput, the CIFAR-10 grid's GPU-hours, and roar-plan calibrated here. 151 s on an H100 (measured twice).
+# DataLoader throughput, the CIFAR-10 grid's GPU-hours, roar-plan calibrated here, and the rank-bucket loader
+# (masked on the GPU) against npy shards. 151 s on an H100 before the bucket loader was added (about a minute more, not yet measured).
 #   bash benchmarks/gpu.sh            (missing pure-Python packages may be given as wheels in .whl/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ export PYTHONPATH="$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 python3 benchmarks/bench_fast.py --gpu
+python3 benchmarks/bench_storage.py --gpu 2>&1 | grep -v -i -E 'warning|available|tip' # rank buckets masked on the GPU vs npy vs memory
 # roar-plan with the step time calibrated here (200 steps), for the fast grid and the FPA-recipe ResNet-18 grid
 for e in roar_cifar10_fast roar_cifar10; do
   python3 -c "from roar.stages.plan import main; main()" experiment=$e trainer=gpu plan.calibrate=true logger=csv \
