@@ -3,7 +3,7 @@ sets written by roar-mask from shapes rendered to PNG files and read through ``d
 sources, like CIFAR and ImageNet), at 32x32 and 224x224.
 
 1. Bytes per sample on disk (tar members included) of one shard set in each format: float32 ``npy``
-   (today's materialized set), ``uint8`` (source file + mask bits, filled at load), and ``buckets`` (4-bit
+   (today's materialized set), ``uint8`` (source file + mask bits, filled at load), and ``buckets`` (3-bit
    rank buckets for every mode and fraction of ROAR's grid) beside the base model's image set (the source
    files, once). Then ROAR's whole grid per image (R = 19 rankings: 17 estimators and 2 controls, x
    remove/keep x 5 fractions = 190 materialized sets, or the image set and 19 bucket sets), against the

@@ -180,7 +180,7 @@ def members(tar) -> set:
 def test_bucket_and_image_shards_are_tars_and_caught_when_altered(root, tmp_path):
     shards = root / "default" / "shards" / BASE
     manifest = json.loads((shards / "grad" / "buckets" / "manifest.json").read_text())
-    assert manifest["format"] == "buckets" and manifest["bits"] == 4 and manifest["boundaries"] == [7, 19, 32, 45, 57]
+    assert manifest["format"] == "buckets" and manifest["bits"] == 3 and manifest["boundaries"] == [7, 19, 32, 45, 57]
     images = json.loads((shards / "images" / "manifest.json").read_text())
     assert manifest["images_settings_hash"] == images["settings_hash"] and images["counts"] == manifest["counts"]
     tar = sorted((shards / "grad" / "buckets").glob("train-*.tar"))[0]
@@ -349,7 +349,7 @@ def test_token_drop_at_load_passes_the_patch_mask_on_and_paints_nothing():
     from omegaconf import OmegaConf
 
     from roar.masking.at_load import LoadMasker
-    from roar.masking.buckets import grid_boundaries, pack_buckets, rank_buckets
+    from roar.masking.buckets import bucket_bits, grid_boundaries, pack_buckets, rank_buckets
     from roar.masking.masks import removed_features, removed_pixels
 
     g = torch.Generator().manual_seed(0)
@@ -364,13 +364,13 @@ def test_token_drop_at_load_passes_the_patch_mask_on_and_paints_nothing():
         "maps_seed": 0,
         "fractions": fractions,
         "boundaries": bounds,
-        "bits": 4,
+        "bits": bucket_bits(bounds),
         "num_features": features,
     }
     batch = {
         "image": images,
         "id": [f"s{i}" for i in range(4)],
-        "buckets": pack_buckets(rank_buckets(ranks, bounds), 4),
+        "buckets": pack_buckets(rank_buckets(ranks, bounds), bucket_bits(bounds)),
     }
     for mode in ("remove", "keep"):
         out = LoadMasker(manifest, OmegaConf.create({"name": "token_drop"}), mode, 0.25)(dict(batch))

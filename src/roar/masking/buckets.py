@@ -1,13 +1,13 @@
 """Rank buckets: one compact map per (image, ranking) that reproduces every (mode, fraction) of a grid
-exactly (issue: ImageNet-scale storage; the first part of ``mask.format=buckets``, not yet written by
-roar-mask nor read by the loader).
+exactly (issue: ImageNet-scale storage): ``mask.format=buckets``, written by roar-mask
+(roar.masking.write) and turned into masks at load (roar.masking.at_load).
 
 ROAR masks exactly k = round(t F) features (``top_count``): ``remove`` those of rank < k, ``keep`` those
 of rank >= F - k. Every mask of the grid is therefore a cut of the rank order at one of the boundaries
 {k_t, F - k_t : t in the grid} (0 and F left out). A feature's bucket is the number of boundaries at or
 below its rank, so the mask of (mode, t) is a comparison of the bucket with the boundary's index:
-bit-identical to ``removed_features`` on the ranks. With at most 15 boundaries a bucket fits 4 bits
-(two features a byte); up to 255, 8 bits. ROAR's grid (5 fractions, both modes) has at most 10.
+bit-identical to ``removed_features`` on the ranks. A bucket takes the fewest bits that hold it (3 for
+ROAR's grid: 5 boundaries, 6 buckets; 4 up to 15 boundaries; at most 8), stored as bit planes.
 """
 
 import torch
@@ -26,10 +26,11 @@ def grid_boundaries(fractions, num_features: int) -> list:
 
 
 def bucket_bits(boundaries) -> int:
-    """4 bits a feature for at most 15 boundaries (16 buckets), else 8 (at most 255)."""
+    """The fewest bits that hold a bucket (0 .. len(boundaries)): 3 for ROAR's grid (5 boundaries, 6
+    buckets), at most 8 (255 boundaries)."""
     if len(boundaries) > 255:
         raise RoarError(f"{len(boundaries)} rank boundaries: a bucket map holds at most 255 (use fewer fractions).")
-    return 4 if len(boundaries) <= 15 else 8
+    return max(1, len(boundaries).bit_length())
 
 
 def rank_buckets(ranks: torch.Tensor, boundaries) -> torch.Tensor:
@@ -61,20 +62,26 @@ def removed_from_buckets(buckets: torch.Tensor, boundaries, fractions, fraction:
 
 
 def pack_buckets(buckets: torch.Tensor, bits: int) -> torch.Tensor:
-    """(B, F) uint8 buckets -> (B, ceil(F / 2)) bytes at 4 bits (feature 2i in the low nibble), or as is at 8."""
-    if bits == 8:
-        return buckets.to(torch.uint8)
-    if buckets.numel() and int(buckets.max()) > 15:
-        raise RoarError("a 4-bit bucket map holds buckets 0..15; this one has more: use 8 bits.")
+    """(B, F) uint8 buckets -> (B, bits x ceil(F / 8)) bytes: ``bits`` bit planes (plane j holds bit j of
+    every feature, 8 features a byte, the first in the high bit), so a map costs F x bits / 8 bytes."""
     b = buckets.to(torch.uint8)
-    if b.shape[1] % 2:
-        b = torch.cat([b, torch.zeros_like(b[:, :1])], 1)
-    return b[:, 0::2] | (b[:, 1::2] << 4)
+    if b.numel() and int(b.max()) >= 1 << bits:
+        raise RoarError(f"a {bits}-bit bucket map holds buckets 0..{(1 << bits) - 1}; this one has {int(b.max())}.")
+    n, f = b.shape
+    pad = (-f) % 8
+    if pad:
+        b = torch.cat([b, torch.zeros(n, pad, dtype=torch.uint8, device=b.device)], 1)
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=b.device)
+    planes = [(((b >> j) & 1).view(n, -1, 8) * weights).sum(2, dtype=torch.uint8) for j in range(bits)]
+    return torch.cat(planes, 1)
 
 
 def unpack_buckets(packed: torch.Tensor, num_features: int, bits: int) -> torch.Tensor:
-    """The inverse of ``pack_buckets``: (B, F) uint8 buckets."""
-    if bits == 8:
-        return packed[:, :num_features].to(torch.uint8)
-    out = torch.stack([packed & 0x0F, packed >> 4], 2).flatten(1)
-    return out[:, :num_features]
+    """The inverse of ``pack_buckets``: (B, F) uint8 buckets (on the packed map's device)."""
+    n = packed.shape[0]
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
+    planes = ((packed.view(n, bits, -1)[..., None] >> shifts) & 1).flatten(2)[..., :num_features]
+    out = torch.zeros(n, num_features, dtype=torch.uint8, device=packed.device)
+    for j in range(bits):
+        out |= planes[:, j] << j
+    return out

@@ -98,7 +98,7 @@ def sample_bytes(facts: dict, fmt: str, features: int = 0, bits: int = 4) -> flo
     images = facts["images"] if fmt != "npy" and facts["images"] is not None else [torch.zeros(c, h, w)]
     encoded = facts.get("encoded") or [None] * len(images)
     if fmt == "buckets":  # the bucket map alone; its image is in the image set
-        samples = [bucket_sample(facts["id"], np.zeros(math.ceil(features * bits / 8), dtype=np.uint8))]
+        samples = [bucket_sample(facts["id"], np.zeros(bits * math.ceil(features / 8), dtype=np.uint8))]
     elif fmt == "images":
         samples = [image_sample(facts["id"], x, facts["label"], e) for x, e in zip(images, encoded)]
     else:

@@ -7,7 +7,7 @@ carries the image and the mask:
 - ``png``: ``image.png`` the masked, filled image (8-bit); ``mask.npy``.
 - ``uint8``: the *source* image (``source_fields``) and ``mask.bits`` (the removed features, one bit
   each, ``np.packbits``); the fill is applied at load, on the model's device (roar.masking.at_load).
-- ``buckets``: ``buckets`` (roar.masking.buckets: one 4- or 8-bit bucket per feature, packed, raw
+- ``buckets``: ``buckets`` (roar.masking.buckets: one bucket per feature in the fewest bits, bit planes, raw
   bytes), one set per (base model, ranking) for every (mode, fraction) of the grid and every fill, read
   in lockstep with the base model's image set (``image_sample``: the source image and ``cls``, stored
   once for every ranking); masked and filled at load.
