@@ -19,13 +19,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from PIL import Image
-from timing import EpochClock, verdict
+from timing import fit_one_epoch, verdict
 
 from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.data.masked import MaskedShards
-from roar.data.shapes import render
+from roar.data.shapes import save_image_folder
 from roar.masking.at_load import LoadMasker
 from roar.masking.write import write_masks
 from roar.models.module import Classifier
@@ -37,19 +36,9 @@ QUIET = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.accelerator
 RANKINGS, MODES, FRACTIONS = 19, 2, 5
 
 
-def photos(root: Path, side: int, n_train: int, n_test: int) -> Path:
-    for split, count in (("train", n_train), ("val", n_test)):
-        for i in range(count):
-            image, label, _, _ = render(0, "train" if split == "train" else "test", i, side, 6, 0.0)
-            path = root / split / f"class{label}" / f"{i:04d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((image * 255).round().astype("uint8")).save(path)
-    return root
-
-
 def write_formats(tmp: Path, side: int, n_train: int, n_test: int):
     """The npy, uint8 and bucket sets of the ``random`` ranking (remove, t = 0.5; buckets: ROAR's grid)."""
-    data = photos(tmp / f"photos{side}", side, n_train, n_test)
+    data = save_image_folder(tmp / f"photos{side}", n_train, n_test, side, num_classes=6)
     common = [
         f"paths.output_root={tmp / f'out{side}'}",
         *QUIET,
@@ -131,18 +120,7 @@ def epoch_seconds(datamodule, manifest, accelerator: str = "cpu") -> float:
         std=manifest["std"],
         max_epochs=1,
     )
-    clock = EpochClock(skip=1)
-    L.Trainer(
-        accelerator=accelerator,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=[clock],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    ).fit(model, datamodule=datamodule)
-    return clock.seconds
+    return fit_one_epoch(model, datamodule, skip=1, accelerator=accelerator)
 
 
 def bench_loader(folders: dict, n: int, accelerator: str = "cpu"):

@@ -2,7 +2,7 @@
 # The GPU benchmark (issue: retraining is the bill), for a machine with one CUDA GPU and PyTorch +
 # Lightning installed: fastnet + fast_cifar on generated 32x32 shapes, per-run overhead, in-memory vs
 # DataLoader throughput, the CIFAR-10 grid's GPU-hours, roar-plan calibrated here, and the rank-bucket loader
-# (masked on the GPU) against npy shards. 151 s on an H100 before the bucket loader was added (about a minute more, not yet measured).
+# (masked on the GPU) against npy shards. 151 s on an H100 before the bucket loader was added (its time not yet measured).
 #   bash benchmarks/gpu.sh            (missing pure-Python packages may be given as wheels in .whl/)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -44,12 +44,12 @@ class EpochClock(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def fit_one_epoch(model, loader, skip=None) -> float:
-    """Seconds of one epoch of ``model`` on ``loader`` in a bare CPU Trainer (no logger, checkpoint,
-    validation or progress bar), timed by ``EpochClock(skip)``."""
+def fit_one_epoch(model, loader, skip=None, accelerator="cpu") -> float:
+    """Seconds of one epoch of ``model`` on ``loader`` (a DataLoader or a LightningDataModule) in a bare
+    Trainer (no logger, checkpoint, validation or progress bar), timed by ``EpochClock(skip)``."""
     clock = EpochClock(skip)
     L.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,

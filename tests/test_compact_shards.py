@@ -9,13 +9,12 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import QUIET, TINY_BASE, base_name
 from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.data.masked import set_folder
-from roar.data.shapes import render
+from roar.data.shapes import save_image_folder
 from roar.errors import RoarError
 from roar.evaluate.leakage import mask_recoverability
 from roar.masking.fills import FILLS
@@ -113,19 +112,18 @@ def test_bucket_batches_equal_materialized_batches_bit_for_bit(root, fill):
     drop_materialized(root, fill)
 
 
-def test_rounding_boundary_counts_and_both_splits(root):
-    """keep at 6.5/64 masks round(6.5) = 7 pixels, remove at 1 - EDGE leaves 7; both splits, resident and streamed."""
+def test_rounding_boundary_counts_on_both_splits_resident_and_streamed(root):
+    """At t = 6.5/64 both modes mask round(6.5) = 7 of digits' 64 pixels (remove: the top 7, keep: the bottom 7),
+    every image of both splits, from device-resident and from streamed bucket batches."""
     for split in ("train", "test"):
         for in_memory in ("true", "false"):
-            got, _ = batches(
-                root, "fill=zero", "mode=keep", f"fraction={EDGE}", f"data.in_memory={in_memory}", split=split
-            )
-            images = torch.cat([b["image"] for b in got])
-            assert images.shape[1:] == (1, 8, 8)
-    remove, _ = batches(root, "fill=mask_only", "mode=remove", f"fraction={EDGE}", split="test")
-    keep, _ = batches(root, "fill=mask_only", "mode=keep", f"fraction={EDGE}", split="test")
-    assert {int(n) for n in torch.cat([b["image"] for b in remove]).flatten(1).sum(1)} == {7}
-    assert {int(n) for n in torch.cat([b["image"] for b in keep]).flatten(1).sum(1)} == {7}
+            for mode in ("remove", "keep"):
+                args = ("fill=mask_only", f"mode={mode}", f"fraction={EDGE}", f"data.in_memory={in_memory}")
+                got, data = batches(root, *args, split=split)
+                assert bool(data.resident) == (in_memory == "true")
+                masks = torch.cat([b["image"] for b in got])
+                assert len(masks) == (data.test_set if split == "test" else data.train_set).num_samples
+                assert {int(n) for n in masks.flatten(1).sum(1)} == {7}, (split, in_memory, mode)
 
 
 def test_resident_and_streamed_bucket_batches_are_the_same(root):
@@ -209,21 +207,10 @@ def test_uint8_refuses_data_that_are_not_8_bit(root):
         materialize(root, "zero", fmt="uint8")
 
 
-def image_folder(root, n=(24, 8), side=24):
-    """Shapes rendered to PNG files: 8-bit data read through data=imagefolder."""
-    for split, count in zip(("train", "val"), n):
-        for i in range(count):
-            image, label, _, _ = render(0, "train" if split == "train" else "test", i, side, 3, 0.0)
-            path = root / split / f"class{label}" / f"{i:03d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((image * 255).round().astype("uint8")).save(path)
-    return root
-
-
 def test_uint8_and_encoded_sources_equal_npy_on_8_bit_photos(tmp_path):
     """On 8-bit files (shapes as PNG through data=imagefolder) the uint8 set stores the original files and
     their mask bits, the bucket set the files and buckets: both give the npy set's batches."""
-    data = image_folder(tmp_path / "photos")
+    data = save_image_folder(tmp_path / "photos", 24, 8, 24)
     common = [f"paths.output_root={tmp_path / 'out'}", *QUIET, "data=imagefolder", f"data.root={data}"]
     common += [
         "data.resize=20",
@@ -271,7 +258,7 @@ def test_the_planner_prices_a_bucket_set_as_written(root):
 def test_maps_stored_reduced_are_a_third_and_serve_their_reduction_only(tmp_path):
     """attribute.store=reduced: 1 x H x W maps (RGB photos), the abs_sum of the full maps up to float16
     rounding, BackSelect's steps kept as numbers; another reduction is refused before any work."""
-    data = image_folder(tmp_path / "photos")
+    data = save_image_folder(tmp_path / "photos", 24, 8, 24)
     roots = {store: tmp_path / store for store in ("full", "reduced")}
     common = [*QUIET, "data=imagefolder", f"data.root={data}", "data.resize=20", "data.crop=16", "data.num_workers=0"]
     common += ["trainer.max_epochs=1"]
@@ -340,7 +327,7 @@ def test_a_sweep_over_a_fraction_the_bucket_set_lacks_is_stopped_before_launch(r
     off_grid = cfg(root, "estimator=grad", "fill=zero", "mode=keep", "fraction=0.3")
     assert missing_shards([on_grid]) == []
     (found,) = missing_shards([on_grid, off_grid])
-    assert "grad/buckets (a bucket set of t = 0, 0.1015625, 0.5, 0.7, 1: no t = 0.3)" in found
+    assert "grad/buckets (fraction=0.3 is not on this bucket map's grid (0, 0.1015625, 0.5, 0.7, 1)" in found
 
 
 def test_token_drop_at_load_passes_the_patch_mask_on_and_paints_nothing():

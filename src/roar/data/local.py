@@ -34,20 +34,22 @@ class LocalImageDataset(ImageDataset):
             raise RoarError(f"data.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
         self.on_error, self.skipped = on_error, multiprocessing.Value("i", 0)
 
-    def path(self, i) -> str:
+    def file(self, i) -> Path | None:
+        """Sample ``i``'s image file, where the torchvision dataset reads files (not CIFAR's arrays)."""
         samples = getattr(self.base, "samples", None) or getattr(self.base, "_image_files", None)
-        return (
-            str(samples[i][0] if isinstance(samples[i], tuple) else samples[i]) if samples else f"sample {self.ids[i]}"
-        )
+        return Path(samples[i][0] if isinstance(samples[i], tuple) else samples[i]) if samples else None
+
+    def path(self, i) -> str:
+        file = self.file(i)
+        return str(file) if file else f"sample {self.ids[i]}"
 
     def encoded(self, i):
         """The source file's bytes (JPEG, PNG, ...) when the dataset reads files and stops on an unreadable
         one (with ``data.on_error=skip`` a sample may be its neighbour's image: no bytes then)."""
-        samples = getattr(self.base, "samples", None) or getattr(self.base, "_image_files", None)
-        if not samples or self.on_error != "raise":
+        file = self.file(i)
+        if file is None or self.on_error != "raise":
             return None
-        path = Path(samples[i][0] if isinstance(samples[i], tuple) else samples[i])
-        return path.suffix.lstrip(".").lower() or "img", path.read_bytes()
+        return file.suffix.lstrip(".").lower() or "img", file.read_bytes()
 
     def load(self, i):
         for k in (j % len(self) for j in range(i, i + len(self))):

@@ -48,8 +48,7 @@ class MaskedShards(IterableDataset):
         transform = manifest.get("source_transform")
         self.decode_source = SourceDecoder(transform) if transform else None
         self.mask_shape = manifest.get("mask_shape")
-        images = manifest.get("images")  # a bucket set: its images are the base model's image set
-        self.images = Path(os.path.normpath(Path(folder) / images)) if images else None
+        self.images = image_set_folder(folder, manifest)  # a bucket set: read beside the base model's image set
         self.shuffle_buffer = int(shuffle_buffer) if split == "train" else 0
         self.rank, self.world, self.workers, self.epoch = 0, 1, 0, 0
         self.skipped = multiprocessing.Value("i", 0)
@@ -205,6 +204,12 @@ def shuffled(stream, size: int, rng: random.Random):
     yield from buffer
 
 
+def image_set_folder(folder, manifest: dict) -> Path | None:
+    """The image set a bucket set is read beside (its manifest names it relative to its folder), else None."""
+    images = manifest.get("images")
+    return Path(os.path.normpath(Path(folder) / images)) if images else None
+
+
 def set_folder(key):
     """The folder a retrain run of ``key`` (a ShardSetKey) reads: its materialized set when one is
     complete, else its ranking's bucket set (``mask.format=buckets``) when that is, else the
@@ -244,8 +249,8 @@ def open_shard_set(
         raise RoarError(
             f"The shard set {folder} was made from data={manifest.get('dataset')}, not data={key.base.data}. Rerun roar-mask."
         )
-    if manifest.get("images"):  # a bucket set is read beside its base model's image set
-        images = Path(os.path.normpath(folder / manifest["images"]))
+    images = image_set_folder(folder, manifest)
+    if images is not None:  # a bucket set is read beside its base model's image set
         found = read_manifest(images)
         if found is None or found.get("settings_hash") != manifest.get("images_settings_hash"):
             raise RoarError(

@@ -17,6 +17,7 @@ from torch.utils.data import DistributedSampler, IterableDataset
 from tqdm import tqdm
 
 from roar.errors import RoarError
+from roar.store.masked import eight_bit
 
 IN_MEMORY = ("auto", "true", "false")
 
@@ -64,9 +65,9 @@ def decode(dataset, desc: str) -> dict:
         else:
             out[key] = list(values)
     images = out["image"]
-    eight_bit = torch.round(images * 255).to(torch.uint8)
-    if torch.equal(eight_bit.float() / 255, images):
-        out["image"] = eight_bit
+    pixels = eight_bit(images)
+    if pixels is not None:
+        out["image"] = pixels
     return out
 
 

@@ -7,8 +7,11 @@ overinterpretation paper (section 1), with its own ``shortcut_mask``. Sample ``i
 pure function of (seed, split, i), so any subset or order of the data renders identically.
 """
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
 
 from roar.data.base import TensorImageDataset
 from roar.data.registry import register_dataset
@@ -94,3 +97,16 @@ def build_shapes(cfg, split):
     }
     ids = [f"shapes-{seed}-{split}-{i:06d}" for i in range(n)]
     return TensorImageDataset("shapes", split, images, labels, ids, CLASSES[:num_classes], extras)
+
+
+def save_image_folder(root, n_train: int, n_test: int, image_size: int, num_classes: int = 3, seed: int = 0) -> Path:
+    """Shapes rendered to 8-bit PNG files in ``data=imagefolder``'s layout (``<root>/train|val/<class>/<n>.png``,
+    no class marker): real files of 8-bit images, as CIFAR or ImageNet hold them, for tests and benchmarks."""
+    root = Path(root)
+    for split, folder, count in (("train", "train", n_train), ("test", "val", n_test)):
+        for i in range(count):
+            image, label, _, _ = render(seed, split, i, image_size, num_classes, 0.0)
+            path = root / folder / CLASSES[label] / f"{i:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((image * 255).round().astype(np.uint8)).save(path)
+    return root

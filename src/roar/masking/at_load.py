@@ -16,10 +16,9 @@ second image read per sample; materialized sets draw donors from the whole train
 import torch
 from omegaconf import OmegaConf
 
-from roar.errors import RoarError
-from roar.masking.buckets import removed_from_buckets, unpack_buckets
+from roar.masking.buckets import check_on_grid, removed_from_buckets, unpack_buckets
 from roar.masking.fills import apply_fill, check_fill
-from roar.masking.masks import MODES, removed_pixels
+from roar.masking.masks import removed_pixels
 from roar.utils.seeding import sample_seed
 
 
@@ -51,18 +50,10 @@ class LoadMasker:
         self.fill = check_fill(fill, int(manifest["image_shape"][0]))
         self.patch, self.mean, self.seed = manifest.get("patch"), manifest["mean"], int(manifest["maps_seed"])
         if self.format == "buckets":
-            if mode not in MODES:
-                raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
+            check_on_grid(manifest["fractions"], fraction, mode)  # refused now, not at the first batch
             self.mode, self.fraction = mode, float(fraction)
             self.fractions, self.boundaries = list(manifest["fractions"]), list(manifest["boundaries"])
             self.bits, self.num_features = int(manifest["bits"]), int(manifest["num_features"])
-            removed_from_buckets(  # a fraction off the grid is refused now, with the grid listed
-                torch.zeros(1, self.num_features, dtype=torch.uint8),
-                self.boundaries,
-                self.fractions,
-                self.fraction,
-                mode,
-            )
 
     def removed(self, batch) -> torch.Tensor:
         if self.format != "buckets":

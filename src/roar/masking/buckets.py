@@ -39,9 +39,8 @@ def rank_buckets(ranks: torch.Tensor, boundaries) -> torch.Tensor:
     return torch.bucketize(ranks, cuts, right=True).to(torch.uint8)
 
 
-def removed_from_buckets(buckets: torch.Tensor, boundaries, fractions, fraction: float, mode: str) -> torch.Tensor:
-    """(B, F) bool: the features (mode, fraction) masks, from the buckets alone; equal to
-    ``removed_features(ranks, fraction, mode)``. A fraction off the grid is refused with the grid listed."""
+def check_on_grid(fractions, fraction: float, mode: str = "remove") -> None:
+    """A (mode, fraction) a bucket map of ``fractions`` serves; else an error listing the grid."""
     grid = [float(t) for t in fractions]
     if not any(abs(float(fraction) - t) < 1e-12 for t in grid):
         raise RoarError(
@@ -50,6 +49,12 @@ def removed_from_buckets(buckets: torch.Tensor, boundaries, fractions, fraction:
         )
     if mode not in MODES:
         raise RoarError(f"mode={mode!r}; valid modes: {', '.join(MODES)}.")
+
+
+def removed_from_buckets(buckets: torch.Tensor, boundaries, fractions, fraction: float, mode: str) -> torch.Tensor:
+    """(B, F) bool: the features (mode, fraction) masks, from the buckets alone; equal to
+    ``removed_features(ranks, fraction, mode)``. A fraction off the grid is refused with the grid listed."""
+    check_on_grid(fractions, fraction, mode)
     f = buckets.shape[1]
     k = top_count(float(fraction), f)
     if k == 0:

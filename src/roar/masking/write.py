@@ -39,7 +39,7 @@ from roar.masking.masks import (
     removed_features,
     removed_pixels,
 )
-from roar.store.keys import maps_key, ranking_patch, shard_set_key
+from roar.store.keys import bucket_set_key, maps_key, ranking_patch, shard_set_key
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import check_reduction, iter_map_shard, map_shape
 from roar.store.masked import FORMATS, bucket_sample, eight_bit, image_sample, masked_sample
@@ -151,7 +151,7 @@ def write_masks(cfg: DictConfig) -> dict:
         size = int(source["shard_size"])
         made = {"source_settings_hash": source["settings_hash"], "shard_size": size, **common}
         if fmt == "buckets":
-            key = shard_set_key(cfg, est, "remove", 0.0).buckets
+            key = bucket_set_key(cfg, est)
             features = num_features(image_shape, patch, cfg.reduce)
             bounds = grid_boundaries(fractions, features)
             grid = {"fractions": fractions, "boundaries": bounds, "bits": bucket_bits(bounds), "num_features": features}
@@ -221,7 +221,7 @@ def image_set(cfg, sources: dict, common: dict, fingerprints: dict) -> OutputSet
             f"mask.format=buckets reads every ranking beside one image set, so their maps need one shard size; "
             f"they have {sizes}. Rerun roar-attribute for some of them with one attribute.shard_size (and overwrite=true)."
         )
-    key = shard_set_key(cfg, next(iter(sources)), "remove", 0.0).buckets.images
+    key = bucket_set_key(cfg, next(iter(sources))).images
     keep = ("classes", "image_shape", "mean", "std", "source_transform")
     settings = {
         **key.identity,
@@ -249,25 +249,25 @@ def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, 
     """Mask one source shard for every set in ``todo`` (each (mode, fraction), or one bucket set), streaming into their tars."""
     writers = {o.folder: open_shard(o, split, s) for o in todo}
     seed, bs, fmt, patch = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format, todo[0].settings["patch"]
-    at_load = fmt in ("uint8", "buckets")
+    at_load = fmt == "uint8"  # the source image and the mask; the fill is made at load
     try:
         for a in range(0, len(ids), bs):
             batch_ids = ids[a : a + bs]
-            samples = [ds[lo + a + k] for k in range(len(batch_ids))]
-            images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
-            encoded = [ds.encoded(lo + a + k) for k in range(len(batch_ids))] if fmt == "uint8" else None
             ranks = feature_ranks(ranking_scores(maps[a : a + bs], cfg.reduce, patch), batch_ids, seed)
-            if fmt == "buckets":
+            if fmt == "buckets":  # the ranks alone: the images are in the image set
                 st = todo[0].settings
                 packed = pack_buckets(rank_buckets(ranks, st["boundaries"]), st["bits"]).numpy()
                 for k, sid in enumerate(batch_ids):
                     writers[todo[0].folder].write(bucket_sample(sid, packed[k]))
                 bar.update(len(batch_ids))
                 continue
+            samples = [ds[lo + a + k] for k in range(len(batch_ids))]
+            images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
+            encoded = [ds.encoded(lo + a + k) for k in range(len(batch_ids))] if at_load else [None] * len(batch_ids)
             donors = donor_images(train_set, batch_ids, seed) if fill.needs_donors and not at_load else None
             for o in todo:
                 st = o.settings
-                if at_load:  # the source image and the mask; the fill is made at load
+                if at_load:
                     masked = images
                     removed = removed_pixels(removed_features(ranks, st["fraction"], st["mode"]), images.shape, patch)
                 else:
@@ -281,9 +281,7 @@ def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, 
                 for k, sid in enumerate(batch_ids):
                     extra = {"filled_with": fill.fallback} if fill.fallback and removed_np[k].all() else {}
                     writers[o.folder].write(
-                        masked_sample(
-                            sid, masked[k], removed_np[k], labels[k], fmt, meta | extra, encoded[k] if at_load else None
-                        )
+                        masked_sample(sid, masked[k], removed_np[k], labels[k], fmt, meta | extra, encoded[k])
                     )
             bar.update(len(batch_ids))
     except BaseException:

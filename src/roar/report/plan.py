@@ -55,8 +55,8 @@ def data_facts(cfg) -> dict:
     if train is not None:
         facts.update(num_train=len(train), num_test=len(test), shape=list(train.image_shape), source="dataset")
         facts["images"] = [train[i]["image"] for i in range(min(16, len(train)))]
-        facts["encoded"] = [train.encoded(i) for i in range(len(facts["images"]))]
-        facts["encoded"] = facts["encoded"] if all(facts["encoded"]) else None
+        encoded = [train.encoded(i) for i in range(len(facts["images"]))]
+        facts["encoded"] = encoded if all(encoded) else None
         facts["label"] = int(train[0]["label"])
         facts["id"], facts["num_classes"] = train.ids[0], train.num_classes
     elif plan.get("num_train") is not None:
@@ -86,10 +86,10 @@ def data_facts(cfg) -> dict:
     return facts
 
 
-def sample_bytes(facts: dict, fmt: str, features: int = 0, bits: int = 4) -> float:
-    """Bytes of one masked sample (image, mask, label, json) in ``fmt``, encoded by the real writers: PNG
-    from the first real images; uint8 and buckets from the first images' source files where the dataset
-    reads files, else their 8-bit pixels (``features``, ``bits``: the bucket map's)."""
+def sample_bytes(facts: dict, fmt: str) -> float:
+    """Bytes of one sample in ``fmt`` (npy, png, uint8, or ``images``: the image set), encoded by the real
+    writers: PNG from the first real images; uint8 and the image set from the first images' source files
+    where the dataset reads files, else their pixels."""
     c, h, w = facts["shape"]
     removed = np.zeros((1, h, w), dtype=bool)
     meta = {"estimator": "sg_sq-grad", "reduce": "abs_sum", "mode": "remove", "fill": "channel_mean", "fraction": 0.5}
@@ -97,15 +97,18 @@ def sample_bytes(facts: dict, fmt: str, features: int = 0, bits: int = 4) -> flo
         return float("nan")
     images = facts["images"] if fmt != "npy" and facts["images"] is not None else [torch.zeros(c, h, w)]
     encoded = facts.get("encoded") or [None] * len(images)
-    if fmt == "buckets":  # the bucket map alone; its image is in the image set
-        samples = [bucket_sample(facts["id"], np.zeros(bits * math.ceil(features / 8), dtype=np.uint8))]
-    elif fmt == "images":
+    if fmt == "images":
         samples = [image_sample(facts["id"], x, facts["label"], e) for x, e in zip(images, encoded)]
     else:
         samples = [
             masked_sample(facts["id"], x, removed, facts["label"], fmt, meta, e) for x, e in zip(images, encoded)
         ]
     return float(np.mean([tar_bytes(x) for x in samples]))
+
+
+def bucket_bytes(facts: dict, features: int, bits: int) -> int:
+    """Bytes of one bucket-set sample: ``bits`` planes of ``features`` bits (its image is in the image set)."""
+    return tar_bytes(bucket_sample(facts["id"], np.zeros(bits * math.ceil(features / 8), dtype=np.uint8)))
 
 
 def map_bytes(facts: dict, reduced: bool = False) -> int:
@@ -226,7 +229,7 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
     disk = {
         "maps": map_bytes(facts, str(cfg.attribute.get("store", "full")) == "reduced") * attributed * len(estimators),
         **{f"shards_{fmt}": sample_bytes(facts, fmt) * masked * sets for fmt in ("npy", "png", "uint8")},
-        "shards_buckets": (sample_bytes(facts, "images") + sample_bytes(facts, "buckets", features, bits) * rankings)
+        "shards_buckets": (sample_bytes(facts, "images") + bucket_bytes(facts, features, bits) * rankings)
         * masked,  # the image set once, a bucket set per ranking
         "checkpoints": trainings * params * 4 * 2,  # weights and the optimizer's momentum, float32
     }

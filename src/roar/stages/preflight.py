@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from roar.data.masked import set_folder
 from roar.errors import RoarError
+from roar.masking.buckets import check_on_grid
 from roar.store.keys import is_retrain, retrain_jobs, run_key
 from roar.store.manifest import read_manifest
 
@@ -71,10 +72,12 @@ def missing_shards(configs) -> list:
             manifest = read_manifest(folder)
             if manifest is None:
                 what = str(folder)
-            elif manifest.get("format") == "buckets" and not any(
-                abs(float(t) - key.fraction) < 1e-12 for t in manifest["fractions"]
-            ):
-                what = f"{folder} (a bucket set of t = {', '.join(format(t, '.10g') for t in manifest['fractions'])}: no t = {key.fraction:g})"
+            elif manifest.get("format") == "buckets":
+                try:
+                    check_on_grid(manifest["fractions"], key.fraction, key.mode)
+                    continue
+                except RoarError as err:
+                    what = f"{folder} ({err})"
             else:
                 continue
             if what not in missing:

@@ -406,6 +406,11 @@ def shard_set_key(cfg, estimator: str, mode: str, fraction: float, reduce: str |
     )
 
 
+def bucket_set_key(cfg, estimator: str) -> BucketSetKey:
+    """The rank-bucket set of ``estimator``'s ranking (``reduce=``, ``granularity=``): every mode, fill and fraction."""
+    return BucketSetKey(base_key(cfg), str(estimator), str(cfg.reduce), ranking_patch(cfg))
+
+
 def is_retrain(cfg) -> bool:
     """A run trains on masked shards when it names the ranking (estimator=) it retrains on."""
     return cfg.get("estimator") is not None

@@ -85,8 +85,8 @@ def image_sample(sample_id: str, image: torch.Tensor, label: int, encoded=None) 
 
 
 def bucket_sample(sample_id: str, packed: np.ndarray) -> dict:
-    """One sample of a bucket set: the packed bucket map's raw bytes alone (its length is the set's
-    ceil(F x bits / 8); the image and label are in the image set, read beside it)."""
+    """One sample of a bucket set: the packed bucket map's raw bytes alone (bits x ceil(F / 8) of them,
+    ``pack_buckets``); the image and label are in the image set, read beside it."""
     return {"__key__": encode_key(sample_id), "buckets": np.ascontiguousarray(packed, dtype=np.uint8).tobytes()}
 
 
