@@ -10,6 +10,7 @@ from roar.estimators import EstimatorSuite
 from roar.estimators.backselect import exact_backselect, gradient_backselect, sis_mask
 from roar.evaluate.sis import SisStats
 from roar.evaluate.stats import welch_diff_ci
+from roar.masking.fills import FILLS
 
 IDS = [f"img-{i}" for i in range(32)]
 
@@ -209,6 +210,10 @@ def test_gbs_maps_through_roar_attribute_carry_traces_and_rank_for_roar_mask(tin
     page = build_report(compose_config("report", common)).read_text()
     assert "Sufficient input subsets" in page and "where the sufficient input subsets lie" in page
     assert (root / "default" / "report" / "sis.csv").read_text().count("gbs") == 5
+    with pytest.raises(
+        RoarError, match=r"gbs selected its pixels with fill=\{'name': 'channel_mean'\}; roar-eval fill="
+    ):
+        evaluate(compose_config("eval", [*common, "eval.rankings=[gbs]", "fill=zero"]))  # SIS re-checked alike
     with pytest.raises(RoarError, match=r"eval.sis.subset=1.5"):
         compose_and_check = compose_config("eval", [*common, "eval.rankings=[gbs]", "eval.sis.subset=1.5"])
         evaluate(compose_and_check)
@@ -249,3 +254,53 @@ def test_sis_find_the_planted_shortcut_on_shapes(tmp_path):
     page = build_report(compose_config("report", common)).read_text()
     assert page.count("SIS pixels on shortcut") == 1 and page.count("SIS pixels on object") == 1
     assert "SIS pixels on with" not in page
+
+
+def test_backselect_steps_are_stored_exactly_at_4096_steps(tmp_path):
+    """k = 1 on a 64 x 64 image: 4,096 removal steps. As float16 fractions of the last step a quarter
+    of them collided; stored as integers every step reads back exactly, full or reduced."""
+    from roar.attribution.run import storable
+    from roar.store.maps import iter_map_shard, map_sample
+    from roar.store.shards import write_shard
+
+    torch.manual_seed(0)
+    steps = torch.randperm(4096).view(1, 1, 64, 64).float().expand(2, 3, 64, 64)
+    for reduced, shape in ((None, (3, 64, 64)), ("abs_sum", (1, 64, 64))):
+        unit, scale = storable("gbs", steps, reduced)
+        tar = tmp_path / f"test-{reduced}.tar"
+        write_shard(tar, [map_sample(f"s{k}", unit[k], 0, 0, scale[k]) for k in range(2)])
+        read = [m for _, m, _ in iter_map_shard(tar)]
+        assert all(m.shape == shape and np.array_equal(m, steps[0, : shape[0]].numpy()) for m in read)
+    old = (steps[0, 0] / 4095).half().float() * 4095  # what the float16 store gave back
+    assert len(torch.unique(old.round())) < 3500  # collisions: the reason for integers
+    scores, _ = storable("grad", torch.randn(2, 3, 8, 8), None)
+    assert scores.dtype == np.float16  # other maps keep their format
+
+
+@pytest.mark.parametrize("name", [n for n in FILLS.names() if not FILLS[n].drops_tokens])
+def test_a_fill_that_does_not_depend_on_the_mask_paints_a_subset_as_it_paints_everything(name):
+    """Backward selection selects against the image filled everywhere (the reference) and re-checks an SIS
+    with only its complement filled: the two agree exactly for every fill whose trait says so, and the
+    fills that depend on the mask (an imputation) say so and are refused for gbs and bs."""
+    from omegaconf import OmegaConf
+
+    from roar.masking.fills import apply_fill
+
+    torch.manual_seed(0)
+    cfg = OmegaConf.create({"name": name, **FILLS[name].params, **({"reference_size": None} if name == "blur" else {})})
+    x, donors = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 12, 12)
+    removed = torch.rand(2, 1, 12, 12) < 0.4
+    ids, mean = ["a", "b"], [0.2, 0.4, 0.6]
+    everywhere = apply_fill(x, torch.ones_like(removed), cfg, mean, donors, ids, 3)
+    subset = apply_fill(x, removed, cfg, mean, donors, ids, 3)
+    same = torch.equal(subset, torch.where(removed, everywhere, x))
+    assert same != FILLS[name].depends_on_mask
+
+
+def test_gbs_refuses_a_fill_that_depends_on_the_mask():
+    from roar.attribution.run import check_config
+    from roar.config import compose_config
+
+    with pytest.raises(RoarError, match="fill=linear paints each pixel from the pixels left"):
+        check_config(compose_config("attribute", ["attribute.estimators=[gbs,grad]", "fill=linear"]))
+    check_config(compose_config("attribute", ["attribute.estimators=[grad]", "fill=linear"]))  # others may

@@ -31,7 +31,8 @@ PAINTING = sorted(n for n in FILLS.names() if not FILLS[n].drops_tokens and not 
 
 
 def fill_args(fill):
-    return [f"fill={fill}", *(["fill.value=[0.25]"] if fill == "constant" else [])]
+    small = {"constant": ["fill.value=[0.25]"], "blur": ["fill.reference_size=null"]}  # blur in pixels on 8x8 digits
+    return [f"fill={fill}", *small.get(fill, [])]
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +128,12 @@ def test_rounding_boundary_counts_on_both_splits_resident_and_streamed(root):
 
 
 def test_resident_and_streamed_bucket_batches_are_the_same(root):
-    a, _ = batches(root, "fill=blur", "mode=remove", "fraction=0.5", "data.in_memory=true", "data.batch_size=100")
-    b, _ = batches(root, "fill=blur", "mode=remove", "fraction=0.5", "data.in_memory=false", "data.batch_size=100")
+    a, _ = batches(
+        root, *fill_args("blur"), "mode=remove", "fraction=0.5", "data.in_memory=true", "data.batch_size=100"
+    )
+    b, _ = batches(
+        root, *fill_args("blur"), "mode=remove", "fraction=0.5", "data.in_memory=false", "data.batch_size=100"
+    )
     assert_same(a, b)
 
 

@@ -14,6 +14,7 @@ from roar.training.run import validate
 FILE_GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "sections"))
 REGISTERED = {"fill": FILLS.names(), "estimator": available()}  # options made from the registries
 GROUPS = sorted({*FILE_GROUPS, *REGISTERED})
+VALUES_OF = {"fpa_imagenet": "fpa"}  # options that are another entry's values (FPA's ImageNet/Food-101 parameters)
 
 
 def options(group):
@@ -25,7 +26,7 @@ def test_every_option_composes(override):
     cfg = compose_config("train", [override])
     group, option = override.split("=")
     if group in ("data", "model", "augment", "fill"):
-        assert cfg[group].name == option
+        assert cfg[group].name == VALUES_OF.get(option, option)
     if group == "estimator":  # a retrain run, on a base model named here (no base has been trained)
         cfg = compose_config(
             "train", [override, "fraction=0.5", f"base={cfg.data.name}-{cfg.model.name}-none-0123abcd"]
@@ -45,7 +46,12 @@ def test_registered_fills_and_estimators_are_the_config_options():
     store = ConfigStore.instance().repo
     assert sorted(k[: -len(".yaml")] for k in store["fill"]) == FILLS.names()
     assert sorted(k[: -len(".yaml")] for k in store["estimator"]) == available()
-    assert compose_config("train", ["fill=blur"]).fill == {"name": "blur", "kernel": 21, "sigma": 10.0}
+    assert compose_config("train", ["fill=blur"]).fill == {
+        "name": "blur",
+        "kernel": 21,
+        "sigma": 10.0,
+        "reference_size": 224,
+    }
 
 
 def test_retrain_runs_are_named_by_their_setting_and_base_model():
@@ -169,6 +175,24 @@ def test_recipes_follow_the_papers():
     )
     over = compose_config("train", ["recipe=overinterp_cifar"])
     assert over.optim.nesterov and over.optim.gamma == 0.2 and list(over.optim.milestones) == [60, 120, 160]
+
+
+def test_fpa_augmentations_follow_the_paper_and_the_roar_experiments_state_their_ranking_unit():
+    import torch
+
+    from roar.augment import BatchAugment
+
+    food = compose_config("train", ["experiment=fpa_food101"]).augment
+    assert food.name == "fpa" and food.flip and dict(food.params) == {"p": 0.5, "p1_max": 0.3, "p2": 0.01, "s_max": 10}
+    assert dict(compose_config("train", ["augment=fpa"]).augment.params)["p1_max"] == 0.25  # CIFAR-10's
+    flip = BatchAugment(compose_config("train", ["augment=flip"]).augment, mean=[0.5, 0.5, 0.5], seed=0)
+    x = torch.rand(64, 3, 8, 8)
+    out, _ = flip(x, train=True)
+    same = (out == x).flatten(1).all(1)
+    mirrored = (out == x.flip(-1)).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 10 < int(mirrored.sum()) < 54  # flipped, nothing else
+    for name in ("roar_imagenet", "roar_food101", "roar_cifar10"):
+        assert compose_config("train", [f"experiment={name}"]).reduce == "abs_sum"
 
 
 @pytest.mark.parametrize(

@@ -240,9 +240,10 @@ def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits)
         evaluate(compose_config("eval", [*common, f"augment={aug}", *evals]))
     build_report(compose_config("report", [*common, evals[0]]))
     lines = (root / "fpa_digits" / "report" / "fidelity.csv").read_text().splitlines()
-    assert lines[0] == "model,augment,grad,grad_x_input.sum,random"  # columns in eval.rankings' order
-    assert [line.split(",")[1] for line in lines[1:]] == ["none", "fpa", "rectangle"]  # rows as in FPA Table 1
-    assert all(" ± " in cell for line in lines[1:] for cell in line.split(",")[2:])
+    assert lines[0] == "base,model,augment,grad,grad_x_input.sum,random"  # columns in eval.rankings' order
+    assert [line.split(",")[2] for line in lines[1:]] == ["none", "fpa", "rectangle"]  # rows as in FPA Table 1
+    assert [line.split(",")[0].split("-")[2] for line in lines[1:]] == ["none", "fpa", "rectangle"]  # one per base
+    assert all(" ± " in cell for line in lines[1:] for cell in line.split(",")[3:])
     page = (root / "fpa_digits" / "report" / "index.html").read_text()
     assert (
         "FPA Table 1" in page and "No finished retrain runs" in page

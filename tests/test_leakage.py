@@ -61,15 +61,17 @@ def test_morf_lerf_consistency_is_spearman_of_the_two_orders():
     agree = [
         evaluation("grad", [1, 0.2, 0], [1, 1.0, 0]),  # best under both
         evaluation("ig", [1, 0.5, 0], [1, 0.8, 0]),
-        evaluation("random", [1, 0.9, 0], [1, 0.6, 0]),  # worst under both
+        evaluation("sobel", [1, 0.9, 0], [1, 0.6, 0]),  # worst under both
+        evaluation("random", [1, 0.1, 0], [1, 0.1, 0]),  # a control: left out of the order
     ]
-    assert consistency(agree) == {("b", "linear"): pytest.approx(1.0)}
+    assert consistency(agree)["b", "linear"]["rho"] == pytest.approx(1.0)
+    assert consistency(agree)["b", "linear"]["n"] == 3
     disagree = [
         evaluation("grad", [1, 0.2, 0], [1, 0.6, 0], "channel_mean"),
         evaluation("ig", [1, 0.5, 0], [1, 0.8, 0], "channel_mean"),
-        evaluation("random", [1, 0.9, 0], [1, 1.0, 0], "channel_mean"),
+        evaluation("sobel", [1, 0.9, 0], [1, 1.0, 0], "channel_mean"),
     ]
-    assert consistency(disagree) == {("b", "channel_mean"): pytest.approx(-1.0)}
+    assert consistency(disagree)["b", "channel_mean"]["rho"] == pytest.approx(-1.0)
 
 
 # Measured on this data (400 train, 150 test, 150 steps): channel_mean 0.979, linear 0.839. Linear hides much of

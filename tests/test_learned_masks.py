@@ -106,13 +106,19 @@ def test_the_all_ones_mask_scores_the_clean_probability_and_the_all_zero_mask_th
     ids = ["a", "b", "c", "d"]
     ranks = feature_ranks(torch.rand(4, 256, generator=torch.Generator().manual_seed(2)), ids, 0)
     grey = torch.full_like(x, 0.5)
-    curves = label_curves(model, x, ranks, labels, [grey], p_grid(0.25), 64)
+    curves, predicted = label_curves(model, x, ranks, labels, [grey, x.flip(0)], p_grid(0.25), 64)
     with torch.no_grad():
         clean = torch.softmax(model(x), 1)[torch.arange(4), labels]
         on_grey = torch.softmax(model(grey), 1)[torch.arange(4), labels]
+        on_other = torch.softmax(model(x.flip(0)), 1)[torch.arange(4), labels]
     assert torch.allclose(curves[:, -1], clean, atol=1e-6)  # p = 1: the whole image
-    assert torch.allclose(curves[:, 0], on_grey, atol=1e-6)  # p = 0: the canvas alone
-    deletion = label_curves(model, x, ranks, labels, [grey], p_grid(0.25), 64, remove=True)
+    assert torch.allclose(curves[:, 0], (on_grey + on_other) / 2, atol=1e-6)  # p = 0: the canvases alone, averaged
+    assert predicted.shape == (4, 5, 2)  # image, p, canvas: the class predicted on each
+    assert torch.equal(predicted[:, -1, 0], model(x).argmax(1)) and torch.equal(
+        predicted[:, 0, 0], model(grey).argmax(1)
+    )
+    assert torch.equal(predicted[:, 0, 1], model(x.flip(0)).argmax(1))
+    deletion, _ = label_curves(model, x, ranks, labels, [grey], p_grid(0.25), 64, remove=True)
     assert torch.allclose(deletion[:, 0], clean, atol=1e-6) and torch.allclose(deletion[:, -1], on_grey, atol=1e-6)
 
 
@@ -182,6 +188,8 @@ def test_masks_through_the_stages_on_shapes_tv_buys_soundness(tmp_path):
         one = r["per_image"][0]
         assert one["class_a"] != one["class_a2"] and one["rank"] == {"a": 0, "a2": 1}
         assert len(one["curves"]["random_image"]["a2"]) == len(r["grid"]) == 11
+        assert [len(k) for k in one["predicted"]["random_image"]["a2"]] == [2] * 11  # a class per p and donor
+        assert one["predicted"]["grey"]["a"][-1] == [one["class_a"]]  # p = 1: the clean image's prediction
     sound = {n: r["summary"]["replacements"]["grey"]["worst"]["soundness"] for n, r in results.items()}
     assert sound["mask-tv0.1"] >= sound["mask-tv0"] + 0.2
     page = build_report(cfg).read_text()

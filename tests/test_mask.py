@@ -56,7 +56,8 @@ def leaf(root, estimator="grad", mode="remove", fill=("fill=channel_mean",), fra
 
 
 def fill_overrides(fill):
-    return [f"fill={fill}", *(["fill.value=[0.25]"] if fill == "constant" else [])]
+    small = {"constant": ["fill.value=[0.25]"], "blur": ["fill.reference_size=null"]}  # blur in pixels on 8x8 digits
+    return [f"fill={fill}", *small.get(fill, [])]
 
 
 def samples(folder, split="test"):
@@ -504,3 +505,49 @@ def test_roar_mask_audits_each_set_once_and_prints_its_recoverability(root, monk
 
     monkeypatch.setattr(leakage, "mask_recoverability", recompute)
     assert leakage.audit_sets(sets, steps=40, seed=0) == records  # read back from audit.json
+
+
+def test_the_blur_is_the_papers_at_224_pixels_and_scales_with_the_image():
+    from roar.masking.fills import blur_size
+
+    cfg = OmegaConf.create({"name": "blur", "kernel": 21, "sigma": 10.0, "reference_size": 224})
+    assert blur_size(cfg, 224) == (21, 10.0)  # missingness paper C.4
+    assert blur_size(cfg, 32) == (3, pytest.approx(10 * 32 / 224))
+    assert blur_size(cfg, 112) == (11, pytest.approx(5.0))
+    with pytest.raises(RoarError, match="at 8 pixels they scale to a kernel under 3 pixels"):
+        blur_size(cfg, 8)
+    assert blur_size(OmegaConf.merge(cfg, {"reference_size": None}), 8) == (21, 10.0)  # in pixels, as given
+
+
+def test_a_retrain_run_may_use_its_own_augmentation_and_architecture(root):
+    """Overinterpretation Table 1 retrains without the base's augmentation, Table S2 another architecture:
+    ``augment@retrain.augment=`` and ``model@retrain.model=`` give a retrain run its own, in its own folder
+    and identity; the report keeps it apart from the base model's retrains."""
+    import json
+
+    from roar.report.collect import read_runs
+
+    common = [f"paths.output_root={root}", *QUIET, f"base={BASE}", "estimator=grad", "fraction=0.3"]
+    common += ["trainer.max_epochs=1", "trainer.limit_train_batches=3"]
+    plain = compose_config("train", common)
+    flipped = compose_config("train", [*common, "augment@retrain.augment=flip"])
+    other = compose_config("train", [*common, "model@retrain.model=resnet20", "retrain.model.params.width=4"])
+    keys = [run_key(c) for c in (plain, flipped, other)]
+    assert keys[0].retrained_as is None and keys[0].folder.name == "seed=0"  # the default: the base's, as before
+    assert keys[1].folder.parent.name.startswith("as-resnet8-flip-")
+    assert keys[2].folder.parent.name.startswith("as-resnet20-none-") and keys[1].base == keys[0].base
+    assert len({k.folder for k in keys}) == 3 and keys[1].identity["retrained_as"] == keys[1].folder.parent.name
+    metrics = [train(c) for c in (plain, flipped, other)]
+    saved = [json.loads((k.folder / "identity.json").read_text())["training"] for k in keys]
+    assert [s["augment"]["name"] for s in saved] == ["none", "flip", "none"]
+    assert [s["model"]["name"] for s in saved] == ["resnet8", "resnet8", "resnet20"]
+    ckpt = torch.load(keys[2].folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["model"]["name"] == "resnet20"
+    assert metrics[0]["test_acc"] != metrics[1]["test_acc"] or metrics[0]["test_loss"] != metrics[1]["test_loss"]
+    rows, _, _ = read_runs(root / "default", "digits")
+    groups = {r["base"] for r in rows if r["estimator"] == "grad" and r["fraction"] == 0.3}
+    assert groups == {
+        BASE,
+        f"{BASE} retrained as {keys[1].folder.parent.name}",
+        f"{BASE} retrained as {keys[2].folder.parent.name}",
+    }

@@ -82,6 +82,37 @@ def test_another_models_order_consistency_and_the_report(tmp_path):
     theirs = evaluate(compose_config("eval", [*mine, "eval.rankings=[grad]", *patches, f"eval.order_from={source}"]))
     theirs = theirs["grad.patch4"]
     assert theirs["order_from"] == source and "order_from" not in own
+    assert theirs["target"].startswith("this model's own predicted class") and own["target"].startswith("the maps'")
+    # MIF at t = 1 (every patch filled: the same image whatever the order) scores this model's own
+    # prediction, not the class the other model's maps explain
+    import torch
+
+    from roar.data import build_dataset
+    from roar.data.stats import channel_stats
+    from roar.evaluate.run import subset
+    from roar.models.checkpoint import load_base_model
+    from roar.store.maps import iter_maps
+
+    cfg = compose_config("eval", [*mine, "eval.rankings=[grad]", *patches])
+    test_set = build_dataset(cfg.data, "test")
+    model = load_base_model(base_key(cfg), cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
+    idx = subset(len(test_set), 64, 0)
+    x = torch.stack([test_set[i]["image"] for i in idx])
+    mean = channel_stats(build_dataset(cfg.data, "train"), cfg.data, cfg.paths.cache_dir)["mean"]
+    with torch.no_grad():
+        clean, empty = model(x), model(torch.tensor(mean).view(1, -1, 1, 1).expand_as(x).contiguous())
+    maps_targets = [
+        meta["target"] for _, _, meta in iter_maps(root / "default" / "attributions" / source / "grad", "test")
+    ]
+    theirs_target = torch.tensor(maps_targets)[idx]
+    mine_target = clean.argmax(1)
+    assert (mine_target != theirs_target).any()  # the two models disagree on some images
+
+    def mif_at_one(target):
+        return float((empty.gather(1, target[:, None]) / clean.gather(1, target[:, None])).mean())
+
+    assert theirs["mif"]["mean"][-1] == pytest.approx(mif_at_one(mine_target), rel=1e-4)
+    assert theirs["mif"]["mean"][-1] != pytest.approx(mif_at_one(theirs_target), rel=1e-4)
     assert theirs["predictions"]["mif"]["unchanged"] != own["predictions"]["mif"]["unchanged"]
     assert theirs["predictions"]["mif"]["unchanged"][0] == 1.0
     folder = next((root / "default" / "eval").glob("digits-resnet8-none-*/channel_mean"))

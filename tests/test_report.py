@@ -1,6 +1,5 @@
 """roar-report on a synthetic experiment with gaps and bad files, rendered in headless Chromium."""
 
-import csv
 import json
 import os
 import shutil
@@ -61,6 +60,7 @@ def synthetic(tmp_path):
                     continue
                 write_run(exp, est, t, seed, acc + (SOBEL_OFFSET if est == "sobel" else OFFSET)[seed])
         write_run(exp, "grad", 0.5, seed, 0.4 + OFFSET[seed], fill="mask_only")
+        write_run(exp, "random", 0.5, seed, 0.15 + OFFSET[seed], fill="mask_only")  # random's masks alone
         for est, acc in (("grad", 0.95), ("random", 0.85)):  # KAR: keeping grad's top half keeps more
             write_run(exp, est, 0.5, seed, acc + OFFSET[seed], mode="keep")
     for est, t, recovered in (("grad", 0.3, 0.9), ("grad", 0.6, 0.8), ("sobel", 0.3, 0.55), ("sobel", 0.6, 0.55)):
@@ -79,8 +79,9 @@ def report_cfg(root, *extra):
 
 
 def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
+    from roar.report.build import read_csv as read_report_csv
+
+    return read_report_csv(path)
 
 
 def test_report_from_a_folder_with_gaps(synthetic, capsys):
@@ -88,7 +89,7 @@ def test_report_from_a_folder_with_gaps(synthetic, capsys):
     index = build_report(report_cfg(root))
     out = capsys.readouterr().out
     rows = read_csv(exp / "report" / "results.csv")
-    assert len(rows) == 3 + 3 * 3 * 3 - 3 - 1 + 3 + 6  # baseline + grid - grad@0.9 - unfinished + mask_only + keep
+    assert len(rows) == 3 + 3 * 3 * 3 - 3 - 1 + 6 + 6  # baseline + grid - grad@0.9 - unfinished + mask_only + keep
     assert {r["dataset"] for r in rows} == {"digits"}
     summary = {(r["estimator"], r["fill"], float(r["fraction"])): r for r in read_csv(exp / "report" / "summary.csv")}
     assert (
@@ -115,14 +116,22 @@ def test_report_from_a_folder_with_gaps(synthetic, capsys):
     grad, sobel = verdict["grad", "remove"], verdict["sobel", "remove"]
     assert float(grad["recoverability"]) == pytest.approx(0.85) and grad["leakage"] == "confounded by leakage"
     assert float(grad["mask_only"]) == pytest.approx(0.4 - 0.1)  # chance is 1/10
+    assert float(grad["mask_only_random"]) == pytest.approx(0.15 - 0.1) and float(grad["mask_only_p"]) < 1e-4
     assert float(sobel["recoverability"]) == pytest.approx(0.55) and sobel["leakage"] == "" and sobel["mask_only"] == ""
+    # the test behind every verdict is stated in the CSV's header comment, and p is corrected (Holm)
+    head = (exp / "report" / "verdict.csv").read_text().splitlines()[0]
+    assert head.startswith("# Welch's two-sided t-test") and "Holm correction" in head
+    assert float(grad["p_adjusted"]) >= float(grad["p"]) and grad["correction"] == "holm"
+    assert verdict["grad", "remove"]["base"] == "digits-resnet8-none"
     for path in bad.values():  # every file left out is named, with what to do
         assert str(path) in out
     assert "rerun the same roar-train command" in out and "name=..." in out
     page = index.read_text()
     assert "missing" in page and "Leakage" in page and page.count("<img") >= 2 and str(bad["foreign"]) in page
-    leak = [r for r in read_csv(exp / "report" / "summary.csv") if r["fill"] == "mask_only"]
-    assert len(leak) == 1 and float(leak[0]["mean"]) == pytest.approx(0.4)
+    assert "Welch&#x27;s two-sided t-test" in page and "Holm correction" in page
+    leak = {r["estimator"]: r for r in read_csv(exp / "report" / "summary.csv") if r["fill"] == "mask_only"}
+    assert len(leak) == 2 and float(leak["grad"]["mean"]) == pytest.approx(0.4)
+    assert "Verdict: Welch's two-sided t-test" in out and "base model digits-resnet8-none" in out
 
 
 def test_a_grid_without_its_t0_baseline_gets_no_verdict_but_says_what_would_complete_it(synthetic):

@@ -7,6 +7,7 @@ samples ``[s * shard_size, (s + 1) * shard_size)`` of a split and is computed by
 Map noise (SmoothGrad, VarGrad) and the random control are drawn per (``maps_seed``, sample id).
 """
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -15,7 +16,7 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite, reduce_maps
-from roar.estimators.suite import iterative_of, params_for
+from roar.estimators.suite import iterative_of, params_for, stores_steps
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import apply_fill, check_fill, fill_of
 from roar.models.checkpoint import load_base_model
@@ -50,6 +51,14 @@ def check_config(cfg) -> EstimatorSuite:
     bad = set(as_list(a.splits, "attribute.splits")) - {"train", "test"}
     if bad:
         raise RoarError(f"attribute.splits has {sorted(bad)}; valid splits: train, test.")
+    selectors = [n for n in suite.iterative if stores_steps(n)]
+    if selectors and fill_of(cfg.fill).depends_on_mask:
+        raise RoarError(
+            f"{', '.join(selectors)} select pixels with one image filled everywhere (the reference), and an SIS is "
+            f"re-checked with its own subset filled; fill={cfg.fill.name} paints each pixel from the pixels left, so the "
+            f"two fillings differ. Use a fill that paints a pixel the same whatever else is removed (channel_mean, "
+            f"zero, constant, blur, random_image, random_colour_image, random_colour_pixel)."
+        )
     return suite
 
 
@@ -93,6 +102,7 @@ def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, referen
         **({"reference": reference.identity} if reference is not None else {}),
         **({"fill": to_plain(cfg.fill)} if fill else {}),
         **({"reduced_by": stored_reduction(cfg)} if stored_reduction(cfg) else {}),  # full maps: as before
+        **({"steps_stored": "integers"} if stores_steps(estimator) else {}),  # float16 fractions before: redone
         "maps_seed": int(cfg.maps_seed),
         "target": cfg.attribute.target,
         "base_checkpoint_sha256": ckpt_sha,
@@ -109,6 +119,22 @@ def class_targets(model, x, labels, target: str):
     with torch.no_grad():
         top = model(x).topk(2, 1).indices
     return top[:, 0] if target == "predicted" else top[:, 1]
+
+
+def storable(name: str, m: torch.Tensor, reduced: str | None):
+    """(maps as stored, per-map scale) of a batch of ``name``'s maps (roar.store.maps): float16 divided by
+    the largest magnitude; backward selection's removal steps as unsigned integers with scale 1 (exact:
+    a float16 fraction collides above 2,048 steps). ``reduced``: attribute.store=reduced's reduction."""
+    steps = stores_steps(name)
+    if reduced and steps:
+        m = m[:, :1]  # the same in every channel: kept as numbers
+    elif reduced:  # attribute.store=reduced: the 1 x H x W map the ranking reads
+        m = reduce_maps(m, reduced)
+    if steps:
+        scale = torch.ones(m.shape[0], device=m.device)
+        return m.cpu().numpy().astype(np.uint16 if int(m.max()) < 2**16 else np.uint32), scale
+    scale = m.flatten(1).abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny)
+    return (m / scale.view(-1, *[1] * (m.dim() - 1))).to(torch.float16).cpu().numpy(), scale
 
 
 def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, reference=None, pool=None):
@@ -132,12 +158,7 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
                 raise RoarError(
                     f"Estimator {name} gave NaN or infinite maps for samples {[ids[i] for i in torch.nonzero(bad)[:, 0].tolist()]}."
                 )
-            if reduced and name in suite.iterative and iterative_of(name).sis:
-                m = m[:, :1]  # BackSelect's removal steps, the same in every channel: kept as numbers (SIS reads them)
-            elif reduced:  # attribute.store=reduced: the 1 x H x W map the ranking reads
-                m = reduce_maps(m, reduced)
-            scale = m.flatten(1).abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny)
-            unit = (m / scale.view(-1, *[1] * (m.dim() - 1))).to(torch.float16).cpu().numpy()
+            unit, scale = storable(name, m, reduced)
             trace = suite.traces[name].cpu().tolist() if name in suite.traces else None  # gbs, bs
             for k, sid in enumerate(ids):
                 extra = {"trace": [round(v, 6) for v in trace[k]]} if trace else None

@@ -24,6 +24,7 @@ AUGMENTS.add(
 AUGMENTS.add(
     "resized_crop", lambda x, rng, **params: None, perturbs=False
 )  # random-resized crop and flip only (augment.resized_crop, augment.flip)
+AUGMENTS.add("flip", lambda x, rng, **params: None, perturbs=False)  # horizontal flip only: FPA's "None" model
 
 
 class Generators(NamedTuple):

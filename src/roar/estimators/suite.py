@@ -83,6 +83,12 @@ def iterative_of(name: str):
     return ITERATIVE[owner(name)]
 
 
+def stores_steps(name: str) -> bool:
+    """Backward selection's maps are removal steps (whole numbers a sufficient input subset is read
+    from), not scores: stored exactly, and filled alike when selected and when re-checked."""
+    return parse(name)[0] == "iterative" and iterative_of(name).sis
+
+
 def params_for(name: str, params: dict) -> dict:
     """The estimator parameters ``name``'s maps depend on (its identity): all but other estimators' own."""
     mine = owner(name)

@@ -7,7 +7,8 @@ on the test set or a seeded subset of ``eval.max_images``:
   Table 1);
 - the deletion curve: test accuracy of the unchanged model at the ROAR grid's fractions and modes
   (ROAR Fig. 3, "no retraining").
-The target is the class the maps explain (``attribute.target``). Ties and the subset are drawn
+The target is the class the maps explain (``attribute.target``); with ``eval.order_from`` (another
+model's maps) this model's own class of that kind, recorded as ``target``. Ties and the subset are drawn
 from ``maps_seed``. Writes each ranking's EvalKey file (``eval/<base>/<fill>/<ranking>.json``); a
 file whose settings match is skipped.
 """
@@ -25,7 +26,7 @@ from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
 from roar.estimators.reduce import REDUCTIONS
-from roar.estimators.suite import iterative_of
+from roar.estimators.suite import iterative_of, stores_steps
 from roar.evaluate.consistency import run_consistency
 from roar.evaluate.curves import (
     CURVE_MODES,
@@ -142,6 +143,14 @@ def order_source(cfg, key, ckpt_sha: str) -> dict:
     return {"base": chosen.name, "folder": MapsKey(chosen, "").folder, "sha256": sha256_file(chosen.checkpoint)}
 
 
+def target_used(reordered: bool, manifest: dict) -> str:
+    """The class MIF/LIF score, as recorded in each result: the maps' own target, or with another model's
+    order (``eval.order_from``) this model's own class of the same kind (FPA section 3 scores the logit
+    of the class the evaluated model's explanation is for)."""
+    kind = str(manifest.get("target", "predicted"))
+    return f"this model's own {kind} class (maps from another model)" if reordered else f"the maps' target ({kind})"
+
+
 def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
     """The verified manifest of an estimator's maps, made from this base model and this test set."""
     if not (folder / MANIFEST).exists():
@@ -160,10 +169,23 @@ def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
     return manifest
 
 
-def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, mean, device, bar, folders) -> dict:
+def own_class(clean_logits, labels, target: str):
+    """The class a model's own maps of kind ``target`` (attribute.target) explain: its prediction on the
+    clean image, its runner-up, or the label."""
+    if target == "label":
+        return labels
+    top = clean_logits.topk(2, 1).indices
+    return top[:, 0] if target == "predicted" else top[:, 1]
+
+
+def evaluate_rankings(
+    model, test_set, train_set, indices, rankings, cfg, fill, mean, device, bar, folders, own_target=None
+) -> dict:
     """{ranking: curves and deletion accuracies} over the test images ``indices``. Each image is
     loaded once for every ranking; the maps of every estimator (``folders``: {estimator: maps folder})
-    are streamed side by side (their shards hold the test split in dataset order)."""
+    are streamed side by side (their shards hold the test split in dataset order). ``own_target``: the
+    maps are another model's (``eval.order_from``), so MIF/LIF score this model's own class of that kind
+    (``own_class``) rather than the class the other model's maps explain."""
     steps = step_fractions(cfg.eval.step)
     deletion = sorted(set(check_fractions(cfg.eval.fractions)))
     sis = check_sis(cfg.eval.sis)
@@ -195,13 +217,14 @@ def evaluate_rankings(model, test_set, train_set, indices, rankings, cfg, fill, 
 
         for name, est, red in rankings:
             maps = torch.from_numpy(np.stack([entry[est][1] for _, entry in chunk])).to(device)
-            target = torch.tensor(
-                [entry[est][2]["target"] for _, entry in chunk], device=device
-            )  # the class the maps explain
             ranks = feature_ranks(ranking_scores(maps, red, patch), ids, seed)
             logits = masked_logits(
                 model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows), patch, ids, seed
             )
+            if own_target is None:  # the class the maps explain (this model's own maps)
+                target = torch.tensor([entry[est][2]["target"] for _, entry in chunk], device=device)
+            else:  # another model's maps: the class this model's own maps would explain
+                target = own_class(logits[:, modes.index("remove"), fractions.index(0.0)], labels, own_target)
             normalized[name].append(normalized_target_logits(logits[:, :, step_at], target).cpu().numpy())
             predicted[name].append(logits[:, :, step_at].argmax(-1).cpu().numpy())
             correct[name].append((logits[:, :, del_at].argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
@@ -274,6 +297,12 @@ def evaluate(cfg: DictConfig) -> dict:
             manifests[est] = checked_maps(folders[est], test_set, order["sha256"])
         manifest = manifests[est]
         check_reduction(manifest, red, folders[est])
+        if stores_steps(est) and manifest.get("fill") != to_plain(cfg.fill):
+            raise RoarError(
+                f"{folders[est]}: {est} selected its pixels with fill={manifest.get('fill')}; roar-eval fill="
+                f"{to_plain(cfg.fill)} would re-check its sufficient input subsets with another filling. Evaluate with "
+                f"the fill the maps were made with, or rerun roar-attribute with this fill."
+            )
         settings = {
             "ranking": name,
             "estimator": est,
@@ -290,6 +319,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "maps_seed": int(cfg.maps_seed),
             "test_ids": len(indices),
             **({"order_from": order["base"]} if order["base"] != key.name else {}),
+            "target": target_used(order["base"] != key.name, manifest),
         }
         out = eval_key(cfg, name, order["base"]).file
         done = read_json(out)
@@ -315,6 +345,9 @@ def evaluate(cfg: DictConfig) -> dict:
             device,
             bar,
             folders,
+            own_target=str(next(iter(manifests.values())).get("target", "predicted"))
+            if order["base"] != key.name and manifests
+            else None,
         )
     for name, _, settings, out in plan:
         results[name] = {**settings, "settings_hash": settings_hash(settings), **computed[name]}

@@ -20,7 +20,8 @@ the appendices fix, and what is followed:
 - Deletion: probability of a with the top q of the features greyed, averaged over q in [0, 1] (trapezoid);
   insertion: with the top q kept on a grey canvas (the grey completeness curve of a over [0, 1]).
 
-Every image's raw curves, clean probabilities and label ranks are stored, so any other aggregate (the
+Every image's raw curves, the class predicted at every p on every canvas, clean probabilities and label
+ranks are stored, so any other aggregate (an indicator-based score among them; the
 paper's exact definition once we have it) is recomputed from the file without learning a mask again
 (``summarize``).
 """
@@ -69,8 +70,10 @@ def p_grid(step) -> list:
 
 @torch.no_grad()
 def label_curves(model, images, ranks, labels, canvases, grid, max_rows: int, patch=None, remove=False):
-    """(B, len(grid)) probability of ``labels`` with the top p of the features kept (``remove``: replaced)
-    and the rest taken from each canvas (a list of (B, C, H, W)), averaged over the canvases."""
+    """((B, len(grid)) probability of ``labels`` with the top p of the features kept (``remove``: replaced)
+    and the rest taken from each canvas (a list of (B, C, H, W)), averaged over the canvases;
+    (B, len(grid), canvases) the class the model predicts on each), so an indicator-based score can be
+    recomputed from the stored records."""
     b, _, h, w = images.shape
     side = None if patch is None else (h // patch, w // patch)
     rows = []
@@ -79,14 +82,16 @@ def label_curves(model, images, ranks, labels, canvases, grid, max_rows: int, pa
         shown = ~top if remove else top
         shown = shown.view(b, 1, h, w) if side is None else expand(shown.view(b, 1, *side), patch)
         rows += [(shown, canvas) for canvas in canvases]
-    out = []
+    out, predicted = [], []
     per = max(1, max_rows // b)
     for lo in range(0, len(rows), per):
         part = rows[lo : lo + per]
         batch = torch.cat([torch.where(shown, images, canvas) for shown, canvas in part])
         probs = torch.softmax(model(batch).float(), 1).view(len(part), b, -1)
         out.append(probs.gather(2, labels.view(1, b, 1).expand(len(part), b, 1))[..., 0])
-    return torch.cat(out).view(len(grid), len(canvases), b).mean(1).T
+        predicted.append(probs.argmax(2))
+    shape = (len(grid), len(canvases), b)
+    return torch.cat(out).view(shape).mean(1).T, torch.cat(predicted).view(shape).permute(2, 0, 1)
 
 
 def expand(features: torch.Tensor, patch: int) -> torch.Tensor:
@@ -187,6 +192,7 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
             "soundness": s,
             "maps_seed": seed,
             "test_ids": ids,
+            "records": ["curves", "predicted"],  # files before the predicted classes were stored are redone
         }
         out = eval_key(cfg, name).soundness_file
         done = read_json(out)
@@ -220,7 +226,14 @@ def score_images(model, chosen, ids, train_set, folders, red, patch, s, grid, se
                 for r in range(int(s["donors"]))
             ]
         batch = [
-            {"id": sid, "label": int(t["label"]), "curves": {g: {} for g in canvases}, "clean": {}, "rank": {}}
+            {
+                "id": sid,
+                "label": int(t["label"]),
+                "curves": {g: {} for g in canvases},
+                "predicted": {g: {} for g in canvases},  # per p, the class predicted on each canvas (donor)
+                "clean": {},
+                "rank": {},
+            }
             for sid, t in zip(pid, samples)
         ]
         order = clean.argsort(1, descending=True)  # the classes by clean probability: a label's rank
@@ -230,16 +243,18 @@ def score_images(model, chosen, ids, train_set, folders, red, patch, s, grid, se
             ranks = feature_ranks(ranking_scores(m, red, patch), pid, seed)
             label_rank = (order == labels[:, None]).float().argmax(1)
             for g in canvases:  # grey always: insertion is its curve of a
-                curves = label_curves(model, x, ranks, labels, canvases[g], grid, rows, patch).cpu()
-                for r, c in zip(batch, curves.tolist()):
+                curves, predicted = label_curves(model, x, ranks, labels, canvases[g], grid, rows, patch)
+                for r, c, k in zip(batch, curves.cpu().tolist(), predicted.cpu().tolist()):
                     r["curves"][g][lab] = [round(v, 6) for v in c]
+                    r["predicted"][g][lab] = k
             for k, r in enumerate(batch):
                 r["clean"][lab] = round(float(clean[k, labels[k]]), 6)
                 r["rank"][lab] = int(label_rank[k])
                 r[f"class_{lab}"] = int(labels[k])
             if lab == "a":
                 ranks_a, labels_a = ranks, labels
-        deletion = label_curves(model, x, ranks_a, labels_a, canvases["grey"], grid, rows, patch, remove=True).cpu()
+        deletion, _ = label_curves(model, x, ranks_a, labels_a, canvases["grey"], grid, rows, patch, remove=True)
+        deletion = deletion.cpu()
         regions = region_shares(ranks_a, samples, x.shape, patch)
         for k, r in enumerate(batch):
             r["deletion"] = [round(v, 6) for v in deletion[k].tolist()]

@@ -10,7 +10,10 @@ Stages and the report ask for traits, never compare names:
   of every patch with a removed pixel (missingness paper, appendix B);
 - ``leakage_control``: its images carry only the mask's shape, so a model trained on them measures
   how much class information the mask alone leaks; it is reported against chance, not judged;
-- ``fallback``: what a fill writes where an image has no known pixel left (its samples' json names it).
+- ``fallback``: what a fill writes where an image has no known pixel left (its samples' json names it);
+- ``depends_on_mask``: a pixel's fill depends on which other pixels are removed (an imputation), so
+  painting everything at once is not painting a subset (backward selection refuses it: its selection
+  and its SIS re-check must fill alike).
 ``removed`` is (B, 1 or C, H, W) boolean.
 """
 
@@ -33,6 +36,7 @@ FILLS = Registry(
         "leakage_control": False,
         "check": None,
         "fallback": None,
+        "depends_on_mask": False,
     },
 )
 
@@ -86,12 +90,32 @@ def constant(images, removed, cfg, ctx):
     return torch.where(removed, _per_channel(cfg.value, images), images)
 
 
-@FILLS.register("blur", params={"kernel": 21, "sigma": 10.0})
+def blur_size(cfg, size: int) -> tuple:
+    """(kernel, sigma) in pixels for ``size``-pixel images: ``fill.kernel`` and ``fill.sigma`` are given for
+    ``fill.reference_size``-pixel images (the missingness paper's 21 and 10 at 224) and scale with the image
+    (kernel rounded to odd); ``reference_size=null`` takes them in pixels as given. A kernel that scales
+    below 3 pixels is refused: such a blur leaves each pixel almost as it was, so nothing would be removed."""
+    kernel, sigma, ref = int(cfg.get("kernel", 21)), float(cfg.get("sigma", 10.0)), cfg.get("reference_size", 224)
+    if ref is None:
+        return kernel, sigma
+    scale = size / float(ref)
+    scaled = 2 * int(round((kernel * scale - 1) / 2)) + 1
+    if scaled < 3:
+        raise RoarError(
+            f"fill=blur: kernel {kernel} and sigma {sigma:g} are given for {ref}-pixel images "
+            f"(fill.reference_size); at {size} pixels they scale to a kernel under 3 pixels, which leaves each "
+            f"pixel almost as it was. Use another fill, or give the blur in pixels: fill.reference_size=null "
+            f"fill.kernel=... fill.sigma=..."
+        )
+    return scaled, sigma * scale
+
+
+@FILLS.register("blur", params={"kernel": 21, "sigma": 10.0, "reference_size": 224})
 def blur(images, removed, cfg, ctx):
-    """The image blurred by a Gaussian, kernel 21, sigma 10 (missingness paper C.4)."""
-    return torch.where(
-        removed, gaussian_blur(images, int(cfg.get("kernel", 21)), float(cfg.get("sigma", 10.0))), images
-    )
+    """The image blurred by a Gaussian, kernel 21 and sigma 10 at 224 pixels (missingness paper C.4),
+    scaled to the image's size (``blur_size``)."""
+    kernel, sigma = blur_size(cfg, min(images.shape[-2:]))
+    return torch.where(removed, gaussian_blur(images, kernel, sigma), images)
 
 
 @FILLS.register("random_image", needs_donors=True)
@@ -123,7 +147,11 @@ def random_colour_pixel(images, removed, cfg, ctx):
 
 
 @FILLS.register(
-    "linear", params={"noise": 0.01, "tol": 1e-5, "max_iter": 2000}, check=check_linear, fallback="channel_mean"
+    "linear",
+    params={"noise": 0.01, "tol": 1e-5, "max_iter": 2000},
+    check=check_linear,
+    fallback="channel_mean",
+    depends_on_mask=True,
 )
 def linear(images, removed, cfg, ctx):
     """ROAD's noisy linear imputation: each masked pixel the weighted mean of its neighbours, plus
@@ -137,7 +165,7 @@ def token_drop(images, removed, cfg, ctx):
     return images
 
 
-@FILLS.register("mask_only", leakage_control=True)
+@FILLS.register("mask_only", leakage_control=True, depends_on_mask=True)
 def mask_only(images, removed, cfg, ctx):
     """The image is the binary mask itself (removed = 1): the leakage control."""
     return removed.expand_as(images).to(images.dtype)

@@ -3,15 +3,22 @@
 - A ROAR (or KAR) curve is test accuracy over the fraction t masked, starting at the unmodified
   baseline (t = 0). Its area, divided by the span of t, is the mean accuracy over that span: lower
   is a better estimator under ROAR (removing what it ranks first hurts more), higher under KAR.
+- Every table is per base model: runs of two base models (two base seeds, FPA and plain) are never
+  pooled into one curve or one verdict.
 - Verdict: per seed, the area of an estimator's curve and of random's over the fractions both have;
-  Welch's t-test over seeds says better than / no different from / worse than random (ROAR 4.3).
+  Welch's two-sided t-test over seeds (ROAR 4.3 compares with random), its p adjusted for the number
+  of verdicts of the base model (``report.correction``, Holm by default); the adjusted p decides
+  better than / no different from / worse than random. Beside it: the difference with its 95% Welch
+  interval, and a per-t Welch test, since curves can cross where an area cannot show it.
 - Agreement: Spearman correlation of the estimators' orderings under each method (ROAR, KAR,
   no-retrain fidelity A, no-retrain deletion) over the estimators both methods rank.
 - The leakage audit beside every verdict (roar.evaluate.leakage): the mask recoverability of its
-  shard sets, the accuracy of a model trained on its masks alone above chance, and its fill's
-  MoRF/LeRF consistency (ROAD section 4: the rankings' order when removing the most relevant first
-  against the reverse of their order when removing the least relevant first, Spearman over roar-eval's
-  MIF and LIF areas). A verdict whose sets' recoverability is above ``CONFOUNDED`` is marked.
+  shard sets, the accuracy of a model trained on its masks alone (``fill=mask_only``) against
+  random's masks alone, and its fill's MoRF/LeRF consistency (ROAD section 4: the rankings' order
+  when removing the most relevant first against their order when removing the least relevant first,
+  Spearman over roar-eval's no-retrain MIF and LIF areas, random excluded, permutation p). A verdict
+  is "confounded by leakage" only when its masks are recoverable (above ``CONFOUNDED``) and carry
+  class information (mask-only accuracy above random's mask-only accuracy, Welch, same seeds).
 - Sufficient input subsets (overinterpretation paper) of the backward-selection rankings, from
   roar-eval's ``sis`` results (roar.evaluate.sis): sizes, correct vs misclassified, confidence drop.
 """
@@ -22,9 +29,19 @@ import math
 import numpy as np
 
 from roar.evaluate.leakage import CONFOUNDED
-from roar.evaluate.stats import compare_with_random, curve_area, spearman
+from roar.evaluate.stats import (
+    ALPHA,
+    adjust_p,
+    compare_with_random,
+    curve_area,
+    spearman,
+    spearman_permutation,
+    verdict_of,
+    welch_diff_ci,
+    welch_p,
+)
 from roar.masking.fills import fill_named
-from roar.store.keys import ranking_name
+from roar.store.keys import fraction_name, ranking_name
 
 
 def curve(summary, baseline, estimator, reduce, mode, fill) -> list:
@@ -49,22 +66,43 @@ def curves_of(summary) -> list:
     )
 
 
+def bases_of(rows) -> list:
+    """The base models of rows (runs, summary rows, evaluations), sorted: every table is per base model."""
+    return sorted({r["base"] for r in rows})
+
+
+def of_base(rows, base) -> list:
+    return [r for r in rows if r["base"] == base]
+
+
+def folder_of(base: str) -> str:
+    """The base model's folder of a group label (a retrain variant is ``<base> retrained as <variant>``):
+    its shard sets' audits and its no-retrain curves are the base model's."""
+    return base.split(" retrained as ")[0]
+
+
 def seed_areas(rows, estimator, reduce, mode, fill, fractions) -> dict:
     """{seed: mean accuracy over [0, max t]} for the seeds that have every fraction of ``fractions``;
-    the t = 0 point is the seed's baseline run (or the baseline mean when that seed has none)."""
+    the t = 0 point is the seed's baseline run (or the baseline mean when that seed has none). ``rows``
+    are one base model's runs."""
     base = {r["seed"]: r["test_acc"] for r in rows if r["fraction"] == 0.0 and r["fill"] == fill}
     base_mean = float(np.mean(list(base.values()))) if base else math.nan
-    acc = {
-        (r["seed"], r["fraction"]): r["test_acc"]
-        for r in rows
-        if (r["estimator"], r["reduce"], r["mode"], r["fill"]) == (estimator, reduce, mode, fill)
-    }
+    acc = seed_accuracies(rows, estimator, reduce, mode, fill)
     out = {}
     for seed in sorted({s for s, _ in acc}):
         if all((seed, t) in acc for t in fractions):
             values = [base.get(seed, base_mean)] + [acc[seed, t] for t in fractions]
             out[seed] = curve_area([0.0, *fractions], values) / max(fractions)
     return out
+
+
+def seed_accuracies(rows, estimator, reduce, mode, fill) -> dict:
+    """{(seed, t): test accuracy} of one setting's runs (``reduce=None``: any reduction, as for random)."""
+    return {
+        (r["seed"], r["fraction"]): r["test_acc"]
+        for r in rows
+        if (r["estimator"], r["mode"], r["fill"]) == (estimator, mode, fill) and reduce in (None, r["reduce"])
+    }
 
 
 def fractions_of(rows, estimator, reduce, mode, fill) -> set:
@@ -75,61 +113,98 @@ def fractions_of(rows, estimator, reduce, mode, fill) -> set:
     }
 
 
-def verdicts(rows) -> list:
-    """One row per (estimator, mode, fill) with a random curve beside it: areas and the verdict.
-    A leakage control (``mask_only``) is not judged here (see ``leakage``)."""
+def test_statement(alpha: float, correction: str) -> str:
+    """The test behind every verdict, as the report states it beside each verdict table."""
+    named = {"holm": "Holm", "bonferroni": "Bonferroni", "bh": "Benjamini-Hochberg", "none": "no"}[correction]
+    return (
+        f"Welch's two-sided t-test on the per-seed mean accuracy over t in [0, max t] (the curve's area / span), "
+        f"estimator vs random, n seeds per side as shown; alpha {alpha:g}; {named} correction over the verdicts "
+        f"of each base model (p_adjusted decides the verdict)."
+    )
+
+
+def verdicts(rows, correction: str = "holm", alpha: float = ALPHA) -> list:
+    """One row per (base model, estimator, mode, fill) with a random curve beside it: areas, the
+    difference with its 95% interval, Welch's p and its ``correction`` over the base model's verdicts,
+    a per-t test (curves can cross), and the verdict from the adjusted p. A leakage control
+    (``mask_only``) is not judged here (see ``audit_verdicts``)."""
+    out = []
+    for base in bases_of(rows):
+        judged = [{"base": base, **v} for v in base_verdicts(of_base(rows, base), alpha)]
+        tested = [v for v in judged if "p" in v]
+        for v, p in zip(tested, adjust_p([v["p"] for v in tested], correction)):
+            v["p_adjusted"], v["correction"] = p, correction
+            if not math.isnan(p):
+                v["verdict"] = verdict_of(v["diff"], p, v["mode"] == "remove", alpha)
+        out += judged
+    return out
+
+
+def base_verdicts(rows, alpha: float) -> list:
+    """``verdicts`` of one base model's runs, before correction."""
     out = []
     for est, red, mode, fill in sorted(
         {(r["estimator"], r["reduce"], r["mode"], r["fill"]) for r in rows if r["fraction"] > 0}
     ):
         if est == "random" or fill_named(fill).leakage_control:
             continue
-        rand_red = (
-            red if fractions_of(rows, "random", red, mode, fill) else "abs_sum"
-        )  # random's ranking ignores the reduction
+        rand_red = red if fractions_of(rows, "random", red, mode, fill) else "abs_sum"  # random ignores the reduction
         common = sorted(fractions_of(rows, est, red, mode, fill) & fractions_of(rows, "random", rand_red, mode, fill))
+        head = {"estimator": ranking_name(est, red), "mode": mode, "fill": fill, "fractions": common}
         if not common:
-            out.append(
-                {
-                    "estimator": ranking_name(est, red),
-                    "mode": mode,
-                    "fill": fill,
-                    "verdict": "no random curve to compare with",
-                    "fractions": [],
-                }
-            )
+            out.append({**head, "verdict": "no random curve to compare with"})
             continue
         if not any(r["fraction"] == 0.0 and r["fill"] == fill for r in rows):  # the curves' first point is missing
             out.append(
                 {
-                    "estimator": ranking_name(est, red),
-                    "mode": mode,
-                    "fill": fill,
-                    "fractions": common,
+                    **head,
                     "verdict": f"insufficient data: no t = 0 baseline run; run roar-train estimator=random fraction=0 "
                     f"mode={mode} fill={fill.partition('-')[0]} for each seed (or roar-train -m sweep=grid)",
                 }
             )
             continue
-        mine, rand = (
-            seed_areas(rows, est, red, mode, fill, common),
-            seed_areas(rows, "random", rand_red, mode, fill, common),
-        )
-        test = compare_with_random(list(mine.values()), list(rand.values()), lower_is_better=mode == "remove")
+        mine = seed_areas(rows, est, red, mode, fill, common)
+        rand = seed_areas(rows, "random", rand_red, mode, fill, common)
+        test = compare_with_random(list(mine.values()), list(rand.values()), mode == "remove", alpha)
+        interval = welch_diff_ci(list(mine.values()), list(rand.values()))
         out.append(
             {
-                "estimator": ranking_name(est, red),
-                "mode": mode,
-                "fill": fill,
-                "fractions": common,
+                **head,
                 "area": float(np.mean(list(mine.values()))) if mine else math.nan,
                 "area_random": float(np.mean(list(rand.values()))) if rand else math.nan,
+                "diff_ci_low": interval["ci_low"],
+                "diff_ci_high": interval["ci_high"],
                 "seeds": len(mine),
                 "seeds_random": len(rand),
+                "per_t": per_t_tests(rows, (est, red), rand_red, mode, fill, common),
                 **test,
             }
         )
+        out[-1]["crossing"] = crossing(out[-1]["per_t"], mode == "remove", alpha)
     return out
+
+
+def per_t_tests(rows, ranking, rand_red, mode, fill, fractions) -> list:
+    """At each fraction: the difference of mean retrained accuracy (estimator - random) and Welch's p
+    over seeds (uncorrected: it shows where the curves part or cross, the verdict stands on the area)."""
+    mine = seed_accuracies(rows, *ranking, mode, fill)
+    rand = seed_accuracies(rows, "random", rand_red, mode, fill)
+    out = []
+    for t in fractions:
+        a = [v for (_, f), v in mine.items() if f == t]
+        b = [v for (_, f), v in rand.items() if f == t]
+        out.append({"t": t, "diff": float(np.mean(a) - np.mean(b)), "p": welch_p(a, b)})
+    return out
+
+
+def crossing(per_t: list, lower_is_better: bool, alpha: float) -> str:
+    """ "" unless the estimator is significantly better than random at some t and worse at another (per-t
+    Welch, uncorrected): then the fractions of each, since the area hides such a crossing."""
+    better = [p["t"] for p in per_t if p["p"] < alpha and (p["diff"] < 0) == lower_is_better and p["diff"] != 0]
+    worse = [p["t"] for p in per_t if p["p"] < alpha and (p["diff"] > 0) == lower_is_better and p["diff"] != 0]
+    if not (better and worse):
+        return ""
+    return f"better at t={', '.join(map(fraction_name, better))}; worse at t={', '.join(map(fraction_name, worse))}"
 
 
 def method_scores(rows, evaluations, fill: str) -> dict:
@@ -179,7 +254,7 @@ def leakage(summary, num_classes) -> list:
     chance = 1.0 / num_classes if num_classes else math.nan
     return [
         {
-            **{k: s[k] for k in ("estimator", "reduce", "mode", "fraction", "n", "mean", "ci_low", "ci_high")},
+            **{k: s[k] for k in ("base", "estimator", "reduce", "mode", "fraction", "n", "mean", "ci_low", "ci_high")},
             "chance": chance,
         }
         for s in summary
@@ -188,22 +263,78 @@ def leakage(summary, num_classes) -> list:
 
 
 def consistency(evaluations) -> dict:
-    """{(base, fill): MoRF/LeRF consistency}: Spearman rho between the rankings' order by MIF area
-    (lower = better) and by LIF area (higher = better), over a base model's roar-eval rankings."""
+    """{(base, fill): {rho, n, p, estimators}}: ROAD's MoRF/LeRF consistency from roar-eval's no-retrain
+    curves, Spearman rho between the rankings' order by MIF area (lower = better) and by LIF area
+    (higher = better) over a base model's rankings, ``random`` excluded (a control, not a ranking to
+    order); p: one-sided permutation p for rho > 0 (``spearman_permutation``)."""
     out = {}
     for base, fill in sorted({(e["base"], e["fill"]) for e in evaluations}):
-        chosen = [e for e in evaluations if (e["base"], e["fill"]) == (base, fill)]
+        chosen = [e for e in evaluations if (e["base"], e["fill"]) == (base, fill) and e["ranking"] != "random"]
         morf = {e["ranking"]: -curve_area(e["fractions"], e["mif"]["mean"]) for e in chosen}
         lerf = {e["ranking"]: curve_area(e["fractions"], e["lif"]["mean"]) for e in chosen}
-        out[base, fill] = spearman(morf, lerf)["rho"]
+        out[base, fill] = spearman_permutation(morf, lerf)
     return out
 
 
-def audit_verdicts(verdicts, audits, summary, evaluations, num_classes) -> list:
-    """The verdicts with their leakage audit: ``recoverability`` (mean balanced accuracy of the mask
-    classifier over the verdict's fractions), ``mask_only`` (accuracy of the same ranking's mask-only
-    retrains above chance, mean over the fractions it ran at), ``consistency`` (the fill's MoRF/LeRF rho, mean over
-    base models) and ``leakage`` ("confounded by leakage" above ``CONFOUNDED``)."""
+def mask_only_test(rows, ranking: str, mode: str, alpha: float = ALPHA) -> dict | None:
+    """Does the ranking's mask carry more class information than random's? Its ``fill=mask_only``
+    retrains against random's at the fractions both ran (one base model's runs), per seed the mean
+    accuracy over those fractions, Welch's two-sided t-test. None without two seeds on each side."""
+    alone = [r for r in rows if fill_named(r["fill"]).leakage_control and r["mode"] == mode]
+    mine = {
+        (r["seed"], r["fraction"]): r["test_acc"] for r in alone if ranking_name(r["estimator"], r["reduce"]) == ranking
+    }
+    rand = {(r["seed"], r["fraction"]): r["test_acc"] for r in alone if r["estimator"] == "random"}
+    common = sorted({t for _, t in mine} & {t for _, t in rand})
+    if not common:
+        return None
+
+    def per_seed(acc):
+        seeds = {s for s, _ in acc}
+        return [
+            float(np.mean([acc[s, t] for t in common])) for s in sorted(seeds) if all((s, t) in acc for t in common)
+        ]
+
+    a, b = per_seed(mine), per_seed(rand)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff, p = float(np.mean(a) - np.mean(b)), welch_p(a, b)
+    return {
+        "fractions": common,
+        "mask_only": float(np.mean(a)),
+        "mask_only_random": float(np.mean(b)),
+        "diff": diff,
+        "p": p,
+        "carries_class": bool(p < alpha and diff > 0),
+    }
+
+
+def leakage_label(recoverability, test, ranking: str) -> str:
+    """ "confounded by leakage" only when the masks are recoverable from the filled images (above
+    ``CONFOUNDED``) *and* carry class information (their mask-only retrains beat random's); a
+    recoverable mask whose class information was not measured says how to measure it."""
+    if recoverability is None:
+        return "recoverability not measured (mask.audit_steps=0 or no audited set)"
+    if recoverability <= CONFOUNDED:
+        return ""
+    if test is None:
+        est = ranking.split(".")[0]
+        return (
+            "masks recoverable; class information in the mask not measured: run the same roar-pipeline with "
+            f"grid.estimators=[{est},random] fill=mask_only"
+        )
+    if test["carries_class"]:
+        return "confounded by leakage"
+    return "masks recoverable, but carry no more class information than random's"
+
+
+def audit_verdicts(verdicts, audits, rows, evaluations, num_classes, alpha: float = ALPHA) -> list:
+    """The verdicts with their leakage audit, per base model: ``recoverability`` (mean balanced accuracy
+    of the mask classifier over the verdict's fractions), ``mask_only`` (accuracy of the same ranking's
+    mask-only retrains above chance), ``mask_only_random`` (random's, at the same fractions),
+    ``mask_only_p`` (Welch, ranking vs random), ``consistency`` with its ``consistency_n`` rankings and
+    permutation ``consistency_p`` (no-retrain curves of the same base and fill) and ``leakage``
+    (``leakage_label``)."""
     chance = 1.0 / num_classes if num_classes else math.nan
     rho = consistency(evaluations)
     out = []
@@ -212,28 +343,31 @@ def audit_verdicts(verdicts, audits, summary, evaluations, num_classes) -> list:
         rec = [
             a["balanced_accuracy"]
             for a in audits
-            if (ranking_name(a["estimator"], a["reduce"]), a["mode"], a["fill"])
-            == (v["estimator"], v["mode"], v["fill"])
+            if (a["base"], ranking_name(a["estimator"], a["reduce"]), a["mode"], a["fill"])
+            == (folder_of(v["base"]), v["estimator"], v["mode"], v["fill"])
             and a["fraction"] in fractions
         ]
-        alone = [
-            s["mean"] - chance
-            for s in summary
-            if fill_named(s["fill"]).leakage_control
-            and s["n"]
-            and (ranking_name(s["estimator"], s["reduce"]), s["mode"]) == (v["estimator"], v["mode"])
-        ]  # every fraction it was retrained at: mask-only runs are few
-        fill_rho = [r for (_, fill), r in rho.items() if fill == v["fill"] and not math.isnan(r)]
         recoverability = float(np.mean(rec)) if rec else None
+        mine = of_base(rows, v["base"])
+        test = mask_only_test(mine, v["estimator"], v["mode"], alpha)
+        alone = [  # every fraction it was retrained at: mask-only runs are few
+            r["test_acc"]
+            for r in mine
+            if fill_named(r["fill"]).leakage_control
+            and (ranking_name(r["estimator"], r["reduce"]), r["mode"]) == (v["estimator"], v["mode"])
+        ]
+        c = rho.get((folder_of(v["base"]), v["fill"]), {})
         out.append(
             {
                 **v,
                 "recoverability": recoverability,
-                "mask_only": float(np.mean(alone)) if alone else None,
-                "consistency": float(np.mean(fill_rho)) if fill_rho else None,
-                "leakage": "confounded by leakage"
-                if recoverability is not None and recoverability > CONFOUNDED
-                else "",
+                "mask_only": float(np.mean(alone)) - chance if alone else None,
+                "mask_only_random": test["mask_only_random"] - chance if test else None,
+                "mask_only_p": test["p"] if test else None,
+                "consistency": c.get("rho"),
+                "consistency_n": c.get("n"),
+                "consistency_p": c.get("p"),
+                "leakage": leakage_label(recoverability, test, v["estimator"]),
             }
         )
     return out

@@ -17,6 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from roar.errors import RoarError
+from roar.evaluate.leakage import CONFOUNDED
+from roar.evaluate.stats import CORRECTIONS
 from roar.evaluate.toy import mean_curves
 from roar.masking.fills import fill_named
 from roar.report import analysis, collect, html, plots
@@ -34,24 +36,37 @@ from roar.store.keys import (
 from roar.tracking import finishing_wandb, start_wandb_run
 
 VERDICT_COLUMNS = {
+    "base": "base model",
     "estimator": "estimator",
     "mode": "mode",
     "fill": "fill",
     "area": "mean acc. (area / span)",
     "area_random": "random",
     "diff": "difference",
+    "diff_ci": "95% CI",
     "p": "p (Welch)",
+    "p_adjusted": "p adjusted",
     "seeds": "seeds",
+    "seeds_random": "random's seeds",
     "verdict": "verdict",
+    "crossing": "per-t: curves cross",
     "recoverability": "mask recoverability",
     "mask_only": "mask-only acc. above chance",
-    "consistency": "MoRF/LeRF consistency",
+    "mask_only_random": "random's mask-only acc. above chance",
+    "mask_only_p": "p (mask-only vs random)",
+    "consistency": "MoRF/LeRF consistency (no retraining)",
+    "consistency_n": "rankings",
+    "consistency_p": "p (permutation)",
     "leakage": "leakage",
 }
+VERDICT_CSV = [*VERDICT_COLUMNS, "diff_ci_low", "diff_ci_high", "correction", "fractions", "per_t"]
 
 
-def write_csv(path, columns, rows) -> Path:
+def write_csv(path, columns, rows, comment: str = "") -> Path:
+    """Rows as CSV; ``comment``: lines written first, each behind ``# `` (read with ``read_csv``)."""
     buf = io.StringIO()
+    for line in comment.splitlines():
+        buf.write(f"# {line}\n")
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
@@ -60,21 +75,25 @@ def write_csv(path, columns, rows) -> Path:
     return Path(path)
 
 
+def read_csv(path) -> list:
+    """The rows of a report CSV, its ``# `` comment lines skipped."""
+    with open(path) as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
 def fidelity_rows(evaluations, fill: str) -> list:
     """FPA Table 1: one row per base model (its augmentation), one column per ranking, A ± 95% CI."""
     rows = {}
     for e in evaluations:
         if e["fill"] == fill:
-            row = rows.setdefault((e["model"], e["augment"]), {"model": e["model"], "augment": e["augment"]})
+            row = rows.setdefault(e["base"], {"base": e["base"], "model": e["model"], "augment": e["augment"]})
             row[e["ranking"]] = f"{e['fidelity']['mean']:.1f} ± {e['fidelity']['ci']:.1f}"
-    return [
-        rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1] != "none", k[1]))
-    ]  # no augmentation first, as in FPA
+    return sorted(rows.values(), key=lambda r: (r["model"], r["augment"] != "none", r["augment"], r["base"]))
 
 
 def fidelity_columns(data) -> list:
     """The fidelity table's rankings: eval.rankings' order first, any others after."""
-    present = {k for r in data["fidelity"] for k in r} - {"model", "augment"}
+    present = {k for r in data["fidelity"] for k in r} - {"base", "model", "augment"}
     return [r for r in data["ranking_order"] if r in present] + sorted(present - set(data["ranking_order"]))
 
 
@@ -106,11 +125,21 @@ def gather(cfg) -> dict:
         )
     no_retrain = toy is not None or (not rows and evaluations)  # nothing to retrain was asked of this experiment
     fill = fill_label(cfg.fill)
+    expected_bases = analysis.bases_of(rows) or [b["base"] for b in bases] or ["(no base model)"]
     expected = (
-        [] if no_retrain else collect.expected_settings(cfg.grid, fill, feature_label(cfg.reduce, ranking_patch(cfg)))
+        []
+        if no_retrain
+        else collect.expected_settings(cfg.grid, fill, feature_label(cfg.reduce, ranking_patch(cfg)), expected_bases)
     )
     summary = collect.summarize(rows, expected, int(cfg.grid.seeds))
     num_classes = next((r["num_classes"] for r in [*rows, *bases] if r.get("num_classes")), None)
+    correction, alpha = str(cfg.report.correction), float(cfg.report.alpha)
+    if correction not in CORRECTIONS or not 0 < alpha < 1:
+        raise RoarError(
+            f"report.correction={correction} report.alpha={alpha}: the correction is one of {', '.join(CORRECTIONS)} "
+            f"and alpha lies in (0, 1)."
+        )
+    audits = collect.read_audits(exp)
     return {
         "exp": exp,
         "dataset": dataset,
@@ -123,12 +152,15 @@ def gather(cfg) -> dict:
         "summary": summary,
         "baselines": collect.baselines(summary),
         "verdicts": analysis.audit_verdicts(
-            analysis.verdicts(rows), collect.read_audits(exp), summary, evaluations, num_classes
+            analysis.verdicts(rows, correction, alpha), audits, rows, evaluations, num_classes, alpha
         ),
+        "statement": analysis.test_statement(alpha, correction),
+        "alpha": alpha,
+        "audit_steps": sorted({a["steps"] for a in audits if a.get("steps") is not None}),
         "fill": fill,
         "agreement": analysis.agreement(rows, evaluations, fill),
         "leakage": analysis.leakage(summary, num_classes),
-        "base": base_of(exp, rows[0]) if rows else None,
+        "base_keys": {r["base"]: base_of(exp, r) for r in rows},
         "fidelity": fidelity_rows(evaluations, fill),
         "ranking_order": [str(r) for r in cfg.eval.rankings],
         "sis": analysis.sis_tables(evaluations),
@@ -143,7 +175,7 @@ def gather(cfg) -> dict:
 def base_of(exp, row) -> BaseKey:
     """The BaseKey of a run's row (its base folder name carries the digest)."""
     prefix = f"{row['dataset']}-{row['model']}-{row['augment']}"
-    return BaseKey(exp, row["dataset"], row["model"], row["augment"], row["base"][len(prefix) + 1 :])
+    return BaseKey(exp, row["dataset"], row["model"], row["augment"], row["base_folder"][len(prefix) + 1 :])
 
 
 def draw(cfg, data, out: Path) -> list:
@@ -155,23 +187,46 @@ def draw(cfg, data, out: Path) -> list:
             figures.append((path, caption))
 
     fill = data["fill"]
-    fills = sorted({s["fill"] for s in data["summary"] if s["n"] and not fill_named(s["fill"]).leakage_control})
-    for mode, label in (("remove", "ROAR"), ("keep", "KAR")):
-        for fill in fills:
-            path = plots.accuracy_curves(
-                data["summary"], data["baselines"], mode, fill, out / f"{label.lower()}-{fill}.png", palette
-            )
-            add(
-                path,
-                f"{label}: test accuracy after retraining vs fraction masked (fill={fill}); bands: 95% CI over seeds; random and sobel dashed, oracle dotted.",
-            )
-    path = plots.retrain_vs_no_retrain(
-        data["summary"], data["baselines"], data["evaluations"], fill, out / "retrain-vs-no-retrain.png", palette
-    )
-    add(
-        path,
-        "ROAR Fig. 3: the same rankings with retraining (left) and without (right): without retraining, accuracy falls even for random.",
-    )
+    bases = analysis.bases_of(data["summary"])
+    for base in bases:  # one set of retrain figures per base model: curves of two base models never mix
+        summary = analysis.of_base(data["summary"], base)
+        baselines = {f: row for (b, f), row in data["baselines"].items() if b == base}
+        tag, of = (f"-{base}", f" (base model {base})") if len(bases) > 1 else ("", "")
+        fills = sorted({s["fill"] for s in summary if s["n"] and not fill_named(s["fill"]).leakage_control})
+        for mode, label in (("remove", "ROAR"), ("keep", "KAR")):
+            for f in fills:
+                path = plots.accuracy_curves(
+                    summary, baselines, mode, f, out / f"{label.lower()}-{f}{tag}.png", palette
+                )
+                add(
+                    path,
+                    f"{label}{of}: test accuracy after retraining vs fraction masked (fill={f}); bands: 95% CI over "
+                    "seeds; random and sobel dashed, oracle dotted.",
+                )
+        path = plots.retrain_vs_no_retrain(
+            summary,
+            baselines,
+            analysis.of_base(data["evaluations"], analysis.folder_of(base)),
+            fill,
+            out / f"retrain-vs-no-retrain{tag}.png",
+            palette,
+        )
+        add(
+            path,
+            f"ROAR Fig. 3{of}: the same rankings with retraining (left) and without (right): without retraining, "
+            "accuracy falls even for random.",
+        )
+        key = data["base_keys"].get(base)
+        path = (
+            plots.image_grid(key, summary, baselines.get(fill), "remove", fill, out / f"images{tag}.png")
+            if key
+            else None
+        )
+        add(
+            path,
+            f"ROAR Fig. 1{of}: one test image as each ranking masks it at each fraction; above: mean test accuracy "
+            "after retraining.",
+        )
     for fill in sorted({e["fill"] for e in data["evaluations"]}):
         path = plots.mif_lif_curves(data["evaluations"], fill, out / f"mif-lif-{fill}.png", palette)
         add(
@@ -207,15 +262,6 @@ def draw(cfg, data, out: Path) -> list:
         path,
         "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds each pixel.",
     )
-    path = (
-        plots.image_grid(data["base"], data["summary"], data["baselines"].get(fill), "remove", fill, out / "images.png")
-        if data["base"]
-        else None
-    )
-    add(
-        path,
-        "ROAR Fig. 1: one test image as each ranking masks it at each fraction; above: mean test accuracy after retraining.",
-    )
     if data["toy"]:
         figures.append(
             (
@@ -224,6 +270,53 @@ def draw(cfg, data, out: Path) -> list:
             )
         )
     return figures
+
+
+def verdict_rows(verdicts) -> list:
+    """Verdicts as the tables show them: the difference's interval as one cell."""
+    return [
+        {
+            **v,
+            "diff_ci": f"[{v['diff_ci_low']:+.4f}, {v['diff_ci_high']:+.4f}]"
+            if isinstance(v.get("diff_ci_low"), float) and not math.isnan(v["diff_ci_low"])
+            else None,
+        }
+        for v in verdicts
+    ]
+
+
+def verdict_note(data) -> str:
+    """What every verdict table states beside it: the test, the correction, the leakage label's rule."""
+    steps = ", ".join(map(str, data["audit_steps"])) or "none run"
+    return (
+        f"{data['statement']} Under ROAR lower is better; under KAR higher. Per-t: Welch's test at each fraction "
+        f"(uncorrected), shown where the estimator is better at one t and worse at another. Leakage: 'confounded by "
+        f"leakage' only when the masks are recoverable from the filled images (mask recoverability above {CONFOUNDED}, "
+        f"a per-pixel classifier trained for mask.audit_steps = {steps} steps) and carry class information (the "
+        f"ranking's fill=mask_only retrains beat random's, Welch, alpha {data['alpha']:g}). MoRF/LeRF consistency "
+        "comes from the no-retrain curves (roar-eval), random excluded; p: one-sided permutation test for rho > 0."
+    )
+
+
+def verdict_section(data) -> str:
+    """One verdict table per base model, the test stated under them."""
+    formats = {
+        "p": "{:.3g}",
+        "p_adjusted": "{:.3g}",
+        "mask_only_p": "{:.3g}",
+        "consistency_p": "{:.3g}",
+        "seeds": "{}",
+        "seeds_random": "{}",
+        "consistency_n": "{}",
+        "diff": "{:+.4f}",
+        "area": "{:.4f}",
+        "area_random": "{:.4f}",
+    }
+    parts = []
+    for base in analysis.bases_of(data["verdicts"]):
+        parts.append(f"<h3>{html.escape(base)}</h3>")
+        parts.append(html.table(VERDICT_COLUMNS, verdict_rows(analysis.of_base(data["verdicts"], base)), formats))
+    return "".join(parts) + f'<p class="note">{html.escape(verdict_note(data))}</p>'
 
 
 def summary_table_rows(summary) -> list:
@@ -240,7 +333,9 @@ def summary_table_rows(summary) -> list:
 
 def render(cfg, data, figures, out: Path) -> Path:
     exp = data["exp"]
-    bases = html.table({"model": "model", "augment": "augment", "test_acc": "test accuracy"}, data["bases"])
+    bases = html.table(
+        {"base": "base model", "model": "model", "augment": "augment", "test_acc": "test accuracy"}, data["bases"]
+    )
     problems = (
         (
             '<div class="problems"><p>Files left out of this report:</p><ul>'
@@ -257,15 +352,13 @@ def render(cfg, data, figures, out: Path) -> Path:
         f"{len(data['evaluations'])} no-retrain evaluation(s). Built {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>"
         + "".join(f'<p class="note">{html.escape(n)}</p>' for n in data["notes"])
     )
-    verdict_note = (
-        '<p class="note">Per seed, the area under the accuracy curve over [0, max t] divided by the span (the mean accuracy over t), '
-        "compared with random's by Welch's t-test over seeds (two-sided, 5%). Under ROAR lower is better; under KAR higher.</p>"
-    )
     agree = [{**a, "estimators": ", ".join(a["estimators"])} for a in data["agreement"]]
-    fid_cols = {"model": "model", "augment": "augment", **{k: k for k in fidelity_columns(data)}}
+    fid_cols = {"base": "base model", "model": "model", "augment": "augment", **{k: k for k in fidelity_columns(data)}}
     toy = toy_table(data["toy"]) if data["toy"] else ""
     leak = (
-        html.table(["estimator", "mode", "fraction", "n", "mean", "ci_low", "ci_high", "chance"], data["leakage"])
+        html.table(
+            ["base", "estimator", "mode", "fraction", "n", "mean", "ci_low", "ci_high", "chance"], data["leakage"]
+        )
         if data["leakage"]
         else ""
     )
@@ -274,9 +367,7 @@ def render(cfg, data, figures, out: Path) -> Path:
         ("Base models", bases if data["bases"] else ""),
         (
             "Verdict: which estimators beat a random ranking",
-            html.table(VERDICT_COLUMNS, data["verdicts"], {"p": "{:.3g}", "seeds": "{}"}) + verdict_note
-            if data["verdicts"]
-            else "",
+            verdict_section(data) if data["verdicts"] else "",
         ),
         (
             "Do the evaluation methods agree? (per base model)",
@@ -319,6 +410,7 @@ def render(cfg, data, figures, out: Path) -> Path:
             "Test accuracy per setting (mean, std and 95% CI over seeds)",
             html.table(
                 {
+                    "base": "base model",
                     "estimator": "estimator",
                     "reduce": "reduce",
                     "mode": "mode",
@@ -529,15 +621,23 @@ def build_report(cfg: DictConfig) -> Path:
     write_csv(out / "summary.csv", collect.SUMMARY_COLUMNS, data["summary"])
     write_csv(
         out / "verdict.csv",
-        [*VERDICT_COLUMNS, "fractions", "seeds_random"],
-        [{**v, "fractions": " ".join(map(fraction_name, v["fractions"]))} for v in data["verdicts"]],
+        VERDICT_CSV,
+        [
+            {
+                **v,
+                "fractions": " ".join(map(fraction_name, v["fractions"])),
+                "per_t": " ".join(f"{fraction_name(p['t'])}:{p['diff']:+.4f}:{p['p']:.3g}" for p in v.get("per_t", [])),
+            }
+            for v in verdict_rows(data["verdicts"])
+        ],
+        comment=verdict_note(data) + "\nper_t: t:difference:p at each fraction.",
     )
     write_csv(
         out / "agreement.csv",
         ["base", "a", "b", "rho", "n", "estimators"],
         [{**a, "estimators": " ".join(a["estimators"])} for a in data["agreement"]],
     )
-    write_csv(out / "fidelity.csv", ["model", "augment", *fidelity_columns(data)], data["fidelity"])
+    write_csv(out / "fidelity.csv", ["base", "model", "augment", *fidelity_columns(data)], data["fidelity"])
     if data["sis"]["size"]:
         write_csv(
             out / "sis.csv",
@@ -565,12 +665,21 @@ def build_report(cfg: DictConfig) -> Path:
 
 
 def print_verdicts(data) -> None:
+    """Every verdict row on the console (those without a test too), per base model, the test stated."""
     if not data["verdicts"]:
         return
-    print("Verdict: mean accuracy over the curve (its area / span of t) vs random's, Welch's t-test over seeds")
-    print(f"  {'estimator':22s} {'mode':6s} {'mean acc':>9s} {'random':>8s} {'p':>8s}  verdict")
-    for v in data["verdicts"]:
-        if "area" in v:
-            print(
-                f"  {v['estimator']:22s} {v['mode']:6s} {v['area']:9.4f} {v['area_random']:8.4f} {v['p']:8.3g}  {v['verdict']}"
-            )
+    print(f"Verdict: {data['statement']}")
+    for base in analysis.bases_of(data["verdicts"]):
+        print(f"  base model {base}")
+        print(
+            f"  {'estimator':22s} {'mode':6s} {'fill':14s} {'mean acc':>9s} {'random':>8s} {'p':>8s} {'p adj.':>8s}  verdict"
+        )
+        for v in analysis.of_base(data["verdicts"], base):
+            if "area" in v:
+                print(
+                    f"  {v['estimator']:22s} {v['mode']:6s} {v['fill']:14s} {v['area']:9.4f} {v['area_random']:8.4f} "
+                    f"{v['p']:8.3g} {v.get('p_adjusted', math.nan):8.3g}  {v['verdict']}"
+                    + (f" ({v['leakage']})" if v.get("leakage") else "")
+                )
+            else:
+                print(f"  {v['estimator']:22s} {v['mode']:6s} {v['fill']:14s} {'':>36s}  {v['verdict']}")

@@ -13,6 +13,7 @@ from roar.store.io import read_json
 from roar.store.keys import feature_label, retrain_settings
 
 RUN_COLUMNS = [
+    "base",
     "estimator",
     "reduce",
     "mode",
@@ -31,9 +32,10 @@ RUN_COLUMNS = [
     "num_classes",
     "num_train",
     "skipped_samples",
+    "retrained_as",
     "path",
 ]
-SETTING = ("estimator", "reduce", "mode", "fill", "fraction")
+SETTING = ("base", "estimator", "reduce", "mode", "fill", "fraction")  # runs of two base models never pool
 SUMMARY_COLUMNS = [*SETTING, "n", "mean", "std", "ci_low", "ci_high", "status", "skipped"]
 SKIPPED_MARK = 0.01  # a setting whose runs skipped more than 1% of their samples (retrain.on_error=skip) is marked
 
@@ -55,7 +57,7 @@ def read_runs(experiment_dir, preferred: str):
                 f"{path} is not valid JSON (an interrupted write?): skipped. Rerun that roar-train command to redo it."
             )
             continue
-        missing = [k for k in ("test_acc", *SETTING, "seed") if metrics.get(k) is None]
+        missing = [k for k in ("test_acc", *SETTING, "seed") if k != "base" and metrics.get(k) is None]
         if missing:
             problems.append(
                 f"{path} has no {', '.join(missing)}: skipped. The run did not finish; rerun the same roar-train command to resume it."
@@ -82,7 +84,9 @@ def read_runs(experiment_dir, preferred: str):
                 seed=int(m["seed"]),
                 test_acc=float(m["test_acc"]),
                 path=str(path),
-                base=base_name(m),
+                base_folder=base_name(m),
+                # a retrain variant (its own model or augmentation) is its own group, never pooled with the base's
+                base=base_name(m) + (f" retrained as {m['retrained_as']}" if m.get("retrained_as") else ""),
             )
             rows.append(row)
     return rows, problems, dataset
@@ -126,12 +130,14 @@ def read_evaluations(experiment_dir) -> tuple:
 
 def read_audits(experiment_dir) -> list:
     """Every shard set's leakage audit (roar-mask's ``audit.json``): its setting and mask recoverability."""
-    out = []
-    for path in sorted(Path(experiment_dir, "shards").rglob("audit.json")):
+    out, shards = [], Path(experiment_dir, "shards")
+    for path in sorted(shards.rglob("audit.json")):
         a = read_json(path)
         if isinstance(a, dict) and isinstance(a.get("recoverability"), dict):
             out.append(
                 {
+                    "base": path.relative_to(shards).parts[0],  # shards/<base>/...: the ShardSetKey's base folder
+                    "steps": a.get("steps"),
                     "estimator": a["estimator"],
                     "reduce": feature_label(a["reduce"], a.get("patch")),
                     "mode": a["mode"],
@@ -143,10 +149,10 @@ def read_audits(experiment_dir) -> list:
     return out
 
 
-def expected_settings(grid, fill: str, reduce: str = "abs_sum") -> list:
-    """The settings a complete experiment of ``grid`` has (what roar-pipeline retrains); ``reduce`` a
-    ``feature_label`` (``abs_sum.patch4`` for patch rankings)."""
-    return [(est, reduce, mode, fill, t) for est, mode, t in retrain_settings(grid)]
+def expected_settings(grid, fill: str, reduce: str = "abs_sum", bases=()) -> list:
+    """The settings a complete experiment of ``grid`` has (what roar-pipeline retrains), for each base
+    model of ``bases``; ``reduce`` a ``feature_label`` (``abs_sum.patch4`` for patch rankings)."""
+    return [(base, est, reduce, mode, fill, t) for base in bases for est, mode, t in retrain_settings(grid)]
 
 
 def summarize(rows, expected=(), seeds: int = 1) -> list:
@@ -160,7 +166,7 @@ def summarize(rows, expected=(), seeds: int = 1) -> list:
             done, total = skipped.get(key, (0, 0))
             skipped[key] = (done + int(r["skipped_samples"]), total + int(r.get("num_train") or 0))
     out = []
-    for key in sorted(set(groups) | set(expected), key=lambda k: (k[2], k[3], k[1], k[0], k[4])):
+    for key in sorted(set(groups) | set(expected), key=lambda k: (k[0], k[3], k[4], k[2], k[1], k[5])):
         accs = groups.get(key, [])
         status = "missing" if not accs else ("partial" if len(accs) < seeds else "complete")
         lost, total = skipped.get(key, (0, 0))
@@ -171,7 +177,9 @@ def summarize(rows, expected=(), seeds: int = 1) -> list:
 
 
 def baselines(summary) -> dict:
-    """{fill: the t = 0 summary row}: the unmodified data, the first point of every curve."""
+    """{(base, fill): the t = 0 summary row}: the unmodified data, the first point of every curve."""
     return {
-        s["fill"]: s for s in summary if s["fraction"] == 0.0 and s["n"] and not fill_named(s["fill"]).leakage_control
+        (s["base"], s["fill"]): s
+        for s in summary
+        if s["fraction"] == 0.0 and s["n"] and not fill_named(s["fill"]).leakage_control
     }

@@ -260,6 +260,7 @@ class RunKey:
     base: BaseKey
     seed: int
     shards: ShardSetKey | None = None
+    retrained_as: str | None = None  # a retrain run's own model and augmentation (``retrain_variant``)
 
     @property
     def stage(self) -> str:
@@ -269,19 +270,23 @@ class RunKey:
     def folder(self) -> Path:
         if self.shards is None:
             return self.base.folder
-        return Path(self.base.experiment_dir) / "runs" / self.shards.relative / f"seed={self.seed}"
+        setting = Path(self.base.experiment_dir) / "runs" / self.shards.relative
+        return (setting / self.retrained_as if self.retrained_as else setting) / f"seed={self.seed}"
 
     @property
     def group(self) -> str:
         """The wandb group: the setting without its seed, so the seeds of one setting plot together."""
         name = f"{Path(self.base.experiment_dir).name}/{self.stage}/{self.base.name}"
-        return name if self.shards is None else f"{name}/{self.shards.relative.relative_to(self.base.name)}"
+        if self.shards is None:
+            return name
+        name = f"{name}/{self.shards.relative.relative_to(self.base.name)}"
+        return f"{name}/{self.retrained_as}" if self.retrained_as else name
 
     @property
     def identity(self) -> dict:
         """The settings that name the run: two runs with different identities never share a folder."""
         ident = dict(self.shards.identity if self.shards else self.base.identity)
-        return {**ident, "seed": int(self.seed)}
+        return {**ident, **({"retrained_as": self.retrained_as} if self.retrained_as else {}), "seed": int(self.seed)}
 
 
 @dataclass(frozen=True)
@@ -324,14 +329,37 @@ def experiment_dir(cfg) -> Path:
 DATA_NOT_WEIGHTS = ("root", "num_workers", "on_error", "in_memory", "in_memory_mb")
 
 
-def training_settings(cfg) -> dict:
+def retrain_variant(cfg) -> dict | None:
+    """A retrain run's own ``{model, augment}`` where ``model@retrain.model=`` or ``augment@retrain.augment=``
+    gives one (overinterpretation Table 1 retrains without the base's crops and flips, Table S2 another
+    architecture); None for a base model and for a retrain run with the base model's (the default)."""
+    chosen = cfg.get("retrain") or {}
+    if not is_retrain(cfg) or (chosen.get("model") is None and chosen.get("augment") is None):
+        return None
+    return {
+        "model": to_plain(chosen.get("model") or cfg.model),
+        "augment": to_plain(chosen.get("augment") or cfg.augment),
+    }
+
+
+def retrained_as(cfg) -> str | None:
+    """The folder a retrain variant's runs take below their setting: ``as-<model>-<augment>-<digest>``."""
+    variant = retrain_variant(cfg)
+    if variant is None:
+        return None
+    return f"as-{variant['model']['name']}-{variant['augment']['name']}-{settings_hash(variant)[:8]}"
+
+
+def training_settings(cfg, run: bool = False) -> dict:
     """Everything besides a run's key that changes what it trains: optimizer and schedule, model and
     augmentation parameters, data settings (not where the data lie), the Trainer's epochs, precision,
-    limits and devices."""
+    limits and devices. ``run``: the settings this run trains with (a retrain variant's own model and
+    augmentation); otherwise the base model's."""
+    variant = retrain_variant(cfg) if run else None
     return {
         "optim": to_plain(cfg.optim),
-        "model": to_plain(cfg.model),
-        "augment": to_plain(cfg.augment),
+        "model": variant["model"] if variant else to_plain(cfg.model),
+        "augment": variant["augment"] if variant else to_plain(cfg.augment),
         "data": {k: v for k, v in to_plain(cfg.data).items() if k not in DATA_NOT_WEIGHTS},
         "trainer": {k: v for k, v in to_plain(cfg.trainer).items() if k not in NOT_WEIGHTS},
     }
@@ -432,7 +460,7 @@ def run_key(cfg) -> RunKey:
             "e.g. estimator=grad fraction=0.5 mode=remove."
         )
     fraction = check_probability("fraction", cfg.fraction, "the share of features masked (ROAR's t)")
-    return RunKey(base_key(cfg), seed, shard_set_key(cfg, cfg.estimator, cfg.mode, fraction))
+    return RunKey(base_key(cfg), seed, shard_set_key(cfg, cfg.estimator, cfg.mode, fraction), retrained_as(cfg))
 
 
 def eval_key(cfg, ranking: str, order_from: str | None = None) -> EvalKey:

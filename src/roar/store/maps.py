@@ -1,7 +1,8 @@
 """The maps format (roar-attribute's shards): one sample per image, key = the sample id.
 
 ``map.npy``: float16 map of the image's shape (or, with ``attribute.store=reduced``, its 1 x H x W
-reduction: the manifest's ``reduced_by``) divided by its largest magnitude; ``json``: id,
+reduction: the manifest's ``reduced_by``) divided by its largest magnitude, or for backward selection
+its removal steps as unsigned integers (scale 1, exact at any image size); ``json``: id,
 label, target (the class the map explains), scale (that largest magnitude); for backward-selection
 rankings also ``trace``, the confidence after every step (roar.estimators.backselect).
 """

@@ -26,7 +26,7 @@ from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
 from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
-from roar.store.keys import IDENTITY, RunKey, run_key, training_settings
+from roar.store.keys import IDENTITY, RunKey, retrain_variant, run_key, training_settings
 from roar.store.manifest import read_manifest, verify_manifest
 from roar.store.shards import sha256_file
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
@@ -37,14 +37,23 @@ METRICS = "metrics.json"
 
 def validate(cfg: DictConfig) -> RunKey:
     """Every check that needs no data or compute, so bad input fails in a second; the run's key."""
-    DATASETS[cfg.data.name], MODELS[cfg.model.name]  # unknown names list the valid ones
+    model, augment = trained_with(cfg)
+    DATASETS[cfg.data.name], MODELS[cfg.model.name], MODELS[model["name"]]  # unknown names list the valid ones
     BatchAugment(cfg.augment, mean=[0.5, 0.5, 0.5])  # names and probabilities
+    BatchAugment(augment, mean=[0.5, 0.5, 0.5])
     positive_int(cfg.data.batch_size, "data.batch_size")
     positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
     key = run_key(cfg)  # seed, fraction and base checked there
     if key.shards is not None:  # token-drop shards hold whole tokens of the model's patch size
-        check_granularity(fill_of(cfg.fill), key.shards.patch, (cfg.model.get("params") or {}).get("patch_size"))
+        check_granularity(fill_of(cfg.fill), key.shards.patch, (model.get("params") or {}).get("patch_size"))
     return key
+
+
+def trained_with(cfg) -> tuple:
+    """(model, augment) this run trains with, as plain dicts: the base model's, or a retrain variant's own
+    (``model@retrain.model=``, ``augment@retrain.augment=``; roar.store.keys.retrain_variant)."""
+    variant = retrain_variant(cfg)
+    return (variant["model"], variant["augment"]) if variant else (to_plain(cfg.model), to_plain(cfg.augment))
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -58,7 +67,7 @@ def check_run_dir_identity(cfg, key: RunKey) -> dict:
     """The run's identity (its key and its training settings), after refusing a folder that holds a run
     trained with other ones: a changed recipe never resumes or skips into an old run. A folder whose
     run never trained (no checkpoint, no metrics) is taken over by the corrected command."""
-    now = {"identity": key.identity, "training": training_settings(cfg)}
+    now = {"identity": key.identity, "training": training_settings(cfg, run=True)}
     saved = read_json(key.folder / IDENTITY)
     trained = (key.folder / METRICS).exists() or (key.folder / "checkpoints" / "last.ckpt").exists()
     if cfg.overwrite or not isinstance(saved, dict) or not trained or saved == now:
@@ -135,10 +144,11 @@ def shards_verify(key: RunKey) -> bool:
 
 def build_classifier(cfg, data: ImageDataModule, seed: int) -> Classifier:
     """The LightningModule ``cfg`` trains on ``data`` (set up: its classes, image shape, channel stats)."""
+    model, augment = trained_with(cfg)
     return Classifier(
-        model=to_plain(cfg.model),
+        model=model,
         optim=to_plain(cfg.optim),
-        augment=to_plain(cfg.augment),
+        augment=augment,
         num_classes=data.num_classes,
         image_shape=list(data.image_shape),
         mean=data.stats["mean"],
@@ -188,7 +198,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
             check_compatible(
                 saved,
                 resume,
-                model=to_plain(cfg.model),
+                model=trained_with(cfg)[0],
                 num_classes=data.num_classes,
                 image_shape=list(data.image_shape),
             )
