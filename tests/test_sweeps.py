@@ -50,7 +50,7 @@ def test_pipeline_ends_with_no_retrain_evaluation_and_the_report(sweep):
         result = json.loads((exp / "eval" / base_name(*TINY) / "channel_mean" / f"{ranking}.json").read_text())
         assert result["deletion"]["remove"]["fractions"] == [0.0, 0.5] and result["fidelity"]["n"] == 450
     lines = (exp / "report" / "results.csv").read_text().splitlines()
-    assert len(lines) == 1 + 6 and lines[0].startswith("estimator,reduce,mode,fill,fraction,seed,test_acc")
+    assert len(lines) == 1 + 6 and lines[0].startswith("base,estimator,reduce,mode,fill,fraction,seed,test_acc")
     page = (exp / "report" / "index.html").read_text()
     figures = {p.name for p in (exp / "report").glob("*.png")}
     assert figures == {"roar-channel_mean.png", "retrain-vs-no-retrain.png", "mif-lif-channel_mean.png", "images.png"}
