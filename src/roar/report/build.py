@@ -312,10 +312,14 @@ def verdict_section(data) -> str:
         "area": "{:.4f}",
         "area_random": "{:.4f}",
     }
+    keys = list(VERDICT_COLUMNS)
+    test = {k: VERDICT_COLUMNS[k] for k in keys[1 : keys.index("recoverability")]}  # the base is the heading
+    audit = {k: VERDICT_COLUMNS[k] for k in ("estimator", "mode", "fill", *keys[keys.index("recoverability") :])}
     parts = []
     for base in analysis.bases_of(data["verdicts"]):
-        parts.append(f"<h3>{html.escape(base)}</h3>")
-        parts.append(html.table(VERDICT_COLUMNS, verdict_rows(analysis.of_base(data["verdicts"], base)), formats))
+        rows = verdict_rows(analysis.of_base(data["verdicts"], base))
+        parts.append(f"<h3>{html.escape(base)}</h3>{html.table(test, rows, formats)}")
+        parts.append(f"<p>Leakage audit of the same verdicts:</p>{html.table(audit, rows, formats)}")
     return "".join(parts) + f'<p class="note">{html.escape(verdict_note(data))}</p>'
 
 
