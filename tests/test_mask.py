@@ -551,3 +551,12 @@ def test_a_retrain_run_may_use_its_own_augmentation_and_architecture(root):
         f"{BASE} retrained as {keys[1].folder.parent.name}",
         f"{BASE} retrained as {keys[2].folder.parent.name}",
     }
+
+
+def test_a_constant_fill_of_the_wrong_length_says_how_many_values_the_images_take():
+    from roar.masking.fills import check_fill
+
+    with pytest.raises(RoarError, match=r"fill.value=\[0.1, 0.2\]: give 1 pixel value in \[0, 1\]"):
+        check_fill(OmegaConf.create({"name": "constant", "value": [0.1, 0.2]}), 1)
+    with pytest.raises(RoarError, match=r"give 1 or 3 pixel values in \[0, 1\]"):
+        check_fill(OmegaConf.create({"name": "constant", "value": [0.1, 0.2]}), 3)

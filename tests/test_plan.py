@@ -101,3 +101,22 @@ def test_pipeline_refuses_a_plan_larger_than_the_free_space_before_any_compute(t
     assert not any(tmp_path.rglob("*.ckpt"))
     cfg = compose_config("pipeline", [*overrides, "plan.force=true"])
     check_space(cfg, make_plan(cfg))  # forced: no refusal
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("grid.fractions=[]", r"grid.fractions=\[\]: nothing to mask or retrain"),
+        ("grid.fractions=[0]", r"grid.fractions=\[0\]: nothing to mask or retrain"),
+        ("grid.estimators=[]", r"grid.estimators=\[\] .*nothing to mask or retrain"),
+        ("plan.step_seconds=-1", r"plan.step_seconds=-1: give the seconds one training step takes \(> 0\)"),
+    ],
+)
+def test_a_request_that_would_do_nothing_or_price_negative_hours_is_refused_before_any_compute(
+    tmp_path, override, message
+):
+    with pytest.raises(RoarError, match=message):
+        run_pipeline(
+            [f"paths.output_root={tmp_path}", "experiment=roar_digits", "logger=csv", override], progress=False
+        )
+    assert not any(tmp_path.rglob("*.ckpt")) and not any(tmp_path.rglob("*.tar"))

@@ -96,13 +96,13 @@ class MaskedShards(IterableDataset):
                         except Exception as err:
                             if self.on_error == "raise":
                                 raise RoarError(
-                                    f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or pass data.on_error=skip."
+                                    f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or retrain with retrain.on_error=skip (broken samples skipped and counted)."
                                 ) from err
                             self._skip(1)
                     j += 1
                 if j - start != count:
                     raise RoarError(
-                        f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. Rerun roar-mask, or pass data.on_error=skip."
+                        f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. Rerun roar-mask, or retrain with retrain.on_error=skip (broken samples skipped and counted)."
                     )
             except RoarError:
                 if self.on_error == "raise":

@@ -81,7 +81,8 @@ def zero(images, removed, cfg, ctx):
 def _check_constant(cfg, channels: int) -> None:
     value = list(cfg.get("value") or [])
     if len(value) not in (1, channels) or not all(0 <= float(v) <= 1 for v in value):
-        raise RoarError(f"fill.value={value}: give 1 or {channels} pixel values in [0, 1].")
+        counts = "1 pixel value" if channels == 1 else f"1 or {channels} pixel values"
+        raise RoarError(f"fill.value={value}: give {counts} in [0, 1].")
 
 
 @FILLS.register("constant", params={"value": [0.5, 0.5, 0.5]}, check=_check_constant)

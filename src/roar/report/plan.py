@@ -209,6 +209,9 @@ def parameters(cfg, shape, num_classes: int) -> int:
 def make_plan(cfg, calibrated: dict | None = None) -> dict:
     """The bill of ``cfg``'s experiment (a pipeline config): counts, bytes, and device-hours when a step
     time is known (``calibrated``, or ``plan.step_seconds``)."""
+    step = calibrated["step_seconds"] if calibrated else cfg.plan.get("step_seconds")
+    if step is not None and not float(step) > 0:
+        raise RoarError(f"plan.step_seconds={step}: give the seconds one training step takes (> 0), or null.")
     facts = data_facts(cfg)
     n_train, n_test, shape, num_classes = facts["num_train"], facts["num_test"], facts["shape"], facts["num_classes"]
     jobs = retrain_jobs(cfg.grid)
@@ -260,7 +263,6 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
         "disk_bytes": disk,
         "mask_format": str(cfg.mask.format),
     }
-    step = calibrated["step_seconds"] if calibrated else cfg.plan.get("step_seconds")
     if step is not None:
         overhead = float(cfg.plan.run_overhead_s)
         hours = {

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from roar.attribution.run import attribute
 from roar.attribution.run import check_config as check_attribute
 from roar.config import compose_config
-from roar.errors import as_list, positive_int, reported
+from roar.errors import RoarError, as_list, positive_int, reported
 from roar.evaluate.leakage import audit_sets
 from roar.evaluate.run import check_config as check_eval
 from roar.evaluate.run import evaluate
@@ -55,6 +55,12 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     for key in ("estimators", "modes", "fractions"):
         as_list(cfg.grid[key], f"grid.{key}")
     positive_int(cfg.grid.seeds, "grid.seeds")  # retrain at least one seed per setting
+    if not cfg.grid.estimators or not cfg.grid.modes or not [t for t in cfg.grid.fractions if float(t) > 0]:
+        raise RoarError(
+            f"grid.estimators={list(cfg.grid.estimators)} grid.modes={list(cfg.grid.modes)} "
+            f"grid.fractions={list(cfg.grid.fractions)}: nothing to mask or retrain. Give at least one estimator, "
+            f"one mode and one fraction t > 0 (t = 0, the unmodified baseline, is added by itself)."
+        )
     jobs = retrain_jobs(cfg.grid)
     for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
         check(cfg)
