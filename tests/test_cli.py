@@ -100,3 +100,21 @@ def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
     assert (
         out.stdout.startswith(str(target / "roar" / "conf")) and "optim:" in out.stdout
     )  # the installed copy, not this checkout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("roar-eval", "eval.step=0"), "roar-eval: error: eval.step=0: give a step that divides 1"),
+        (("roar-train", "trainer.accelerator=gpu"), "roar-train: error: trainer.accelerator=gpu but no GPU is visible"),
+    ],
+)
+def test_bad_values_that_gave_tracebacks_are_one_paragraph_and_exit_2(tmp_path, args, message):
+    if "gpu" in args[1]:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is visible here: trainer.accelerator=gpu is a valid request")
+    out = run(*args, "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)})
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not any(tmp_path.rglob("*.ckpt"))

@@ -70,6 +70,10 @@ def test_rerun_skips_complete_runs_and_overwrite_redoes(make_cfg, capsys):
     assert "is complete" in capsys.readouterr().out
     again = train(make_cfg(*QUICK, "overwrite=true"))
     assert ckpt.stat().st_mtime_ns != stamp and again["test_loss"] == first["test_loss"]  # same seed, same numbers
+    (ckpt.parent.parent / "identity.json").unlink()  # settings unknown: neither skipped into nor resumed
+    with pytest.raises(RoarError, match=r"holds a trained run whose settings are unknown \(identity.json is missing"):
+        train(make_cfg(*QUICK))
+    assert train(make_cfg(*QUICK, "overwrite=true"))["test_loss"] == first["test_loss"]
 
 
 class KillAtEpoch(L.Callback):

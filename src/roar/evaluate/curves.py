@@ -28,7 +28,7 @@ CURVE_MODES = {"mif": "remove", "lif": "keep"}
 
 def step_fractions(step: float) -> list:
     """0, step, 2 step, ..., 1 (1 always included)."""
-    n = int(round(1.0 / float(step)))
+    n = int(round(1.0 / float(step))) if 0 < float(step) <= 1 else 0
     if n < 1 or abs(n * float(step) - 1.0) > 1e-9:
         raise RoarError(f"eval.step={step}: give a step that divides 1 (0.05 for FPA's 5% steps, 0.1, 0.25, ...).")
     return [k / n for k in range(n + 1)]

@@ -30,6 +30,7 @@ from roar.store.keys import IDENTITY, RunKey, retrain_variant, run_key, training
 from roar.store.manifest import read_manifest, verify_manifest
 from roar.store.shards import sha256_file
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
+from roar.utils.device import resolve_device
 from roar.utils.plain import to_plain
 
 METRICS = "metrics.json"
@@ -43,6 +44,7 @@ def validate(cfg: DictConfig) -> RunKey:
     BatchAugment(augment, mean=[0.5, 0.5, 0.5])
     positive_int(cfg.data.batch_size, "data.batch_size")
     positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
+    resolve_device(str(cfg.trainer.accelerator))  # an accelerator this machine lacks: one paragraph, not Lightning's
     key = run_key(cfg)  # seed, fraction and base checked there
     if key.shards is not None:  # token-drop shards hold whole tokens of the model's patch size
         check_granularity(fill_of(cfg.fill), key.shards.patch, (model.get("params") or {}).get("patch_size"))
@@ -65,13 +67,20 @@ def flat(d: dict, prefix: str = "") -> dict:
 
 def check_run_dir_identity(cfg, key: RunKey) -> dict:
     """The run's identity (its key and its training settings), after refusing a folder that holds a run
-    trained with other ones: a changed recipe never resumes or skips into an old run. A folder whose
-    run never trained (no checkpoint, no metrics) is taken over by the corrected command."""
+    trained with other ones: a changed recipe never resumes or skips into an old run, nor does a run whose
+    identity is missing. A folder whose run never trained (no checkpoint, no metrics) is taken over by the
+    corrected command."""
     now = {"identity": key.identity, "training": training_settings(cfg, run=True)}
     saved = read_json(key.folder / IDENTITY)
     trained = (key.folder / METRICS).exists() or (key.folder / "checkpoints" / "last.ckpt").exists()
-    if cfg.overwrite or not isinstance(saved, dict) or not trained or saved == now:
+    if cfg.overwrite or not trained or saved == now:
         return now
+    if not isinstance(saved, dict):  # settings unknown: never skipped or resumed into
+        raise RoarError(
+            f"{key.folder} holds a trained run whose settings are unknown ({IDENTITY} is missing or unreadable), so "
+            f"it cannot be checked against this command. Pass overwrite=true to retrain it with these settings, or "
+            f"give this run its own name (name=...)."
+        )
     before, after = flat(saved), flat(now)
     changed = [
         f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
