@@ -118,3 +118,14 @@ def test_bad_values_that_gave_tracebacks_are_one_paragraph_and_exit_2(tmp_path, 
     out = run(*args, "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)})
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert not any(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("name", ["../escape", "", "/tmp/elsewhere", ".hidden", "a/b"])
+def test_an_experiment_name_is_one_safe_folder_name_checked_before_anything_is_written(tmp_path, name):
+    out_root = tmp_path / "outputs"
+    out = run("roar-train", f"name={name}", "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(out_root)})
+    assert out.returncode == 2 and "an experiment name is one folder name" in out.stderr
+    assert "Traceback" not in out.stderr and not out_root.exists() and sorted(tmp_path.iterdir()) == []
+    from roar.store.keys import check_name
+
+    assert check_name("roar_digits-2.b") == "roar_digits-2.b" and check_name(2024) == "2024"

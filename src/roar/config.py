@@ -8,6 +8,7 @@ registries, and composing configs outside a Hydra app (tests, scripts, notebooks
 """
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -37,7 +38,10 @@ def _key(what: str, _root_):
     try:
         return str(_KEYS[what](_root_))
     except RoarError:  # bad input (fraction=abc): the stage's own checks report it in one paragraph
-        return str(keys.logs_dir(_root_) / "invalid")
+        try:
+            return str(keys.logs_dir(_root_) / "invalid")
+        except RoarError:  # a bad name= itself: Hydra's own files go to the temp folder, the stage refuses
+            return str(Path(tempfile.gettempdir()) / "roar-invalid-name")
 
 
 OmegaConf.register_new_resolver("roar.key", _key, replace=True)

@@ -321,8 +321,24 @@ class EvalKey:
 # --- keys from a composed config (every stage's config has name, paths, data, model, augment, fill) ---
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_name(name) -> str:
+    """An experiment name is one folder below the output root: letters, digits, '.', '_' and '-', not
+    starting with '.' or '-' (so ``..``, an absolute path or an empty name never write elsewhere)."""
+    name = "" if name is None else str(name)  # name=2024 reaches us as a number
+    if not NAME.fullmatch(name):
+        raise RoarError(
+            f"name={name!r}: an experiment name is one folder name of letters, digits, '.', '_' and '-' "
+            f"(starting with a letter or digit), e.g. name=roar_digits_try2. Choose where outputs go with "
+            f"paths.output_root=... (or ROAR_OUTPUTS)."
+        )
+    return name
+
+
 def experiment_dir(cfg) -> Path:
-    return Path(str(cfg.paths.output_root)) / str(cfg.name)
+    return Path(str(cfg.paths.output_root)) / check_name(cfg.name)
 
 
 # data keys that say where and how the same samples are read, not which: never part of a run's identity
