@@ -110,13 +110,13 @@ def test_pipeline_refuses_a_plan_larger_than_the_free_space_before_any_compute(t
         ("grid.fractions=[0]", r"grid.fractions=\[0\]: nothing to mask or retrain"),
         ("grid.estimators=[]", r"grid.estimators=\[\] .*nothing to mask or retrain"),
         ("plan.step_seconds=-1", r"plan.step_seconds=-1: give the seconds one training step takes \(> 0\)"),
+        ("fill=linear fill.noise=-1", r"fill.noise=-1: give a noise standard deviation >= 0"),
+        ("fill=constant fill.value=[0.1,0.2]", r"fill.value=\[0.1, 0.2\]: give 1 pixel value in \[0, 1\]"),
     ],
 )
-def test_a_request_that_would_do_nothing_or_price_negative_hours_is_refused_before_any_compute(
-    tmp_path, override, message
-):
+def test_a_request_that_would_do_nothing_or_fail_later_is_refused_before_any_compute(tmp_path, override, message):
     with pytest.raises(RoarError, match=message):
         run_pipeline(
-            [f"paths.output_root={tmp_path}", "experiment=roar_digits", "logger=csv", override], progress=False
+            [f"paths.output_root={tmp_path}", "experiment=roar_digits", "logger=csv", *override.split()], progress=False
         )
     assert not any(tmp_path.rglob("*.ckpt")) and not any(tmp_path.rglob("*.tar"))

@@ -24,6 +24,7 @@ from roar.evaluate.leakage import audit_sets
 from roar.evaluate.run import check_config as check_eval
 from roar.evaluate.run import evaluate
 from roar.evaluate.toy import mean_curves, run_toy
+from roar.masking.fills import check_fill
 from roar.masking.write import check_config as check_mask
 from roar.masking.write import write_masks
 from roar.report.build import build_report
@@ -65,6 +66,7 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
         check(cfg)
     plan = make_plan(cfg)  # the bill first; refused when it cannot fit on disk
+    check_fill(cfg.fill, int(plan["data"]["shape"][0]))  # fill.* against the images' channels, before any compute
     print(format_plan(plan), flush=True)
     check_space(cfg, plan)
     base_name = base_key(cfg).name  # the retrain runs' base model: the one this pipeline trains
