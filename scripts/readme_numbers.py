@@ -161,6 +161,7 @@ def maps(outputs):
 
 
 SHAPES_GRID = ["experiment=roar_shapes", "grid.estimators=[oracle,random,grad,sg_sq-grad]", "grid.fractions=[0.5,0.9]"]
+MASK_ONLY_SHAPES = ["experiment=roar_shapes", "grid.estimators=[oracle,grad,random]", "grid.fractions=[0.5,0.9]"]
 
 
 def shapes(outputs):
@@ -168,7 +169,7 @@ def shapes(outputs):
     grid = SHAPES_GRID
     seconds, _ = roar("roar-pipeline", *grid, *QUIET, outputs=outputs)
     print(f"$ roar-pipeline {' '.join(grid)}    # {seconds:.0f} s")
-    leak = [*grid, "fill=mask_only"]  # random's masks alone too: the leakage label compares with them
+    leak = [*MASK_ONLY_SHAPES, "fill=mask_only"]  # random's masks alone too: the leakage label compares with them
     seconds, _ = roar("roar-pipeline", *leak, *QUIET, outputs=outputs)
     print(f"$ roar-pipeline {' '.join(leak)}    # {seconds:.0f} s")
     exp = outputs / "roar_shapes"
@@ -228,9 +229,10 @@ def linear(outputs, grid=("experiment=roar_digits",)):
     """channel_mean and linear side by side (and the mask-only control, random's included): verdicts with
     their leakage audit, on roar_digits (``linear``) or the reduced roar_shapes (``linear_shapes``)."""
     exp = outputs / grid[0].split("=")[1]
-    for fill in ("fill=channel_mean", "fill=linear", "fill=mask_only"):  # mask_only: random's too (the label)
-        seconds, _ = roar("roar-pipeline", *grid, fill, *QUIET, outputs=outputs)
-        print(f"$ roar-pipeline {' '.join([*grid, fill])}    # {seconds:.0f} s (finished runs are skipped)")
+    mask_only = MASK_ONLY_SHAPES if grid == SHAPES_GRID else grid  # the leakage control, random's too (the label)
+    for args in ([*grid, "fill=channel_mean"], [*grid, "fill=linear"], [*mask_only, "fill=mask_only"]):
+        seconds, _ = roar("roar-pipeline", *args, *QUIET, outputs=outputs)
+        print(f"$ roar-pipeline {' '.join(args)}    # {seconds:.0f} s (finished runs are skipped)")
     roar("roar-report", *grid, outputs=outputs)  # every fill's runs in one report
     print(f"\n  {exp.name}: verdict and leakage audit (mask recoverability 0.5 = the mask cannot be told)")
     extra = [("recoverability", "recoverability"), ("mask-only", "mask_only"), ("random m.-o.", "mask_only_random")]

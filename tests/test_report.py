@@ -154,6 +154,8 @@ def test_report_of_an_experiment_without_runs_says_so_and_still_builds(tmp_path,
     assert index.is_file() and "0.970" in index.read_text()
     summary = read_csv(tmp_path / "synthetic" / "report" / "summary.csv")
     assert summary and all(r["status"] == "missing" for r in summary)
+    with pytest.raises(RoarError, match=r"report.correction=sidak report.alpha=0.05: the correction is one of holm"):
+        build_report(report_cfg(tmp_path, "report.correction=sidak"))
     with pytest.raises(RoarError, match="No experiment folder at .*nowhere"):
         build_report(compose_config("report", [f"paths.output_root={tmp_path}", "name=nowhere", "logger=csv"]))
 

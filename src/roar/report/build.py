@@ -100,6 +100,12 @@ def fidelity_columns(data) -> list:
 def gather(cfg) -> dict:
     """Everything the report shows, read from the experiment folder."""
     exp = experiment_dir(cfg)
+    correction, alpha = str(cfg.report.correction), float(cfg.report.alpha)
+    if correction not in CORRECTIONS or not 0 < alpha < 1:
+        raise RoarError(
+            f"report.correction={correction} report.alpha={alpha}: the correction is one of {', '.join(CORRECTIONS)} "
+            f"and alpha lies in (0, 1)."
+        )
     if not any((exp / part).exists() for part in ("runs", "base", "eval", "toy")):
         raise RoarError(
             f"No experiment folder at {exp} (no runs/, base/, eval/ or toy/ in it). Check name= (and paths.output_root=), "
@@ -133,12 +139,6 @@ def gather(cfg) -> dict:
     )
     summary = collect.summarize(rows, expected, int(cfg.grid.seeds))
     num_classes = next((r["num_classes"] for r in [*rows, *bases] if r.get("num_classes")), None)
-    correction, alpha = str(cfg.report.correction), float(cfg.report.alpha)
-    if correction not in CORRECTIONS or not 0 < alpha < 1:
-        raise RoarError(
-            f"report.correction={correction} report.alpha={alpha}: the correction is one of {', '.join(CORRECTIONS)} "
-            f"and alpha lies in (0, 1)."
-        )
     audits = collect.read_audits(exp)
     return {
         "exp": exp,
