@@ -187,3 +187,18 @@ def test_channel_stats_fall_back_when_the_data_root_cannot_be_written(tmp_path, 
     monkeypatch.setattr(stats_module, "atomic_write_json", read_only)
     stats = channel_stats(build_dataset(c, "train"), c, tmp_path / "cache")
     assert len(stats["mean"]) == 3 and list((tmp_path / "cache").glob("stats-imagefolder-*.json"))
+
+
+def test_images_much_smaller_than_the_crop_get_one_line_saying_how_to_train_at_their_size(tmp_path, make_cfg, capsys):
+    from roar.training.run import train
+
+    make_imagefolder(tmp_path / "photos")
+    folder = {"name": "imagefolder", "root": str(tmp_path / "photos"), "train_dir": "train", "test_dir": "val"}
+    fitting = cfg(**folder, resize=14, crop=12)
+    assert build_dataset(fitting, "train").upsampling_note(fitting) is None
+    blown_up = cfg(**folder, resize=256, crop=224)
+    note = build_dataset(blown_up, "train").upsampling_note(blown_up)
+    assert "about 12x12 pixels" in note and "upsample them 18.7x" in note and "data.resize=12 data.crop=12" in note
+    overrides = [f"data.{k}={v}" for k, v in folder.items() if k != "name"]
+    train(make_cfg("data=imagefolder", *overrides, "data.resize=24", "data.crop=24", "trainer.max_epochs=1"))
+    assert capsys.readouterr().out.count("[roar-train] note: the images under") == 1

@@ -39,6 +39,23 @@ class LocalImageDataset(ImageDataset):
         samples = getattr(self.base, "samples", None) or getattr(self.base, "_image_files", None)
         return Path(samples[i][0] if isinstance(samples[i], tuple) else samples[i]) if samples else None
 
+    def upsampling_note(self, cfg) -> str | None:
+        """One line when ``data.resize``/``data.crop`` blow the source images up at least twofold (a 48x48
+        photo trained at 224x224 costs about 20x the time and adds no detail), saying how to train at their
+        size; None otherwise, or where the dataset reads no files. Reads the first image's header only."""
+        file, crop = self.file(0) if len(self) else None, cfg.get("crop")
+        if file is None or not crop:
+            return None
+        with Image.open(file) as image:
+            side = min(image.size)
+        if side * 2 > int(crop):
+            return None
+        return (
+            f"[roar-train] note: the images under {file.parent.parent} are about {side}x{side} pixels (first: {file.name}), "
+            f"and data.resize={cfg.get('resize')} data.crop={crop} upsample them {int(crop) / side:.1f}x: much slower to "
+            f"train, no more detail. To train at their size: data.resize={side} data.crop={side}."
+        )
+
     def path(self, i) -> str:
         file = self.file(i)
         return str(file) if file else f"sample {self.ids[i]}"

@@ -194,6 +194,9 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
 
     L.seed_everything(key.seed, workers=True, verbose=False)
     data = run_data(cfg, key)
+    note = data.train_set.upsampling_note(cfg.data) if hasattr(data.train_set, "upsampling_note") else None
+    if note and key.shards is None and not quiet:  # the base model: its retrains share its image size
+        print(note)
     shards_hash = shard_set_hash(key)
     model = build_classifier(cfg, data, key.seed)
     ckpt_path = None
