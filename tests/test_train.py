@@ -243,3 +243,43 @@ def test_a_run_that_never_trained_does_not_refuse_the_corrected_command(make_cfg
     assert (folder / "config.yaml").is_file() and not (folder / "metrics.json").exists()
     fixed = train(make_cfg(*QUICK, "trainer.log_every_n_steps=1"))
     assert fixed["epochs"] == 2 and "log_every_n_steps: 1" in (folder / "config.yaml").read_text()
+
+
+def test_sigterm_ends_a_run_unfinished_with_exit_143_and_says_how_to_resume(tmp_path):
+    """SLURM's time limit, preemption, ``timeout`` and ``kill`` send SIGTERM: a real signal to a real
+    roar-train, once its first checkpoint exists. It must not exit 0 as if finished."""
+    import signal
+    import time
+
+    command = [str(Path(sys.executable).parent / "roar-train"), "logger=csv", f"paths.output_root={tmp_path}"]
+    command += ["trainer.enable_progress_bar=false", "trainer.max_epochs=400"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list(tmp_path.glob("default/base/*/checkpoints/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1.0)  # an epoch or two later
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + 15, err[-2000:]
+    assert "interrupted by SIGTERM after epoch" in out and "rerun the same command to resume" in out
+    assert not list(tmp_path.glob("default/base/*/metrics.json"))  # unfinished: nothing reported as done
+    assert list(tmp_path.glob("default/base/*/checkpoints/last.ckpt"))  # what it trained is kept for the resume
+
+
+def test_sigterm_ends_a_pipeline_unfinished_with_exit_143_and_no_report(tmp_path):
+    """The same signal to roar-pipeline while it retrains: 143, one line, no report (nothing reported as finished)."""
+    import signal
+    import time
+
+    from conftest import TINY
+
+    command = [str(Path(sys.executable).parent / "roar-pipeline"), f"paths.output_root={tmp_path}", *TINY]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob("roar_digits/runs/**/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + 15, err[-2000:]
+    assert "interrupted by SIGTERM" in out and "rerun the same command to resume" in out
+    assert not (tmp_path / "roar_digits" / "report").exists()

@@ -11,6 +11,7 @@ every stage's section) drives every stage, so running a stage by hand with the s
 the same artifacts. Finished runs are skipped, interrupted ones resume.
 """
 
+import signal
 import sys
 import time
 
@@ -162,8 +163,20 @@ def main():
         )
         sys.exit(2)
     quiet_lightning()
+    signal.signal(signal.SIGTERM, interrupted)
     with reported("roar-pipeline"):
         run_pipeline(args + ["trainer.enable_progress_bar=false"])
+
+
+def interrupted(signum, frame):
+    """SIGTERM (a scheduler's time limit, ``timeout``, ``kill``) anywhere in the chain: one line, exit 128 + 15,
+    so ``roar-pipeline ... && next`` stops; every stage resumes where it was on the same command. Lightning
+    calls this too when the signal lands in a training (it composes the handlers it finds)."""
+    print(
+        "[roar-pipeline] interrupted by SIGTERM; rerun the same command to resume (finished work is skipped).",
+        flush=True,
+    )
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,14 @@ settings hash of the shard set it trained on), ``checkpoints/last.ckpt``, ``conf
 redoes it; a run whose shard set was rewritten since is redone, never skipped with old numbers.
 """
 
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from roar.augment import BatchAugment
@@ -91,6 +94,23 @@ def check_run_dir_identity(cfg, key: RunKey) -> dict:
         f"{key.folder} holds a run trained with other settings ({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}). "
         f"Give this run its own name (name=...), or pass overwrite=true to replace that run."
     )
+
+
+@contextmanager
+def exit_on_sigterm(trainer, run_dir):
+    """A SIGTERM (SLURM's time limit or preemption, ``timeout``, ``kill``) ends the run unfinished: Lightning
+    stops at the next step with a SystemExit that carries no code (exit 0, as if done), so this says so in
+    one line and exits 128 + 15, and ``roar-train ... && next`` does not go on. The last checkpoint stays;
+    the same command resumes."""
+    try:
+        yield
+    except SIGTERMException:
+        print(
+            f"[roar-train] {run_dir}: interrupted by SIGTERM after epoch {trainer.current_epoch}; rerun the same "
+            f"command to resume from its last checkpoint.",
+            flush=True,
+        )
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 def configured_callbacks(cfg) -> list:
@@ -240,12 +260,13 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
             num_sanity_val_steps=0,
         )
         fits = any(p.requires_grad for p in model.parameters())  # an ensemble of trained members: nothing to fit
-        if fits:
-            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
-        if trainer.interrupted:  # Ctrl-C or a scheduler's signal: last.ckpt is kept, metrics.json is not written
-            raise KeyboardInterrupt(f"training interrupted; run the same command again to resume from {resume}")
-        train_acc = trainer.callback_metrics.get("train_acc")
-        tested = trainer.test(model, datamodule=data, verbose=False)[0]
+        with exit_on_sigterm(trainer, run_dir):
+            if fits:
+                trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+            if trainer.interrupted:  # Ctrl-C or a scheduler's signal: last.ckpt is kept, metrics.json is not written
+                raise KeyboardInterrupt(f"training interrupted; run the same command again to resume from {resume}")
+            train_acc = trainer.callback_metrics.get("train_acc")
+            tested = trainer.test(model, datamodule=data, verbose=False)[0]
         if not fits:
             trainer.save_checkpoint(resume, weights_only=True)
         metrics = {
