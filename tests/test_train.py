@@ -283,3 +283,24 @@ def test_sigterm_ends_a_pipeline_unfinished_with_exit_143_and_no_report(tmp_path
     assert proc.returncode == 128 + 15, err[-2000:]
     assert "interrupted by SIGTERM" in out and "rerun the same command to resume" in out
     assert not (tmp_path / "roar_digits" / "report").exists()
+
+
+def test_a_second_process_on_the_same_run_is_refused_with_the_first_ones_pid(tmp_path):
+    """Two roar-train on one run folder: the second would resume from the first's live checkpoint and both
+    would write it. A real second process meets the first one's lock and is refused, naming its PID."""
+    import signal
+    import time
+
+    command = [str(Path(sys.executable).parent / "roar-train"), "logger=csv", f"paths.output_root={tmp_path}"]
+    command += ["trainer.enable_progress_bar=false", "trainer.max_epochs=400"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not list(tmp_path.glob("default/base/*/checkpoints/last.ckpt")) and time.time() < deadline:
+            time.sleep(0.5)
+        second = subprocess.run(command, capture_output=True, text=True, timeout=240)
+        assert second.returncode == 2 and f"is in use by another roar process (PID {first.pid})" in second.stderr
+        assert "Traceback" not in second.stderr and first.poll() is None  # the first trains on, untouched
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=240)

@@ -1,9 +1,12 @@
-"""Atomic writes: a file appears complete under its final name or not at all."""
+"""Atomic writes (a file appears complete under its final name or not at all) and folder locks."""
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from roar.errors import RoarError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -40,3 +43,40 @@ def read_json(path):
         return json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+LOCK = ".roar.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what: str = "run"):
+    """An advisory lock (``fcntl.flock``) on ``folder/.roar.lock`` for as long as the block runs, holding the
+    owner's PID: a second process on the same folder is refused with that PID instead of resuming from the
+    first one's live checkpoint and writing the same files. Only global rank 0 takes it (the other ranks of
+    a DDP run work on the same folder by design)."""
+    rank = next((int(os.environ[k]) for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if k in os.environ), 0)
+    if rank != 0:
+        yield
+        return
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise RoarError(
+                f"{folder} is in use by another roar process (PID {owner}), which is training this {what} now. "
+                f"Wait for it to finish (a rerun then skips or resumes), or stop it first."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock

@@ -28,7 +28,7 @@ from roar.masking.masks import check_granularity
 from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
 from roar.models.module import Classifier
-from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
+from roar.store.io import atomic_write_bytes, atomic_write_json, folder_lock, read_json
 from roar.store.keys import IDENTITY, RunKey, retrain_variant, run_key, training_settings
 from roar.store.manifest import read_manifest, verify_manifest
 from roar.store.shards import sha256_file
@@ -194,6 +194,12 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
     the skip and resume lines off the console (roar-pipeline shows one progress line instead).
     """
     key = validate(cfg)
+    with folder_lock(key.folder):  # one process per run folder: a second is refused with the first's PID
+        return train_locked(cfg, key, callbacks, quiet)
+
+
+def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
+    """``train`` inside the run folder's lock."""
     run_dir = key.folder
     identity = check_run_dir_identity(cfg, key)
     done = finished_metrics(key)
