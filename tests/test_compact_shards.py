@@ -203,7 +203,8 @@ def test_bucket_and_image_shards_are_tars_and_caught_when_altered(root, tmp_path
         _, data = batches(
             copy, "fill=zero", "mode=remove", "fraction=0.5", "retrain.on_error=skip", "data.in_memory=false"
         )
-        assert data.train_set.skipped.value > 0  # unverified, the short shard is still caught by its count
+        assert data.train_set.skipped.value > 0  # the short shard is still caught by its count
+        assert str(bad) in data.train_set.manifest_problem  # and skip never skips the verification
         shutil.copy(root / "default" / "shards" / BASE / part / tar.name, bad)
 
 

@@ -229,6 +229,7 @@ def test_truncated_shard_is_reported_by_name(root, tmp_path):
         intact = sum(1 for m in cut if m.name.endswith(".mask.npy"))
     metrics = train(compose_config("train", [*run, "retrain.on_error=skip"]))
     assert 0 < intact < 400 and metrics["skipped_samples"] == 400 - intact and metrics["num_train"] == 1347
+    assert "train-000001.tar has sha256" in metrics["manifest_mismatch"]  # skip never skips the verification
     # shown in the report, marked above 1% of the samples; a repair of the shards makes the run incomplete
     from roar.report.collect import summarize
 
@@ -236,7 +237,14 @@ def test_truncated_shard_is_reported_by_name(root, tmp_path):
     assert row["skipped"] == 400 - intact and "of samples skipped" in row["status"]
     shutil.copy(leaf(root, fraction=0.7) / "train-000001.tar", tar)  # repaired
     repaired = train(compose_config("train", [*run, "retrain.on_error=skip"]))
-    assert repaired["skipped_samples"] == 0 and repaired["num_train"] == 1347
+    assert repaired["skipped_samples"] == 0 and repaired["num_train"] == 1347 and "manifest_mismatch" not in repaired
+    # a flipped bit that still decodes: nothing to skip, but the mismatch is said and recorded
+    data = bytearray(tar.read_bytes())
+    at = data.index(b"\x93NUMPY", data.index(b".image.npy")) + 200  # inside the first image's pixels
+    data[at] ^= 0x01
+    tar.write_bytes(bytes(data))
+    flipped = train(compose_config("train", [*run, "retrain.on_error=skip", "overwrite=true"]))
+    assert flipped["skipped_samples"] == 0 and "train-000001.tar has sha256" in flipped["manifest_mismatch"]
 
 
 def test_loader_splits_ranks_exactly_once_per_epoch(root):

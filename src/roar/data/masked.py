@@ -224,7 +224,9 @@ def open_shard_set(
     key, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000, splits=("train", "test")
 ) -> list:
     """The ``splits`` of the shard set of ``key`` (a ShardSetKey: ``set_folder``) for a retrain run, after
-    checking it exists, holds them, comes from the run's dataset and (with ``on_error=raise``) verifies: once."""
+    checking it exists, holds them, comes from the run's dataset and verifies, once. With ``on_error=skip`` a set
+    that does not verify is read all the same (its unreadable samples skipped), the mismatch printed and kept as
+    each split's ``manifest_problem`` for the run's metrics."""
     if on_error not in ON_ERROR:
         raise RoarError(f"retrain.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
     folder = set_folder(key)
@@ -257,11 +259,24 @@ def open_shard_set(
                 f"The bucket set {folder} is read with the image set {images}, which is "
                 f"{'missing' if found is None else 'another one than it was made with'}. Rerun roar-mask with mask.format=buckets."
             )
+    problem = None  # retrain.on_error=skip skips unreadable samples, never the verification
+    try:
+        for checked in (images, folder) if images is not None else (folder,):
+            found = verify_manifest(checked)
+        manifest = found
+    except RoarError as err:
         if on_error == "raise":
-            verify_manifest(images)
-    if on_error == "raise":
-        manifest = verify_manifest(folder)
-    return [
+            raise
+        problem = str(err)
+        print(
+            f"[roar-train] warning: {problem} Training on (retrain.on_error=skip: unreadable samples are skipped and "
+            f"counted); the mismatch is recorded in metrics.json as manifest_mismatch.",
+            flush=True,
+        )
+    sets = [
         MaskedShards(folder, split, manifest, seed=seed, on_error=on_error, shuffle_buffer=shuffle_buffer)
         for split in splits
     ]
+    for one in sets:
+        one.manifest_problem = problem
+    return sets

@@ -160,6 +160,8 @@ def outdated(key: RunKey, metrics) -> str | None:
         return f"{set_folder(key.shards)} was rewritten after {key.folder} trained on it"
     if metrics.get("skipped_samples") and shards_verify(key):
         return f"{key.folder} skipped {metrics['skipped_samples']} broken samples and its shards verify now"
+    if metrics.get("manifest_mismatch") and shards_verify(key):
+        return f"{key.folder} trained on shards that did not verify, and they verify now"
     return None
 
 
@@ -295,6 +297,8 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
             metrics["members"] = {str(p): d for (p, _, _), d in zip(model.net.member_stats, model.net.member_sha256)}
         if hasattr(data.train_set, "skipped"):  # data.on_error=skip: broken samples are counted, not hidden
             metrics["skipped_samples"] = int(data.train_set.skipped.value + data.test_set.skipped.value)
+        if getattr(data.train_set, "manifest_problem", None):  # retrain.on_error=skip on a set that did not verify
+            metrics["manifest_mismatch"] = data.train_set.manifest_problem
         if trainer.is_global_zero:
             atomic_write_json(run_dir / METRICS, metrics)
             for lg in trainer.loggers:
