@@ -304,3 +304,23 @@ def test_a_second_process_on_the_same_run_is_refused_with_the_first_ones_pid(tmp
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=240)
+
+
+def test_a_damaged_base_checkpoint_is_called_damaged_by_a_rerun_and_by_the_stages_that_load_it(make_cfg):
+    from roar.models.checkpoint import load_base_model
+    from roar.store.keys import base_key
+
+    first = train(make_cfg(*QUICK))
+    ckpt = Path(first["checkpoint"])
+    assert len(first["checkpoint_sha256"]) == 64
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit: torch may still load it, with a wrong weight
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(RoarError, match=r"last.ckpt is damaged: its sha256 differs .*overwrite=true"):
+        train(make_cfg(*QUICK))
+    cfg = make_cfg(*QUICK)
+    with pytest.raises(RoarError, match=r"last.ckpt is damaged"):
+        load_base_model(base_key(cfg), cfg.model, 10, [1, 8, 8])
+    again = train(make_cfg(*QUICK, "overwrite=true"))
+    assert again["test_loss"] == first["test_loss"] and again["checkpoint_sha256"] != ""
+    load_base_model(base_key(cfg), cfg.model, 10, [1, 8, 8])  # as written again: trusted

@@ -6,6 +6,8 @@ import torch
 
 from roar.errors import RoarError
 from roar.models.module import Classifier
+from roar.store.io import read_json
+from roar.store.shards import sha256_file
 
 
 def read_checkpoint(path) -> dict:
@@ -44,6 +46,17 @@ def load_classifier(path, **expected) -> Classifier:
     return model.eval()
 
 
+def check_not_damaged(checkpoint, metrics: dict) -> None:
+    """A base checkpoint is trusted only as it was written: metrics.json records its sha256
+    (``checkpoint_sha256``); a file that differs is damaged (a disk, a copy, an edit), said as such."""
+    recorded = metrics.get("checkpoint_sha256")
+    if recorded and sha256_file(checkpoint) != recorded:
+        raise RoarError(
+            f"{checkpoint} is damaged: its sha256 differs from the one {Path(checkpoint).parent.parent / 'metrics.json'} "
+            f"recorded when it was written. Rerun roar-train with the same settings and overwrite=true."
+        )
+
+
 def load_base_model(key, model_cfg, num_classes: int, image_shape) -> Classifier:
     """The finished base model of ``key`` (a BaseKey), checked against the config's model (name and
     params), class count and image shape, so a foreign checkpoint is never used silently."""
@@ -54,6 +67,7 @@ def load_base_model(key, model_cfg, num_classes: int, image_shape) -> Classifier
         )
     from roar.utils.plain import to_plain
 
+    check_not_damaged(key.checkpoint, read_json(key.folder / "metrics.json") or {})
     return load_classifier(
         key.checkpoint, model=to_plain(model_cfg), num_classes=num_classes, image_shape=list(image_shape)
     )

@@ -26,7 +26,7 @@ from roar.masking.at_load import LoadMasker
 from roar.masking.fills import fill_of
 from roar.masking.masks import check_granularity
 from roar.models import MODELS
-from roar.models.checkpoint import check_compatible, read_checkpoint
+from roar.models.checkpoint import check_compatible, check_not_damaged, read_checkpoint
 from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, folder_lock, read_json
 from roar.store.keys import IDENTITY, RunKey, retrain_variant, run_key, training_settings
@@ -207,6 +207,8 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
     done = finished_metrics(key)
     stale = outdated(key, done)  # read once: outdated may re-hash the whole shard set
     if done and not stale and not cfg.overwrite:
+        if key.shards is None:  # a base model is trusted by every later stage: only as it was written
+            check_not_damaged(key.base.checkpoint, done)
         if not quiet:
             print(
                 f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
@@ -299,6 +301,8 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
             metrics["skipped_samples"] = int(data.train_set.skipped.value + data.test_set.skipped.value)
         if getattr(data.train_set, "manifest_problem", None):  # retrain.on_error=skip on a set that did not verify
             metrics["manifest_mismatch"] = data.train_set.manifest_problem
+        if resume.is_file():  # every later stage checks the base checkpoint against it (check_not_damaged)
+            metrics["checkpoint_sha256"] = sha256_file(resume)
         if trainer.is_global_zero:
             atomic_write_json(run_dir / METRICS, metrics)
             for lg in trainer.loggers:
