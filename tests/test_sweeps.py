@@ -1,6 +1,7 @@
 """Retraining sweeps: the pipeline's grid, Hydra multiruns, and what happens when they are cut short."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -276,3 +277,15 @@ def test_wrong_types_are_one_paragraph(tmp_path, args, message):
     import re
 
     assert re.search(message, out.stderr), out.stderr[-1500:]
+
+
+def test_a_sweep_of_nothing_is_refused_not_reported_as_success(tmp_path):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "roar-train"), "-m", "seed=range(0)", "logger=csv"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)},
+    )
+    assert out.returncode == 2 and "has no jobs: a swept value list is empty" in out.stderr
+    assert "Nothing was launched" in out.stderr and not any(tmp_path.rglob("metrics.json"))

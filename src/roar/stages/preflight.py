@@ -96,6 +96,9 @@ class PreflightSweeper(BasicSweeper):
                 jobs = grid_jobs(self.config, jobs)
             elif self.config.get("sweep") is not None:
                 raise RoarError(f"sweep={self.config.sweep!r}: the only sweep roar makes itself is sweep=grid.")
+            if not jobs:  # e.g. -m 'seed=range(0)': a sweep of nothing must not report success
+                given = " ".join(str(getattr(o, "input_line", o)) for o in overrides)
+                raise RoarError(f"The sweep '{given}' has no jobs: a swept value list is empty (range(0), []).")
             loader = self.hydra_context.config_loader
             missing = missing_shards(loader.load_sweep_config(self.config, list(job)) for job in jobs)
             if missing:
