@@ -90,8 +90,8 @@ def test_channel_stats_are_correct_and_cached(tmp_path):
     assert channel_stats(data, cfg(name="shapes"), tmp_path)["mean"] == [1, 2, 3]  # read, not recomputed
 
 
-def make_imagefolder(root, classes=("cat", "dog"), per_class=3, size=12):
-    rng = np.random.default_rng(0)
+def make_imagefolder(root, classes=("cat", "dog"), per_class=3, size=12, seed=0):
+    rng = np.random.default_rng(seed)
     for split in ("train", "val"):
         for c in classes:
             (root / split / c).mkdir(parents=True)
@@ -202,3 +202,31 @@ def test_images_much_smaller_than_the_crop_get_one_line_saying_how_to_train_at_t
     overrides = [f"data.{k}={v}" for k, v in folder.items() if k != "name"]
     train(make_cfg("data=imagefolder", *overrides, "data.resize=24", "data.crop=24", "trainer.max_epochs=1"))
     assert capsys.readouterr().out.count("[roar-train] note: the images under") == 1
+
+
+def test_a_base_model_trained_on_one_folder_is_not_taken_for_another_with_the_same_layout(tmp_path, make_cfg):
+    """Two real folders with the same file names and other images: the second roar-train used to say
+    "complete; skipping" with the first folder's accuracy, and roar-attribute to map the second folder's
+    images with the first folder's model."""
+    from roar.attribution.run import attribute
+    from roar.config import compose_config
+    from roar.training.run import train
+
+    runs = {}
+    for name, seed in (("A", 0), ("B", 1)):
+        make_imagefolder(tmp_path / name, seed=seed)
+        runs[name] = ["data=imagefolder", f"data.root={tmp_path / name}", "data.resize=12", "data.crop=8"]
+        runs[name] += ["trainer.max_epochs=1", "data.batch_size=4"]
+    first = train(make_cfg(*runs["A"]))
+    assert first["data_root"] == str((tmp_path / "A").resolve()) and set(first["data_fingerprints"]) == {
+        "train",
+        "test",
+    }
+    assert train(make_cfg(*runs["A"])) == first  # the same folder: skipped as before
+    with pytest.raises(RoarError, match=r"holds a base model trained on other images \(.*/A\) than data.root=.*/B"):
+        train(make_cfg(*runs["B"]))
+    outputs = make_cfg().paths.output_root
+    with pytest.raises(RoarError, match=r"was trained on other images \(.*/A\) than data.root=.*/B holds now"):
+        attribute(compose_config("attribute", [f"paths.output_root={outputs}", "logger=csv", *runs["B"][:4]]))
+    again = train(make_cfg(*runs["B"], "overwrite=true"))
+    assert again["data_root"] == str((tmp_path / "B").resolve())

@@ -5,6 +5,7 @@ applies the test-time preprocessing to train and test images before ranking); tr
 augmentation happens later, on batches (``roar.augment``).
 """
 
+import hashlib
 import io
 import multiprocessing
 from pathlib import Path
@@ -55,6 +56,21 @@ class LocalImageDataset(ImageDataset):
             f"and data.resize={cfg.get('resize')} data.crop={crop} upsample them {int(crop) / side:.1f}x: much slower to "
             f"train, no more detail. To train at their size: data.resize={side} data.crop={side}."
         )
+
+    SAMPLED = 64  # files whose bytes enter the fingerprint, spread evenly over the split
+
+    def fingerprint(self) -> str:
+        """The base fingerprint (name, split, shape, ids) plus, where the dataset reads files, every file's
+        size and the bytes of ``SAMPLED`` files spread over the split: two folders with the same file names
+        are told apart (a base model trained on one is never taken for the other's) without reading all."""
+        h = hashlib.sha256(super().fingerprint().encode())
+        if self.file(0) is not None:
+            n = len(self)
+            for i in range(n):
+                h.update(f"{self.file(i).stat().st_size}\0".encode())
+            for i in sorted({k * n // self.SAMPLED for k in range(min(n, self.SAMPLED))}):
+                h.update(hashlib.sha256(self.file(i).read_bytes()).digest())
+        return h.hexdigest()
 
     def path(self, i) -> str:
         file = self.file(i)

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from roar.augment import BatchAugment
-from roar.data import DATASETS, ImageDataModule
+from roar.data import DATASETS, ImageDataModule, build_dataset
 from roar.data.masked import set_folder
 from roar.errors import RoarError, positive_int
 from roar.masking.at_load import LoadMasker
@@ -138,6 +138,23 @@ def shard_set_hash(key: RunKey):
     return manifest.get("settings_hash") if manifest else None
 
 
+def check_same_data(cfg, base, metrics: dict) -> None:
+    """A complete base model of this name and settings trained on other images (another ``data.root`` with
+    the same layout) is refused, naming both folders, before anything trusts it. Data read from a folder
+    only: the embedded data cannot differ."""
+    recorded = metrics.get("data_fingerprints")
+    if not recorded or cfg.data.get("root") is None:
+        return
+    now = {split: build_dataset(cfg.data, split).fingerprint() for split in recorded}
+    if now != recorded:
+        root = Path(str(cfg.data.root)).resolve()
+        raise RoarError(
+            f"{base.folder} holds a base model trained on other images ({metrics.get('data_root') or 'another data.root'}) "
+            f"than data.root={root} holds now. Give this data its own experiment (name=...), or pass "
+            f"overwrite=true to retrain the base model on it (its maps and retrains then follow)."
+        )
+
+
 def finished_metrics(key: RunKey):
     """The run's metrics when its metrics.json is finished (parses and holds test_acc), else None."""
     metrics = read_json(key.folder / METRICS)
@@ -209,6 +226,7 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
     if done and not stale and not cfg.overwrite:
         if key.shards is None:  # a base model is trusted by every later stage: only as it was written
             check_not_damaged(key.base.checkpoint, done)
+            check_same_data(cfg, key.base, done)
         if not quiet:
             print(
                 f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
@@ -303,6 +321,9 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
             metrics["manifest_mismatch"] = data.train_set.manifest_problem
         if resume.is_file():  # every later stage checks the base checkpoint against it (check_not_damaged)
             metrics["checkpoint_sha256"] = sha256_file(resume)
+        if key.shards is None:  # what it was trained and tested on (check_same_data)
+            metrics["data_fingerprints"] = {"train": data.train_set.fingerprint(), "test": data.test_set.fingerprint()}
+            metrics["data_root"] = None if cfg.data.get("root") is None else str(Path(str(cfg.data.root)).resolve())
         if trainer.is_global_zero:
             atomic_write_json(run_dir / METRICS, metrics)
             for lg in trainer.loggers:
