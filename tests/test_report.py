@@ -243,3 +243,25 @@ def test_roar_curve_panels_follow_roar_figure_4():
     assert family("sg-ig") == "SmoothGrad"
     assert family("sg_sq-grad") == family("vargrad-gb") == "SmoothGrad-squared and VarGrad"
     assert family("random") == family("sobel") == "controls"  # drawn dashed in every panel
+
+
+def test_the_report_replaces_and_deletes_only_files_it_wrote(synthetic):
+    root, exp, _ = synthetic
+    out = exp / "report"
+    out.mkdir()
+    (out / "summary.csv").write_text("my,own,table\n")
+    with pytest.raises(RoarError, match=r"holds files roar-report did not write \(summary.csv\)"):
+        build_report(report_cfg(root))
+    assert (out / "summary.csv").read_text() == "my,own,table\n"  # refused before writing anything
+    (out / "summary.csv").unlink()
+    build_report(report_cfg(root))
+    (out / "my-figure.png").write_bytes(b"\x89PNG mine")  # the user's, dropped in after the report
+    stale = out / "kar-channel_mean.png"
+    assert stale.is_file()
+    shutil.rmtree(exp / "runs" / "digits-resnet8-none" / "grad" / "keep")  # the KAR figure is no longer drawn...
+    shutil.rmtree(exp / "runs" / "digits-resnet8-none" / "random" / "keep")
+    with pytest.raises(RoarError, match=r"did not write \(my-figure.png\)"):
+        build_report(report_cfg(root))
+    (out / "my-figure.png").rename(out / "my-figure.txt")
+    build_report(report_cfg(root))
+    assert not stale.exists() and (out / "my-figure.txt").is_file()  # ...so its file goes; the user's stays

@@ -22,7 +22,7 @@ from roar.evaluate.stats import CORRECTIONS
 from roar.evaluate.toy import mean_curves
 from roar.masking.fills import fill_named
 from roar.report import analysis, collect, html, plots
-from roar.store.io import atomic_write_bytes, read_json
+from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
 from roar.store.keys import (
     BaseKey,
     experiment_dir,
@@ -617,10 +617,47 @@ def log_to_wandb(cfg, data, figures) -> None:
         run.log(payload)
 
 
+OWNED = ".roar-report.json"  # the files a report wrote: the only ones a later report replaces or deletes
+TABLES = ("results.csv", "summary.csv", "verdict.csv", "agreement.csv", "fidelity.csv", "sis.csv", "soundness.csv")
+
+
+def owned_files(out: Path) -> set:
+    """The names of the files roar-report wrote into ``out`` (its record; a report folder written before the
+    record existed counts as roar's when its index.html is a roar report). Anything else there is the user's."""
+    record = read_json(out / OWNED)
+    if isinstance(record, dict):
+        return set(record.get("files", []))
+    index = out / "index.html"
+    if index.is_file() and "<title>roar report:" in index.read_text(errors="replace"):
+        return {p.name for p in out.iterdir() if p.name in (*TABLES, "index.html") or p.suffix == ".png"}
+    return set()
+
+
+def check_owned(out: Path) -> set:
+    """Refuse before writing when ``out`` holds files of the report's names that roar did not write."""
+    mine = owned_files(out) if out.is_dir() else set()
+    theirs = (
+        sorted(
+            p.name
+            for p in out.glob("*")
+            if p.name not in mine and (p.name in (*TABLES, "index.html") or p.suffix == ".png")
+        )
+        if out.is_dir()
+        else []
+    )
+    if theirs:
+        raise RoarError(
+            f"{out} holds files roar-report did not write ({', '.join(theirs[:5])}{' ...' if len(theirs) > 5 else ''}); "
+            f"it replaces and deletes only its own. Move them away, or give the experiment another name (name=...)."
+        )
+    return mine
+
+
 def build_report(cfg: DictConfig) -> Path:
-    """Write the report; returns the path of index.html."""
+    """Write the report; returns the path of index.html. Only files it wrote before are replaced or deleted."""
     data = gather(cfg)
     out = report_dir(cfg)
+    before = check_owned(out)
     write_csv(out / "results.csv", collect.RUN_COLUMNS, data["rows"])
     write_csv(out / "summary.csv", collect.SUMMARY_COLUMNS, data["summary"])
     write_csv(
@@ -655,9 +692,11 @@ def build_report(cfg: DictConfig) -> Path:
     else:
         (out / "soundness.csv").unlink(missing_ok=True)
     figures = draw(cfg, data, out)
-    for stale in set(out.glob("*.png")) - {Path(p) for p, _ in figures}:  # a figure this report no longer has
-        stale.unlink()
+    for stale in {out / n for n in before if n.endswith(".png")} - {Path(p) for p, _ in figures}:
+        stale.unlink(missing_ok=True)  # a figure this report no longer has (only ones a report wrote)
     path = render(cfg, data, figures, out)
+    written = [n for n in (*TABLES, "index.html") if (out / n).is_file()] + [Path(p).name for p, _ in figures]
+    atomic_write_json(out / OWNED, {"files": sorted(written)})
     log_to_wandb(cfg, data, figures)
     print_verdicts(data)
     for n in data["notes"]:
