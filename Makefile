@@ -48,8 +48,14 @@ test-fast: $(STAMP)  ## the edit loop: no training longer than a few seconds, no
 bench: $(STAMP)  ## run the benchmarks (ratios measured side by side)
 	$(BIN)/python benchmarks/run.py
 
-wandb-sync: $(STAMP)  ## upload the offline wandb runs under outputs/ (needs network and `wandb login`)
-	find outputs -type d -name 'offline-run-*' -exec $(BIN)/wandb sync {} +
+OUTPUTS ?= outputs
+WANDB_SYNC_TIMEOUT ?= 300
+
+wandb-sync: $(STAMP)  ## upload the offline wandb runs under outputs/ (needs network and `wandb login`; gives up after WANDB_SYNC_TIMEOUT s)
+	@runs=$$(find $(OUTPUTS) -type d -name 'offline-run-*' 2>/dev/null); \
+	if [ -z "$$runs" ]; then echo "wandb-sync: no offline wandb runs under $(OUTPUTS)/"; exit 0; fi; \
+	timeout $(WANDB_SYNC_TIMEOUT) $(BIN)/wandb sync $$runs || { \
+	  echo "wandb-sync: wandb sync failed or did not finish within $(WANDB_SYNC_TIMEOUT) s: check the network and 'wandb login' (WANDB_SYNC_TIMEOUT=... waits longer). The runs stay under $(OUTPUTS)/; a later make wandb-sync uploads them." >&2; exit 1; }
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -265,3 +266,41 @@ def test_the_report_replaces_and_deletes_only_files_it_wrote(synthetic):
     (out / "my-figure.png").rename(out / "my-figure.txt")
     build_report(report_cfg(root))
     assert not stale.exists() and (out / "my-figure.txt").is_file()  # ...so its file goes; the user's stays
+
+
+def test_wandb_sync_without_an_answering_server_gives_up_with_a_message(synthetic):
+    """`make wandb-sync` used to hang silently when the network does not answer: a real local server that
+    accepts connections and never replies stands in for it."""
+    import socket
+    import threading
+    import time
+
+    root, exp, _ = synthetic
+    build_report(report_cfg(root, "logger=wandb", "logger.mode=offline"))  # one real offline run to upload
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+
+    def hold():  # accept and say nothing
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=hold, daemon=True).start()
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "WANDB_BASE_URL": f"http://127.0.0.1:{server.getsockname()[1]}", "WANDB_API_KEY": "x" * 40}
+    env.pop("WANDB_MODE", None)
+    started = time.time()
+    out = subprocess.run(
+        ["make", "-s", "-C", str(repo), "wandb-sync", f"OUTPUTS={exp}", "WANDB_SYNC_TIMEOUT=8"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    server.close()
+    assert out.returncode != 0 and time.time() - started < 90
+    assert "did not finish within 8 s" in out.stderr and "check the network and 'wandb login'" in out.stderr
