@@ -129,3 +129,10 @@ def test_an_experiment_name_is_one_safe_folder_name_checked_before_anything_is_w
     from roar.store.keys import check_name
 
     assert check_name("roar_digits-2.b") == "roar_digits-2.b" and check_name(2024) == "2024"
+
+
+def test_a_refused_run_leaves_no_run_folder_behind(tmp_path):
+    out = run("roar-train", "data.batch_size=0", "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)})
+    assert out.returncode == 2 and "data.batch_size=0 must be a whole number" in out.stderr
+    assert not (tmp_path / "default" / "base").exists()  # Hydra's own files went to logs/runs/
+    assert list((tmp_path / "default" / "logs" / "runs" / "base").glob("*/.hydra/config.yaml"))

@@ -2,7 +2,8 @@
 registries, and composing configs outside a Hydra app (tests, scripts, notebooks).
 
 - ``${roar.key:WHAT}``: a folder from the typed keys (roar.store.keys) of the config it is in:
-  ``run`` (the run's folder), ``base`` (the base model's name), ``experiment``, ``logs``, ``report``.
+  ``run`` (the run's folder), ``run_logs`` (Hydra's files of that run), ``base`` (the base model's name),
+  ``experiment``, ``logs``, ``report``.
 - ``fill=<name>`` and ``estimator=<name>`` are made from the fill and estimator registries, so a
   registered fill or estimator is a config option with no YAML file to keep in sync.
 """
@@ -25,6 +26,11 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 _KEYS = {
     "run": lambda cfg: keys.run_key(cfg).folder,
+    # Hydra's own files of one roar-train run (.hydra/, train.log): beside the run, under logs/, so a command
+    # refused by the stage's checks leaves no run folder behind
+    "run_logs": lambda cfg: (
+        keys.logs_dir(cfg) / "runs" / keys.run_key(cfg).folder.relative_to(keys.experiment_dir(cfg))
+    ),
     "base": lambda cfg: keys.base_key(cfg).name,
     "experiment": keys.experiment_dir,
     "logs": keys.logs_dir,
