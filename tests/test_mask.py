@@ -568,3 +568,14 @@ def test_a_constant_fill_of_the_wrong_length_says_how_many_values_the_images_tak
         check_fill(OmegaConf.create({"name": "constant", "value": [0.1, 0.2]}), 1)
     with pytest.raises(RoarError, match=r"give 1 or 3 pixel values in \[0, 1\]"):
         check_fill(OmegaConf.create({"name": "constant", "value": [0.1, 0.2]}), 3)
+
+
+def test_a_set_with_shards_and_an_unreadable_manifest_is_not_called_missing(root, tmp_path):
+    import shutil
+
+    folder = leaf(tmp_path, fraction=0.7)
+    shutil.copytree(leaf(root, fraction=0.7), folder)
+    (folder / "manifest.json").write_text('{"files": ')  # cut off mid-write
+    run = [f"paths.output_root={tmp_path}", *QUIET, f"base={BASE}", "estimator=grad", "fraction=0.7"]
+    with pytest.raises(RoarError, match=r"holds \d+ shard\(s\) but its manifest.json is missing or unreadable"):
+        train(compose_config("train", [*run, "trainer.max_epochs=1"]))

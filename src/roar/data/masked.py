@@ -235,6 +235,11 @@ def open_shard_set(
         f"mask.estimators=[{key.estimator}] mask.modes=[{key.mode}] reduce={key.reduce} fill=... (the same fill)"
     )
     manifest = read_manifest(folder)
+    if manifest is None and any(Path(folder).glob("*.tar")):
+        raise RoarError(
+            f"{folder} holds {len(list(Path(folder).glob('*.tar')))} shard(s) but its {MANIFEST} is missing or "
+            f"unreadable (roar-mask did not finish, or the file was damaged). Rerun the same roar-mask to finish it: {make}"
+        )
     if manifest is None:
         raise RoarError(
             f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, fraction={key.fraction}), "
