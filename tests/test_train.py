@@ -147,11 +147,20 @@ def test_checkpoint_loads_with_weights_only_and_rejects_another_model(make_cfg):
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(RoarError, match="was trained with model=.*resnet8.* but this run asks for model=.*resnet20"):
         load_classifier(metrics["checkpoint"], model={"name": "resnet20", "params": {"width": 16}})
-    other = run_key(make_cfg("model=resnet20", *QUICK)).folder / "checkpoints"
+    import json
+
+    from roar.training.run import check_run_dir_identity
+
+    resnet20 = make_cfg("model=resnet20", *QUICK)
+    other = run_key(resnet20).folder / "checkpoints"
     other.mkdir(parents=True)
+    identity = check_run_dir_identity(resnet20, run_key(resnet20))  # the run's own settings, as train writes them
     Path(metrics["checkpoint"]).rename(other / "last.ckpt")  # a foreign checkpoint where resnet20's run resumes from
+    with pytest.raises(RoarError, match="settings are unknown"):  # no identity.json beside it: not trusted at all
+        train(resnet20)
+    (other.parent / "identity.json").write_text(json.dumps(identity))
     with pytest.raises(RoarError, match="was trained with model="):  # resuming into another model fails before training
-        train(make_cfg("model=resnet20", *QUICK))
+        train(resnet20)
 
 
 def test_wandb_offline_run_is_written_and_always_finished(make_cfg, monkeypatch):

@@ -47,7 +47,6 @@ def validate(cfg: DictConfig) -> RunKey:
     BatchAugment(augment, mean=[0.5, 0.5, 0.5])
     positive_int(cfg.data.batch_size, "data.batch_size")
     positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
-    resolve_device(str(cfg.trainer.accelerator))  # an accelerator this machine lacks: one paragraph, not Lightning's
     key = run_key(cfg)  # seed, fraction and base checked there
     if key.shards is not None:  # token-drop shards hold whole tokens of the model's patch size
         check_granularity(fill_of(cfg.fill), key.shards.patch, (model.get("params") or {}).get("patch_size"))
@@ -213,6 +212,7 @@ def train(cfg: DictConfig, callbacks=(), quiet: bool = False) -> dict:
     the skip and resume lines off the console (roar-pipeline shows one progress line instead).
     """
     key = validate(cfg)
+    resolve_device(str(cfg.trainer.accelerator))  # an accelerator this machine lacks: one paragraph, not Lightning's
     with folder_lock(key.folder):  # one process per run folder: a second is refused with the first's PID
         return train_locked(cfg, key, callbacks, quiet)
 
