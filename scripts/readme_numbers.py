@@ -8,13 +8,14 @@ runs are skipped (the stages resume), so after `make demo` the demo section only
 """
 
 import argparse
-import csv
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from roar.report.files import read_csv  # report CSVs: their # header comment skipped
 
 BIN = Path(sys.executable).parent
 QUIET = ["trainer.enable_progress_bar=false"]
@@ -28,12 +29,6 @@ def roar(app, *args, outputs):
     if out.returncode != 0:
         sys.exit(f"{app} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return time.time() - started, out.stdout
-
-
-def read_csv(path):
-    """A report CSV's rows (its ``# `` header comment, the test it states, skipped)."""
-    with open(path) as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
 
 
 def statement(path) -> str:

@@ -223,7 +223,7 @@ def test_a_base_model_trained_on_one_folder_is_not_taken_for_another_with_the_sa
         "test",
     }
     assert train(make_cfg(*runs["A"])) == first  # the same folder: skipped as before
-    with pytest.raises(RoarError, match=r"holds a base model trained on other images \(.*/A\) than data.root=.*/B"):
+    with pytest.raises(RoarError, match=r"was trained on other images \(.*/A\) than data.root=.*/B holds now"):
         train(make_cfg(*runs["B"]))
     outputs = make_cfg().paths.output_root
     with pytest.raises(RoarError, match=r"was trained on other images \(.*/A\) than data.root=.*/B holds now"):

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from roar.data import build_dataset
 from roar.evaluate.leakage import recoverability
 from roar.masking.masks import feature_ranks, mask_images
-from roar.report.analysis import consistency
+from roar.report.leakage_audit import consistency
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def report_cfg(root, *extra):
 
 
 def read_csv(path):
-    from roar.report.build import read_csv as read_report_csv
+    from roar.report.files import read_csv as read_report_csv
 
     return read_report_csv(path)
 

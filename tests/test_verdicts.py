@@ -8,7 +8,8 @@ import pytest
 from scipy import stats as sps
 
 from roar.evaluate.stats import adjust_p, spearman_permutation
-from roar.report.analysis import audit_verdicts, consistency, verdicts
+from roar.report.analysis import verdicts
+from roar.report.leakage_audit import audit_verdicts, consistency
 
 
 def run(base, est, t, seed, acc, mode="remove", fill="channel_mean", reduce="abs_sum"):
@@ -164,7 +165,7 @@ def test_a_pipeline_with_two_base_models_reports_one_verdict_row_per_base(tiny_p
     import shutil
 
     from roar.config import compose_config
-    from roar.report.build import read_csv
+    from roar.report.files import read_csv
     from roar.stages.pipeline import run_pipeline
     from roar.store.keys import base_key
 

@@ -19,7 +19,7 @@ from roar.estimators import EstimatorSuite, reduce_maps
 from roar.estimators.suite import iterative_of, params_for, stores_steps
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import apply_fill, check_fill, fill_of
-from roar.models.checkpoint import load_base_model
+from roar.models.checkpoint import check_trained_on, load_base_model
 from roar.store.io import read_json
 from roar.store.keys import base_key, maps_key
 from roar.store.maps import map_sample
@@ -92,21 +92,6 @@ class Reference:
 def stored_reduction(cfg) -> str | None:
     """The reduction maps are stored with (``attribute.store=reduced``: ``reduce=``), or None for full maps."""
     return str(cfg.reduce) if str(cfg.attribute.get("store", "full")) == "reduced" else None
-
-
-def check_trained_on(key, fingerprints: dict, cfg) -> None:
-    """Maps of images the base model was not trained and tested on would explain another model's data:
-    refused when the base model's metrics record other data fingerprints (another ``data.root``), naming
-    both folders, instead of advising overwrite=true."""
-    metrics = read_json(key.folder / "metrics.json") or {}
-    recorded = metrics.get("data_fingerprints") or {}
-    differ = sorted(split for split, fp in fingerprints.items() if split in recorded and recorded[split] != fp)
-    if differ:
-        raise RoarError(
-            f"The base model {key.folder} was trained on other images ({metrics.get('data_root') or 'another data.root'}) "
-            f"than data.root={cfg.data.get('root')} holds now (the {' and '.join(differ)} split differ). Train a base "
-            f"model on these images first: roar-train with its own name=... (or overwrite=true)."
-        )
 
 
 def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, reference=None, fill=False) -> dict:
@@ -223,7 +208,7 @@ def attribute(cfg: DictConfig) -> dict:
         pool = donor_pool(train_set, int(suite.params["mask_pool"]), int(cfg.maps_seed)).to(device)
 
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
-    check_trained_on(key, fingerprints, cfg)
+    check_trained_on(key.folder, read_json(key.folder / "metrics.json") or {}, fingerprints, cfg.data.get("root"))
     size = int(cfg.attribute.shard_size)
     outs = {
         n: OutputSet(

@@ -57,6 +57,19 @@ def check_not_damaged(checkpoint, metrics: dict) -> None:
         )
 
 
+def check_trained_on(folder, metrics: dict, fingerprints: dict, root) -> None:
+    """The base model in ``folder`` was trained and tested on these data: its metrics' ``data_fingerprints``
+    match ``fingerprints`` (splits both have). Another folder with the same layout is refused, naming both."""
+    recorded = metrics.get("data_fingerprints") or {}
+    differ = sorted(split for split, fp in fingerprints.items() if split in recorded and recorded[split] != fp)
+    if differ:
+        raise RoarError(
+            f"The base model {folder} was trained on other images ({metrics.get('data_root') or 'another data.root'}) "
+            f"than data.root={root} holds now (the {' and '.join(differ)} split differ). Give these images their "
+            f"own experiment (name=...), or retrain the base model on them with roar-train overwrite=true."
+        )
+
+
 def load_base_model(key, model_cfg, num_classes: int, image_shape) -> Classifier:
     """The finished base model of ``key`` (a BaseKey), checked against the config's model (name and
     params), class count and image shape, so a foreign checkpoint is never used silently."""

@@ -8,21 +8,19 @@ settings marked missing), ``verdict.csv``, ``agreement.csv``, ``fidelity.csv``, 
 reason, and the report is built from the rest.
 """
 
-import csv
-import io
-import math
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from roar.errors import RoarError
-from roar.evaluate.leakage import CONFOUNDED
 from roar.evaluate.stats import CORRECTIONS
 from roar.evaluate.toy import mean_curves
 from roar.masking.fills import fill_named
-from roar.report import analysis, collect, html, plots
-from roar.store.io import atomic_write_bytes, atomic_write_json, read_json
+from roar.report import analysis, collect, html, leakage_audit, plots
+from roar.report.files import TABLES, check_owned, record_owned, write_csv
+from roar.report.verdict_tables import VERDICT_CSV, print_verdicts, verdict_note, verdict_rows, verdict_section
+from roar.store.io import atomic_write_bytes, read_json
 from roar.store.keys import (
     BaseKey,
     experiment_dir,
@@ -34,51 +32,6 @@ from roar.store.keys import (
     toy_file,
 )
 from roar.tracking import finishing_wandb, start_wandb_run
-
-VERDICT_COLUMNS = {
-    "base": "base model",
-    "estimator": "estimator",
-    "mode": "mode",
-    "fill": "fill",
-    "area": "mean acc. (area / span)",
-    "area_random": "random",
-    "diff": "difference",
-    "diff_ci": "95% CI",
-    "p": "p (Welch)",
-    "p_adjusted": "p adjusted",
-    "seeds": "seeds",
-    "seeds_random": "random's seeds",
-    "verdict": "verdict",
-    "crossing": "per-t: curves cross",
-    "recoverability": "mask recoverability",
-    "mask_only": "mask-only acc. above chance",
-    "mask_only_random": "random's mask-only acc. above chance",
-    "mask_only_p": "p (mask-only vs random)",
-    "consistency": "MoRF/LeRF consistency (no retraining)",
-    "consistency_n": "rankings",
-    "consistency_p": "p (permutation)",
-    "leakage": "leakage",
-}
-VERDICT_CSV = [*VERDICT_COLUMNS, "diff_ci_low", "diff_ci_high", "correction", "fractions", "per_t"]
-
-
-def write_csv(path, columns, rows, comment: str = "") -> Path:
-    """Rows as CSV; ``comment``: lines written first, each behind ``# `` (read with ``read_csv``)."""
-    buf = io.StringIO()
-    for line in comment.splitlines():
-        buf.write(f"# {line}\n")
-    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in r.items()})
-    atomic_write_bytes(path, buf.getvalue().encode())
-    return Path(path)
-
-
-def read_csv(path) -> list:
-    """The rows of a report CSV, its ``# `` comment lines skipped."""
-    with open(path) as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
 
 
 def fidelity_rows(evaluations, fill: str) -> list:
@@ -151,7 +104,7 @@ def gather(cfg) -> dict:
         "toy": toy,
         "summary": summary,
         "baselines": collect.baselines(summary),
-        "verdicts": analysis.audit_verdicts(
+        "verdicts": leakage_audit.audit_verdicts(
             analysis.verdicts(rows, correction, alpha), audits, rows, evaluations, num_classes, alpha
         ),
         "statement": analysis.test_statement(alpha, correction),
@@ -159,7 +112,7 @@ def gather(cfg) -> dict:
         "audit_steps": sorted({a["steps"] for a in audits if a.get("steps") is not None}),
         "fill": fill,
         "agreement": analysis.agreement(rows, evaluations, fill),
-        "leakage": analysis.leakage(summary, num_classes),
+        "leakage": leakage_audit.leakage(summary, num_classes),
         "base_keys": {r["base"]: base_of(exp, r) for r in rows},
         "fidelity": fidelity_rows(evaluations, fill),
         "ranking_order": [str(r) for r in cfg.eval.rankings],
@@ -270,57 +223,6 @@ def draw(cfg, data, out: Path) -> list:
             )
         )
     return figures
-
-
-def verdict_rows(verdicts) -> list:
-    """Verdicts as the tables show them: the difference's interval as one cell."""
-    return [
-        {
-            **v,
-            "diff_ci": f"[{v['diff_ci_low']:+.4f}, {v['diff_ci_high']:+.4f}]"
-            if isinstance(v.get("diff_ci_low"), float) and not math.isnan(v["diff_ci_low"])
-            else None,
-        }
-        for v in verdicts
-    ]
-
-
-def verdict_note(data) -> str:
-    """What every verdict table states beside it: the test, the correction, the leakage label's rule."""
-    steps = ", ".join(map(str, data["audit_steps"])) or "none run"
-    return (
-        f"{data['statement']} Under ROAR lower is better; under KAR higher. Per-t: Welch's test at each fraction "
-        f"(uncorrected), shown where the estimator is better at one t and worse at another. Leakage: 'confounded by "
-        f"leakage' only when the masks are recoverable from the filled images (mask recoverability above {CONFOUNDED}, "
-        f"a per-pixel classifier trained for mask.audit_steps = {steps} steps) and carry class information (the "
-        f"ranking's fill=mask_only retrains beat random's, Welch, alpha {data['alpha']:g}). MoRF/LeRF consistency "
-        "comes from the no-retrain curves (roar-eval), random excluded; p: one-sided permutation test for rho > 0."
-    )
-
-
-def verdict_section(data) -> str:
-    """One verdict table per base model, the test stated under them."""
-    formats = {
-        "p": "{:.3g}",
-        "p_adjusted": "{:.3g}",
-        "mask_only_p": "{:.3g}",
-        "consistency_p": "{:.3g}",
-        "seeds": "{}",
-        "seeds_random": "{}",
-        "consistency_n": "{}",
-        "diff": "{:+.4f}",
-        "area": "{:.4f}",
-        "area_random": "{:.4f}",
-    }
-    keys = list(VERDICT_COLUMNS)
-    test = {k: VERDICT_COLUMNS[k] for k in keys[1 : keys.index("recoverability")]}  # the base is the heading
-    audit = {k: VERDICT_COLUMNS[k] for k in ("estimator", "mode", "fill", *keys[keys.index("recoverability") :])}
-    parts = []
-    for base in analysis.bases_of(data["verdicts"]):
-        rows = verdict_rows(analysis.of_base(data["verdicts"], base))
-        parts.append(f"<h3>{html.escape(base)}</h3>{html.table(test, rows, formats)}")
-        parts.append(f"<p>Leakage audit of the same verdicts:</p>{html.table(audit, rows, formats)}")
-    return "".join(parts) + f'<p class="note">{html.escape(verdict_note(data))}</p>'
 
 
 def summary_table_rows(summary) -> list:
@@ -617,42 +519,6 @@ def log_to_wandb(cfg, data, figures) -> None:
         run.log(payload)
 
 
-OWNED = ".roar-report.json"  # the files a report wrote: the only ones a later report replaces or deletes
-TABLES = ("results.csv", "summary.csv", "verdict.csv", "agreement.csv", "fidelity.csv", "sis.csv", "soundness.csv")
-
-
-def owned_files(out: Path) -> set:
-    """The names of the files roar-report wrote into ``out`` (its record; a report folder written before the
-    record existed counts as roar's when its index.html is a roar report). Anything else there is the user's."""
-    record = read_json(out / OWNED)
-    if isinstance(record, dict):
-        return set(record.get("files", []))
-    index = out / "index.html"
-    if index.is_file() and "<title>roar report:" in index.read_text(errors="replace"):
-        return {p.name for p in out.iterdir() if p.name in (*TABLES, "index.html") or p.suffix == ".png"}
-    return set()
-
-
-def check_owned(out: Path) -> set:
-    """Refuse before writing when ``out`` holds files of the report's names that roar did not write."""
-    mine = owned_files(out) if out.is_dir() else set()
-    theirs = (
-        sorted(
-            p.name
-            for p in out.glob("*")
-            if p.name not in mine and (p.name in (*TABLES, "index.html") or p.suffix == ".png")
-        )
-        if out.is_dir()
-        else []
-    )
-    if theirs:
-        raise RoarError(
-            f"{out} holds files roar-report did not write ({', '.join(theirs[:5])}{' ...' if len(theirs) > 5 else ''}); "
-            f"it replaces and deletes only its own. Move them away, or give the experiment another name (name=...)."
-        )
-    return mine
-
-
 def build_report(cfg: DictConfig) -> Path:
     """Write the report; returns the path of index.html. Only files it wrote before are replaced or deleted."""
     data = gather(cfg)
@@ -696,7 +562,7 @@ def build_report(cfg: DictConfig) -> Path:
         stale.unlink(missing_ok=True)  # a figure this report no longer has (only ones a report wrote)
     path = render(cfg, data, figures, out)
     written = [n for n in (*TABLES, "index.html") if (out / n).is_file()] + [Path(p).name for p, _ in figures]
-    atomic_write_json(out / OWNED, {"files": sorted(written)})
+    record_owned(out, written)
     log_to_wandb(cfg, data, figures)
     print_verdicts(data)
     for n in data["notes"]:
@@ -705,24 +571,3 @@ def build_report(cfg: DictConfig) -> Path:
         print(f"[roar-report] warning: {p}")
     print(f"[roar-report] {len(data['rows'])} runs, {len(figures)} figures -> {path.resolve()}")
     return path
-
-
-def print_verdicts(data) -> None:
-    """Every verdict row on the console (those without a test too), per base model, the test stated."""
-    if not data["verdicts"]:
-        return
-    print(f"Verdict: {data['statement']}")
-    for base in analysis.bases_of(data["verdicts"]):
-        print(f"  base model {base}")
-        print(
-            f"  {'estimator':22s} {'mode':6s} {'fill':14s} {'mean acc':>9s} {'random':>8s} {'p':>8s} {'p adj.':>8s}  verdict"
-        )
-        for v in analysis.of_base(data["verdicts"], base):
-            if "area" in v:
-                print(
-                    f"  {v['estimator']:22s} {v['mode']:6s} {v['fill']:14s} {v['area']:9.4f} {v['area_random']:8.4f} "
-                    f"{v['p']:8.3g} {v.get('p_adjusted', math.nan):8.3g}  {v['verdict']}"
-                    + (f" ({v['leakage']})" if v.get("leakage") else "")
-                )
-            else:
-                print(f"  {v['estimator']:22s} {v['mode']:6s} {v['fill']:14s} {'':>36s}  {v['verdict']}")

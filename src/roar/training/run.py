@@ -26,7 +26,7 @@ from roar.masking.at_load import LoadMasker
 from roar.masking.fills import fill_of
 from roar.masking.masks import check_granularity
 from roar.models import MODELS
-from roar.models.checkpoint import check_compatible, check_not_damaged, read_checkpoint
+from roar.models.checkpoint import check_compatible, check_not_damaged, check_trained_on, read_checkpoint
 from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, folder_lock, read_json
 from roar.store.keys import IDENTITY, RunKey, retrain_variant, run_key, training_settings
@@ -138,20 +138,11 @@ def shard_set_hash(key: RunKey):
 
 
 def check_same_data(cfg, base, metrics: dict) -> None:
-    """A complete base model of this name and settings trained on other images (another ``data.root`` with
-    the same layout) is refused, naming both folders, before anything trusts it. Data read from a folder
-    only: the embedded data cannot differ."""
-    recorded = metrics.get("data_fingerprints")
-    if not recorded or cfg.data.get("root") is None:
-        return
-    now = {split: build_dataset(cfg.data, split).fingerprint() for split in recorded}
-    if now != recorded:
-        root = Path(str(cfg.data.root)).resolve()
-        raise RoarError(
-            f"{base.folder} holds a base model trained on other images ({metrics.get('data_root') or 'another data.root'}) "
-            f"than data.root={root} holds now. Give this data its own experiment (name=...), or pass "
-            f"overwrite=true to retrain the base model on it (its maps and retrains then follow)."
-        )
+    """A complete base model of this name and settings is trusted only on the data it was trained on
+    (``check_trained_on``); data read from a folder only: the embedded data cannot differ."""
+    if metrics.get("data_fingerprints") and cfg.data.get("root") is not None:
+        now = {split: build_dataset(cfg.data, split).fingerprint() for split in metrics["data_fingerprints"]}
+        check_trained_on(base.folder, metrics, now, Path(str(cfg.data.root)).resolve())
 
 
 def finished_metrics(key: RunKey):
