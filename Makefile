@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-SOURCES := src tests benchmarks scripts
+SOURCES := src tests benchmarks scripts setup.py
 
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true

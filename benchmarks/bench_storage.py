@@ -28,8 +28,8 @@ from roar.data.shapes import save_image_folder
 from roar.masking.at_load import LoadMasker
 from roar.masking.write import write_masks
 from roar.models.module import Classifier
-from roar.store.keys import shard_set_key
 from roar.store.manifest import read_manifest
+from roar.store.resolve import shard_set_key
 from roar.training.run import train
 
 QUIET = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.num_workers=0"]

@@ -69,7 +69,7 @@ def tiny_pipeline(tmp_path_factory):
 def base_name(*overrides) -> str:
     """The folder name roar-train gives the base model of these overrides (data-model-augment-digest)."""
     from roar.config import compose_config
-    from roar.store.keys import base_key
+    from roar.store.resolve import base_key
 
     return base_key(compose_config("train", [*QUIET, *overrides])).name
 

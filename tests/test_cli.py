@@ -126,7 +126,7 @@ def test_an_experiment_name_is_one_safe_folder_name_checked_before_anything_is_w
     out = run("roar-train", f"name={name}", "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(out_root)})
     assert out.returncode == 2 and "an experiment name is one folder name" in out.stderr
     assert "Traceback" not in out.stderr and not out_root.exists() and sorted(tmp_path.iterdir()) == []
-    from roar.store.keys import check_name
+    from roar.store.names import check_name
 
     assert check_name("roar_digits-2.b") == "roar_digits-2.b" and check_name(2024) == "2024"
 

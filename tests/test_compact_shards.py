@@ -18,9 +18,10 @@ from roar.data.shapes import save_image_folder
 from roar.errors import RoarError
 from roar.evaluate.leakage import mask_recoverability
 from roar.masking.fills import FILLS
-from roar.masking.write import verify_all, write_masks
-from roar.store.keys import run_key
+from roar.masking.write import write_masks
+from roar.store.experiment import verify_all
 from roar.store.maps import iter_maps
+from roar.store.resolve import run_key
 from roar.training.run import run_data, train
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from roar.config import CONFIG_DIR, compose_config
 from roar.errors import RoarError
 from roar.estimators import available
 from roar.masking.fills import FILLS
-from roar.store.keys import run_key
+from roar.store.resolve import run_key
 from roar.training.run import validate
 
 FILE_GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "sections"))

@@ -8,7 +8,7 @@ from roar.config import compose_config
 from roar.data import build_dataset
 from roar.errors import RoarError
 from roar.models.checkpoint import load_classifier
-from roar.store.keys import base_key
+from roar.store.resolve import base_key
 from roar.training.run import train
 
 pytestmark = pytest.mark.slow

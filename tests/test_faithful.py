@@ -18,7 +18,7 @@ from roar.masking.fills import FILLS
 from roar.masking.masks import check_granularity, feature_ranks, mask_images, ranking_scores, top_count
 from roar.masking.patches import patch_keep
 from roar.masking.ranking import rank_features
-from roar.store.keys import parse_ranking, ranking_name
+from roar.store.names import parse_ranking, ranking_name
 from test_estimators import batch, model  # noqa: F401  (the estimator tests' ResNet-8 and batch: shared fixtures)
 
 MEAN = [0.2, 0.4, 0.6]
@@ -76,7 +76,7 @@ def test_ranking_names_carry_the_patch():
 
 
 def test_granularity_patch_takes_the_models_patch_size():
-    from roar.store.keys import ranking_patch
+    from roar.store.resolve import ranking_patch
 
     vit = compose_config("mask", ["model=vit_tiny", "granularity=patch"])
     assert ranking_patch(vit) == 4

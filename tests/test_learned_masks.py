@@ -8,7 +8,7 @@ from roar.estimators import EstimatorSuite, parse
 from roar.estimators.masks import learn_masks, mask_tv, total_variation
 from roar.evaluate.soundness import label_curves, p_grid, summarize
 from roar.masking.masks import feature_ranks
-from roar.store.keys import parse_ranking
+from roar.store.names import parse_ranking
 
 
 class OnePixel(torch.nn.Module):
@@ -156,7 +156,7 @@ def test_masks_through_the_stages_on_shapes_tv_buys_soundness(tmp_path):
     from roar.evaluate.run import evaluate
     from roar.report.build import build_report
     from roar.store.io import read_json
-    from roar.store.keys import base_key, eval_key, maps_key
+    from roar.store.resolve import base_key, eval_key, maps_key
     from roar.training.run import train
 
     common = [

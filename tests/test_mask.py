@@ -19,10 +19,11 @@ from roar.data.masked import MaskedShards
 from roar.errors import RoarError
 from roar.estimators import reduce_maps
 from roar.masking import gaussian_blur
-from roar.masking.write import verify_all, write_masks
-from roar.store.keys import run_key, shard_set_key
+from roar.masking.write import write_masks
+from roar.store.experiment import verify_all
 from roar.store.manifest import verify_manifest
 from roar.store.maps import iter_maps
+from roar.store.resolve import run_key, shard_set_key
 from roar.store.shards import decode_key, load_npy, read_shard
 from roar.training.run import train
 

@@ -146,8 +146,8 @@ def test_a_grid_without_its_t0_baseline_gets_no_verdict_but_says_what_would_comp
 
 
 def test_report_of_an_experiment_without_runs_says_so_and_still_builds(tmp_path, capsys):
-    (tmp_path / "synthetic" / "base" / "resnet8-none").mkdir(parents=True)
-    (tmp_path / "synthetic" / "base" / "resnet8-none" / "metrics.json").write_text(
+    (tmp_path / "synthetic" / "base" / "digits-resnet8-none-0123abcd").mkdir(parents=True)
+    (tmp_path / "synthetic" / "base" / "digits-resnet8-none-0123abcd" / "metrics.json").write_text(
         json.dumps({"test_acc": 0.97, "model": "resnet8", "augment": "none"})
     )
     index = build_report(report_cfg(tmp_path))

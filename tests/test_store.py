@@ -6,8 +6,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from roar.errors import RoarError
-from roar.store.keys import BaseKey, ShardSetKey, fill_label, retrain_settings
+from roar.store.grid import retrain_settings
+from roar.store.keys import BaseKey, ShardSetKey
 from roar.store.manifest import MANIFEST, read_manifest
+from roar.store.names import fill_label
 from roar.store.sharded import OutputSet, finish, plan_shards, write_sealed
 from roar.store.shards import ShardWriter, read_shard
 
@@ -92,7 +94,7 @@ def test_an_experiments_optim_does_not_make_later_stages_guess_the_base_digest(t
     """missingness_vit_shapes sets optim.lr: composed into roar-attribute's config, that partial optim must
     not be taken for the training settings (it named a base model no roar-train made)."""
     from roar.config import compose_config
-    from roar.store.keys import base_key
+    from roar.store.resolve import base_key
 
     common = [f"paths.output_root={tmp_path}", "experiment=missingness_vit_shapes"]
     trained = base_key(compose_config("train", common))  # roar-train knows its settings: the exact digest

@@ -12,7 +12,8 @@ from conftest import TINY, base_name
 from roar.config import compose_config
 from roar.errors import RoarError
 from roar.stages.pipeline import run_pipeline
-from roar.store.keys import retrain_settings, run_key
+from roar.store.grid import retrain_settings
+from roar.store.resolve import run_key
 from roar.training.run import train
 
 pytestmark = pytest.mark.slow
@@ -196,7 +197,7 @@ def test_a_retrain_run_finds_its_base_model_or_says_which_to_pick(sweep, tmp_pat
         ):
             run_key(compose_config("train", [*run, "optim.lr=0.7"]))
         with pytest.raises(RoarError, match="2 finished base models"):
-            from roar.store.keys import base_key
+            from roar.store.resolve import base_key
 
             base_key(compose_config("mask", [f"paths.output_root={root}", "experiment=roar_digits"]))
     finally:

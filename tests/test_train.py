@@ -10,7 +10,7 @@ import torch
 
 from roar.errors import RoarError
 from roar.models.checkpoint import load_classifier
-from roar.store.keys import run_key
+from roar.store.resolve import run_key
 from roar.training.run import train
 
 pytestmark = pytest.mark.slow
@@ -317,7 +317,7 @@ def test_a_second_process_on_the_same_run_is_refused_with_the_first_ones_pid(tmp
 
 def test_a_damaged_base_checkpoint_is_called_damaged_by_a_rerun_and_by_the_stages_that_load_it(make_cfg):
     from roar.models.checkpoint import load_base_model
-    from roar.store.keys import base_key
+    from roar.store.resolve import base_key
 
     first = train(make_cfg(*QUICK))
     ckpt = Path(first["checkpoint"])

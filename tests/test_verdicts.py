@@ -167,7 +167,7 @@ def test_a_pipeline_with_two_base_models_reports_one_verdict_row_per_base(tiny_p
     from roar.config import compose_config
     from roar.report.files import read_csv
     from roar.stages.pipeline import run_pipeline
-    from roar.store.keys import base_key
+    from roar.store.resolve import base_key
 
     origin, overrides, _ = tiny_pipeline
     shutil.copytree(origin / "roar_digits", tmp_path / "roar_digits")

@@ -20,21 +20,31 @@ from omegaconf import DictConfig, OmegaConf
 from roar.errors import RoarError
 from roar.estimators import available as estimators_available
 from roar.masking.fills import FILLS
-from roar.store import keys
+from roar.store import resolve
+from roar.store.grid import with_zero
 
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+def _config_dir() -> Path:
+    """The config tree: ``roar/conf`` inside an installed wheel (setup.py maps the top-level ``conf/`` there),
+    else the top-level ``conf/`` of the checkout this package runs from (``make install``, ``pip install -e``)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "conf", here.parent.parent / "conf"):
+        if (folder / "roar.yaml").is_file():
+            return folder
+    raise RoarError(
+        f"roar's configs are missing: neither {here / 'conf'} nor {here.parent.parent / 'conf'} holds roar.yaml. Reinstall roar (pip install .)."
+    )
+
+
+CONFIG_DIR = _config_dir()
 
 _KEYS = {
-    "run": lambda cfg: keys.run_key(cfg).folder,
-    # Hydra's own files of one roar-train run (.hydra/, train.log): beside the run, under logs/, so a command
-    # refused by the stage's checks leaves no run folder behind
-    "run_logs": lambda cfg: (
-        keys.logs_dir(cfg) / "runs" / keys.run_key(cfg).folder.relative_to(keys.experiment_dir(cfg))
-    ),
-    "base": lambda cfg: keys.base_key(cfg).name,
-    "experiment": keys.experiment_dir,
-    "logs": keys.logs_dir,
-    "report": keys.report_dir,
+    "run": lambda cfg: resolve.run_key(cfg).folder,
+    "run_logs": resolve.run_logs_dir,
+    "base": lambda cfg: resolve.base_key(cfg).name,
+    "experiment": resolve.experiment_dir,
+    "logs": resolve.logs_dir,
+    "report": resolve.report_dir,
 }
 
 
@@ -45,14 +55,14 @@ def _key(what: str, _root_):
         return str(_KEYS[what](_root_))
     except RoarError:  # bad input (fraction=abc): the stage's own checks report it in one paragraph
         try:
-            return str(keys.logs_dir(_root_) / "invalid")
+            return str(resolve.logs_dir(_root_) / "invalid")
         except RoarError:  # a bad name= itself: Hydra's own files go to the temp folder, the stage refuses
             return str(Path(tempfile.gettempdir()) / "roar-invalid-name")
 
 
 OmegaConf.register_new_resolver("roar.key", _key, replace=True)
 OmegaConf.register_new_resolver(
-    "roar.with_zero", lambda ts: OmegaConf.create(keys.with_zero(ts)), replace=True
+    "roar.with_zero", lambda ts: OmegaConf.create(with_zero(ts)), replace=True
 )  # a node: --resolve prints it
 OmegaConf.register_new_resolver("roar.unique", lambda: f"{os.getpid()}-{uuid.uuid4().hex[:6]}", replace=True)
 

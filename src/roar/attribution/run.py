@@ -21,8 +21,8 @@ from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import apply_fill, check_fill, fill_of
 from roar.models.checkpoint import check_trained_on, load_base_model
 from roar.store.io import read_json
-from roar.store.keys import base_key, maps_key
 from roar.store.maps import map_sample
+from roar.store.resolve import base_key, maps_key
 from roar.store.sharded import OutputSet, finish, plan_shards, samples_in, write_sealed
 from roar.store.shards import sha256_file
 from roar.utils.device import resolve_device
@@ -208,7 +208,7 @@ def attribute(cfg: DictConfig) -> dict:
         pool = donor_pool(train_set, int(suite.params["mask_pool"]), int(cfg.maps_seed)).to(device)
 
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
-    check_trained_on(key.folder, read_json(key.folder / "metrics.json") or {}, fingerprints, cfg.data.get("root"))
+    check_trained_on(key.folder, read_json(key.metrics) or {}, fingerprints, cfg.data.get("root"))
     size = int(cfg.attribute.shard_size)
     outs = {
         n: OutputSet(

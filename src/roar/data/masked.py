@@ -21,7 +21,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from roar.data.local import SourceDecoder
 from roar.errors import RoarError
-from roar.store.manifest import MANIFEST, read_manifest, verify_manifest
+from roar.store.keys import METRICS
+from roar.store.manifest import MANIFEST, read_manifest, shard_files, verify_manifest
 from roar.store.masked import AT_LOAD, decode_masked_sample
 from roar.store.shards import decode_key, read_shard
 
@@ -235,9 +236,9 @@ def open_shard_set(
         f"mask.estimators=[{key.estimator}] mask.modes=[{key.mode}] reduce={key.reduce} fill=... (the same fill)"
     )
     manifest = read_manifest(folder)
-    if manifest is None and any(Path(folder).glob("*.tar")):
+    if manifest is None and shard_files(folder):
         raise RoarError(
-            f"{folder} holds {len(list(Path(folder).glob('*.tar')))} shard(s) but its {MANIFEST} is missing or "
+            f"{folder} holds {len(shard_files(folder))} shard(s) but its {MANIFEST} is missing or "
             f"unreadable (roar-mask did not finish, or the file was damaged). Rerun the same roar-mask to finish it: {make}"
         )
     if manifest is None:
@@ -275,7 +276,7 @@ def open_shard_set(
         problem = str(err)
         print(
             f"[roar-train] warning: {problem} Training on (retrain.on_error=skip: unreadable samples are skipped and "
-            f"counted); the mismatch is recorded in metrics.json as manifest_mismatch.",
+            f"counted); the mismatch is recorded in the run's {METRICS} as manifest_mismatch.",
             flush=True,
         )
     sets = [

@@ -19,7 +19,8 @@ from roar.estimators import DEFAULT_PARAMS
 from roar.estimators.lime import lime, lime_patch
 from roar.evaluate.stats import mean_ci
 from roar.store.io import atomic_write_json, read_json
-from roar.store.keys import eval_key, ranking_patch, settings_hash
+from roar.store.names import settings_hash
+from roar.store.resolve import eval_key, ranking_patch
 from roar.utils.plain import to_plain
 
 COLOURS = [tuple(float(v) for v in c) for c in itertools.product((0, 1), repeat=3)]  # the paper's 8 colours

@@ -21,9 +21,9 @@ from torch.utils.data import default_collate
 from roar.data.masked import MaskedShards
 from roar.masking.at_load import LoadMasker
 from roar.store.io import atomic_write_json, read_json
+from roar.store.keys import AUDIT
 from roar.store.manifest import read_manifest
 
-AUDIT = "audit.json"
 CONFOUNDED = 0.75  # balanced accuracy above which a verdict is marked "confounded by leakage" (halfway to 1.0)
 
 

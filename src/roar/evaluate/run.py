@@ -42,20 +42,13 @@ from roar.masking.donors import donor_images
 from roar.masking.fills import apply_fill, check_fill
 from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch, feature_ranks, ranking_scores
 from roar.models.checkpoint import load_base_model
+from roar.store.experiment import trained_bases
 from roar.store.io import atomic_write_json, read_json
-from roar.store.keys import (
-    BaseKey,
-    MapsKey,
-    base_key,
-    eval_key,
-    fill_label,
-    parse_ranking,
-    ranking_name,
-    ranking_patch,
-    settings_hash,
-)
+from roar.store.keys import MapsKey
 from roar.store.manifest import MANIFEST, verify_manifest
 from roar.store.maps import check_reduction, iter_maps
+from roar.store.names import fill_label, parse_ranking, ranking_name, settings_hash
+from roar.store.resolve import base_key, eval_key, ranking_patch
 from roar.store.shards import sha256_file
 from roar.tracking import finishing_wandb, start_wandb_run
 from roar.utils.device import resolve_device
@@ -133,7 +126,7 @@ def order_source(cfg, key, ckpt_sha: str) -> dict:
     other = cfg.eval.get("order_from")
     if not other or str(other) == key.name:
         return {"base": key.name, "folder": MapsKey(key, "").folder, "sha256": ckpt_sha}
-    bases = {b.name: b for b in map(BaseKey.from_folder, key.folder.parent.glob("*-*-*-*")) if b.checkpoint.is_file()}
+    bases = trained_bases(key.experiment_dir)
     if str(other) not in bases:
         raise RoarError(
             f"eval.order_from={other}: no base model of that name under {key.folder.parent}; "
@@ -400,7 +393,7 @@ def log_to_wandb(cfg, results: dict) -> None:
     """One wandb run (job_type eval) per base model: fidelity per ranking and the curves as a table."""
     with finishing_wandb():
         key = eval_key(cfg, "")
-        run = start_wandb_run(cfg, key.file.parent, "eval", f"{cfg.name}/eval/{key.base.name}/{key.fill}")
+        run = start_wandb_run(cfg, key.file.parent, "eval", key.group)
         if run is None:
             return
         import wandb

@@ -33,9 +33,11 @@ from roar.errors import RoarError, as_list, positive_int
 from roar.masking.donors import donor_images
 from roar.masking.masks import feature_ranks, ranking_scores, top_count
 from roar.store.io import atomic_write_json, read_json
-from roar.store.keys import MapsKey, eval_key, ranking_patch, settings_hash
+from roar.store.keys import MapsKey
 from roar.store.manifest import MANIFEST
 from roar.store.maps import check_reduction, iter_maps
+from roar.store.names import settings_hash
+from roar.store.resolve import eval_key, ranking_patch
 from roar.utils.plain import to_plain
 
 REPLACEMENTS = ("grey", "random_image")

@@ -39,10 +39,10 @@ from roar.masking.masks import (
     removed_features,
     removed_pixels,
 )
-from roar.store.keys import bucket_set_key, maps_key, ranking_patch, shard_set_key
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import check_reduction, iter_map_shard, map_shape
 from roar.store.masked import FORMATS, bucket_sample, eight_bit, image_sample, masked_sample
+from roar.store.resolve import bucket_set_key, maps_key, ranking_patch, shard_set_key
 from roar.store.sharded import OutputSet, finish, open_shard, plan_shards, samples_in, seal_shard, write_sealed
 from roar.utils.plain import to_plain
 
@@ -290,27 +290,3 @@ def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, 
         raise
     for o in todo:
         seal_shard(o, split, s, writers[o.folder].close())
-
-
-def verify_all(experiment_dir) -> list:
-    """Verify every manifest of an experiment (maps and shard sets); returns the problems (empty when all verify)."""
-    problems, n = [], 0
-    roots = [Path(experiment_dir) / part for part in ("attributions", "shards")]
-    for root in roots:
-        for manifest in sorted(root.rglob(MANIFEST)):
-            n += 1
-            try:
-                verify_manifest(manifest.parent)
-            except RoarError as err:
-                problems.append(str(err))
-        for folder in sorted({p.parent for p in root.rglob("*.tar")}):
-            if not (folder / MANIFEST).exists():
-                problems.append(
-                    f"{folder} has shards but no {MANIFEST}: the stage that writes it has not finished there."
-                )
-    print(
-        f"[roar-mask verify] {n} manifest(s) under {experiment_dir}: {'all verify' if not problems else f'{len(problems)} problem(s)'}"
-    )
-    for p in problems:
-        print(f"  {p}")
-    return problems

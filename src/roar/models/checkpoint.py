@@ -7,6 +7,7 @@ import torch
 from roar.errors import RoarError
 from roar.models.module import Classifier
 from roar.store.io import read_json
+from roar.store.keys import METRICS
 from roar.store.shards import sha256_file
 
 
@@ -52,7 +53,7 @@ def check_not_damaged(checkpoint, metrics: dict) -> None:
     recorded = metrics.get("checkpoint_sha256")
     if recorded and sha256_file(checkpoint) != recorded:
         raise RoarError(
-            f"{checkpoint} is damaged: its sha256 differs from the one {Path(checkpoint).parent.parent / 'metrics.json'} "
+            f"{checkpoint} is damaged: its sha256 differs from the one its run's {METRICS} "
             f"recorded when it was written. Rerun roar-train with the same settings and overwrite=true."
         )
 
@@ -73,14 +74,14 @@ def check_trained_on(folder, metrics: dict, fingerprints: dict, root) -> None:
 def load_base_model(key, model_cfg, num_classes: int, image_shape) -> Classifier:
     """The finished base model of ``key`` (a BaseKey), checked against the config's model (name and
     params), class count and image shape, so a foreign checkpoint is never used silently."""
-    if not (key.folder / "metrics.json").is_file() or not key.checkpoint.is_file():
+    if not key.metrics.is_file() or not key.checkpoint.is_file():
         raise RoarError(
-            f"No finished base model at {key.folder} (metrics.json and checkpoints/last.ckpt). "
+            f"No finished base model at {key.folder} ({key.metrics.name} and {key.checkpoint.relative_to(key.folder)}). "
             f"Run roar-train with the same name/data/model/augment first."
         )
     from roar.utils.plain import to_plain
 
-    check_not_damaged(key.checkpoint, read_json(key.folder / "metrics.json") or {})
+    check_not_damaged(key.checkpoint, read_json(key.metrics) or {})
     return load_classifier(
         key.checkpoint, model=to_plain(model_cfg), num_classes=num_classes, image_shape=list(image_shape)
     )

@@ -39,7 +39,7 @@ from roar.evaluate.stats import (
     welch_p,
 )
 from roar.masking.fills import fill_named
-from roar.store.keys import fraction_name, ranking_name
+from roar.store.names import fraction_name, ranking_name
 
 
 def curve(summary, baseline, estimator, reduce, mode, fill) -> list:

@@ -20,17 +20,11 @@ from roar.masking.fills import fill_named
 from roar.report import analysis, collect, html, leakage_audit, plots
 from roar.report.files import TABLES, check_owned, record_owned, write_csv
 from roar.report.verdict_tables import VERDICT_CSV, print_verdicts, verdict_note, verdict_rows, verdict_section
+from roar.store.experiment import has_results, runs_dir
 from roar.store.io import atomic_write_bytes, read_json
-from roar.store.keys import (
-    BaseKey,
-    experiment_dir,
-    feature_label,
-    fill_label,
-    fraction_name,
-    ranking_patch,
-    report_dir,
-    toy_file,
-)
+from roar.store.keys import METRICS, BaseKey
+from roar.store.names import feature_label, fill_label, fraction_name
+from roar.store.resolve import experiment_dir, ranking_patch, report_dir, toy_file
 from roar.tracking import finishing_wandb, start_wandb_run
 
 
@@ -59,7 +53,7 @@ def gather(cfg) -> dict:
             f"report.correction={correction} report.alpha={alpha}: the correction is one of {', '.join(CORRECTIONS)} "
             f"and alpha lies in (0, 1)."
         )
-    if not any((exp / part).exists() for part in ("runs", "base", "eval", "toy")):
+    if not has_results(exp):
         raise RoarError(
             f"No experiment folder at {exp} (no runs/, base/, eval/ or toy/ in it). Check name= (and paths.output_root=), "
             f"or run roar-pipeline experiment=... first."
@@ -79,7 +73,7 @@ def gather(cfg) -> dict:
     notes = []
     if not rows and toy is None:
         notes.append(
-            f"No finished retrain runs under {exp / 'runs'} (no metrics.json with test_acc): "
+            f"No finished retrain runs under {runs_dir(exp)} (no {METRICS} with test_acc): "
             f"{'a no-retrain experiment, or ' if evaluations else ''}run roar-pipeline with the same overrides. The report shows what there is."
         )
     no_retrain = toy is not None or (not rows and evaluations)  # nothing to retrain was asked of this experiment
@@ -113,7 +107,7 @@ def gather(cfg) -> dict:
         "fill": fill,
         "agreement": analysis.agreement(rows, evaluations, fill),
         "leakage": leakage_audit.leakage(summary, num_classes),
-        "base_keys": {r["base"]: base_of(exp, r) for r in rows},
+        "base_keys": {r["base"]: key for r in rows if (key := base_of(exp, r))},
         "fidelity": fidelity_rows(evaluations, fill),
         "ranking_order": [str(r) for r in cfg.eval.rankings],
         "sis": analysis.sis_tables(evaluations),
@@ -125,10 +119,13 @@ def gather(cfg) -> dict:
     }
 
 
-def base_of(exp, row) -> BaseKey:
-    """The BaseKey of a run's row (its base folder name carries the digest)."""
-    prefix = f"{row['dataset']}-{row['model']}-{row['augment']}"
-    return BaseKey(exp, row["dataset"], row["model"], row["augment"], row["base_folder"][len(prefix) + 1 :])
+def base_of(exp, row) -> BaseKey | None:
+    """The BaseKey of a run's row (its metrics record the base model's name); None for a run that does not
+    record it (the report shows its numbers, not its images)."""
+    try:
+        return BaseKey.named(exp, row["base_folder"])
+    except RoarError:
+        return None
 
 
 def draw(cfg, data, out: Path) -> list:

@@ -5,12 +5,13 @@ naming the file and what to do, and the report is built from the rest.
 """
 
 from collections import Counter
-from pathlib import Path
 
 from roar.evaluate.stats import mean_ci
 from roar.masking.fills import fill_named
+from roar.store.experiment import audit_files, base_metrics_files, eval_files, run_metrics_files
+from roar.store.grid import retrain_settings
 from roar.store.io import read_json
-from roar.store.keys import feature_label, retrain_settings
+from roar.store.names import feature_label
 
 RUN_COLUMNS = [
     "base",
@@ -50,7 +51,7 @@ def read_runs(experiment_dir, preferred: str):
     dataset is ``preferred`` (the config's) when any run has it, else the most common; runs of other
     datasets are left out and named."""
     problems, found = [], []
-    for path in sorted(Path(experiment_dir, "runs").rglob("metrics.json")):
+    for path in run_metrics_files(experiment_dir):
         metrics = read_json(path)
         if not isinstance(metrics, dict):
             problems.append(
@@ -95,7 +96,7 @@ def read_runs(experiment_dir, preferred: str):
 def read_base_models(experiment_dir) -> list:
     """The base models' metrics (model, augment, test_acc), one per ``base/<model>-<augment>/``."""
     out = []
-    for path in sorted(Path(experiment_dir, "base").glob("*/metrics.json")):
+    for path in base_metrics_files(experiment_dir):
         m = read_json(path)
         if isinstance(m, dict) and "test_acc" in m:
             out.append(
@@ -117,26 +118,26 @@ def read_evaluations(experiment_dir) -> tuple:
     rankings in another model's order with ``order_from``, ``kind: lime_consistency`` results, and
     ``kind: soundness`` results under ``eval/<base>/soundness/``)."""
     results, problems = [], []
-    for path in sorted(Path(experiment_dir, "eval").glob("*/*/*.json")):
+    for base, fill, path in eval_files(experiment_dir):
         r = read_json(path)
         if not isinstance(r, dict) or ("fidelity" not in r and r.get("kind") not in ("lime_consistency", "soundness")):
             problems.append(
                 f"{path} is not a complete roar-eval result: skipped. Rerun roar-eval with the same overrides."
             )
             continue
-        results.append({**r, "fill": path.parent.name, "base": path.parent.parent.name, "path": str(path)})
+        results.append({**r, "fill": fill, "base": base, "path": str(path)})
     return results, problems
 
 
 def read_audits(experiment_dir) -> list:
     """Every shard set's leakage audit (roar-mask's ``audit.json``): its setting and mask recoverability."""
-    out, shards = [], Path(experiment_dir, "shards")
-    for path in sorted(shards.rglob("audit.json")):
+    out = []
+    for base, path in audit_files(experiment_dir):
         a = read_json(path)
         if isinstance(a, dict) and isinstance(a.get("recoverability"), dict):
             out.append(
                 {
-                    "base": path.relative_to(shards).parts[0],  # shards/<base>/...: the ShardSetKey's base folder
+                    "base": base,
                     "steps": a.get("steps"),
                     "estimator": a["estimator"],
                     "reduce": feature_label(a["reduce"], a.get("patch")),

@@ -10,7 +10,7 @@ from roar.evaluate.leakage import CONFOUNDED
 from roar.evaluate.stats import ALPHA, curve_area, spearman_permutation, welch_p
 from roar.masking.fills import fill_named
 from roar.report.analysis import folder_of, of_base
-from roar.store.keys import ranking_name
+from roar.store.names import ranking_name
 
 
 def leakage(summary, num_classes) -> list:

@@ -1,7 +1,7 @@
 """``roar-plan``: an experiment's bill before anything is launched, from the same code that runs it.
 
 Counts come from the code the pipeline and the sweeps use: retrain jobs from
-``roar.store.keys.retrain_jobs`` (the grid's settings x seeds), shard sets from roar-mask's
+``roar.store.grid.retrain_jobs`` (the grid's settings x seeds), shard sets from roar-mask's
 estimators x modes x fractions, forward+backward passes from the estimator suite's
 ``passes_per_image`` (shared passes counted once). Bytes per sample come from encoding one sample
 with the real writers (maps: float16 npy; masked shards: float32 npy, 8-bit PNG, uint8 and rank buckets,
@@ -28,9 +28,10 @@ from roar.estimators import EstimatorSuite
 from roar.masking.buckets import bucket_bits, grid_boundaries
 from roar.masking.write import num_features
 from roar.models.module import Classifier
-from roar.store.keys import experiment_dir, ranking_patch, retrain_jobs
+from roar.store.grid import retrain_jobs
 from roar.store.maps import map_sample
 from roar.store.masked import bucket_sample, image_sample, masked_sample
+from roar.store.resolve import experiment_dir, ranking_patch
 from roar.tracking import cluster_plugins
 from roar.utils.plain import to_plain
 

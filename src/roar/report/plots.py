@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 
 from roar.estimators import parse  # noqa: E402
 from roar.report.analysis import curve, curves_of  # noqa: E402
-from roar.store.keys import ShardSetKey, fraction_name, parse_ranking, ranking_name, split_feature  # noqa: E402
+from roar.store.keys import ShardSetKey  # noqa: E402
+from roar.store.names import fraction_name, parse_ranking, ranking_name, split_feature
 
 CONTROLS = {
     "random": ("0.35", "--"),
@@ -297,6 +298,7 @@ def sis_heatmaps(evaluations, path):
 def image_grid(base, summary, baseline, mode: str, fill: str, path):
     """ROAR Fig. 1: the first test image masked by every ranking at every fraction (t = 0, the
     unmodified image, first), the mean test accuracy after retraining above each."""
+    from roar.store.manifest import shard_name
     from roar.store.masked import decode_masked_sample
     from roar.store.shards import read_shard
 
@@ -308,7 +310,7 @@ def image_grid(base, summary, baseline, mode: str, fill: str, path):
     for k in keys:
         for t in fractions:
             reduce, patch = split_feature(k[1])
-            tar = ShardSetKey(base, k[0], reduce, mode, fill, t, patch).folder / "test-000000.tar"
+            tar = ShardSetKey(base, k[0], reduce, mode, fill, t, patch).folder / shard_name("test", 0)
             if tar.is_file():
                 cells[k, t] = decode_masked_sample(next(iter(read_shard(tar))), with_mask=False)["image"]
     if not cells:

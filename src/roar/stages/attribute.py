@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from roar.attribution.run import attribute
 from roar.config import CONFIG_DIR
 from roar.errors import reported
-from roar.store.keys import base_key
+from roar.store.resolve import base_key
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attribute")
@@ -18,6 +18,4 @@ def main(cfg: DictConfig):
     with reported("roar-attribute"):
         manifests = attribute(cfg)
     done = [n for n, m in manifests.items() if m]
-    print(
-        f"[roar-attribute] complete: {len(done)}/{len(manifests)} estimators -> {base_key(cfg).experiment_dir / 'attributions' / base_key(cfg).name}"
-    )
+    print(f"[roar-attribute] complete: {len(done)}/{len(manifests)} estimators -> {base_key(cfg).maps_root}")

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from roar.config import CONFIG_DIR
 from roar.errors import reported
 from roar.evaluate.run import evaluate
-from roar.store.keys import base_key
+from roar.store.resolve import base_key
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")

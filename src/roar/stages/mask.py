@@ -12,21 +12,17 @@ from omegaconf import DictConfig
 from roar.config import CONFIG_DIR
 from roar.errors import RoarError, reported
 from roar.evaluate.leakage import audit_sets
-from roar.masking.write import verify_all, write_masks
-from roar.store.keys import experiment_dir
+from roar.masking.write import write_masks
+from roar.store.experiment import experiments_with_sets, has_sets, shards_dir, verify_all
+from roar.store.resolve import experiment_dir
 
 
 def verify(cfg) -> int:
     """Exit status of ``roar-mask verify``: 0 when every manifest of the experiment verifies, 1 when one
     does not; an experiment with nothing to verify is an error naming the experiments there are."""
     exp = experiment_dir(cfg)
-    if not any((exp / part).is_dir() for part in ("attributions", "shards")):
-        root = exp.parent
-        there = (
-            sorted(p.name for p in root.iterdir() if (p / "attributions").is_dir() or (p / "shards").is_dir())
-            if root.is_dir()
-            else []
-        )
+    if not has_sets(exp):
+        root, there = exp.parent, experiments_with_sets(exp.parent)
         raise RoarError(
             f"No maps or shards to verify at {exp}. Experiments with some under {root}: {', '.join(there) or 'none'}; "
             f"pass name=<one of them> (and paths.output_root= if they live elsewhere)."
@@ -41,7 +37,7 @@ def _main(cfg: DictConfig):
             sys.exit(verify(cfg))
         sets = write_masks(cfg)
         done = sum(1 for m in sets.values() if m)
-        print(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {experiment_dir(cfg) / 'shards'}")
+        print(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {shards_dir(experiment_dir(cfg))}")
         audit_sets(sets, int(cfg.mask.audit_steps), int(cfg.maps_seed))
 
 

@@ -3,7 +3,7 @@
     roar-pipeline experiment=roar_digits [overrides...]
 
 train base -> attribute (grid.estimators) -> mask (grid.modes x grid.fractions, plus t = 0)
--> retrain grid.seeds seeds of every retrain setting (roar.store.keys.retrain_settings: the
+-> retrain grid.seeds seeds of every retrain setting (roar.store.grid.retrain_settings: the
 unmodified baseline t = 0 once under random, every estimator x mode x fraction > 0) -> roar-eval
 (no-retrain curves of the base model) -> roar-report (tables, figures, index.html).
 ``experiment=roar_toy`` runs ROAR's toy check instead and reports it. One config (conf/pipeline.yaml:
@@ -31,8 +31,11 @@ from roar.masking.write import write_masks
 from roar.report.build import build_report
 from roar.report.collect import summarize
 from roar.report.plan import check_space, format_plan, make_plan
+from roar.store.experiment import runs_dir
+from roar.store.grid import retrain_jobs, retrain_settings
 from roar.store.io import atomic_write_json
-from roar.store.keys import base_key, experiment_dir, fraction_name, retrain_jobs, retrain_settings, toy_file
+from roar.store.names import fraction_name
+from roar.store.resolve import base_key, experiment_dir, toy_file
 from roar.tracking import finishing_wandb, quiet_lightning
 from roar.training.run import train, validate
 
@@ -95,7 +98,7 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     )
     runs = retrain(runs_cfg, progress)
     print(
-        f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under {experiment_dir(cfg) / 'runs'}"
+        f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under {runs_dir(experiment_dir(cfg))}"
     )
     print_summary(runs, base)
     print(f"[roar-pipeline] {cfg.name}: no-retrain evaluation of the base model", flush=True)

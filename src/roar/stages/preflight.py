@@ -2,7 +2,7 @@
 and every job checked before any is launched.
 
 ``roar-train -m experiment=... sweep=grid`` runs every retrain setting of ``grid.*``
-(roar.store.keys.retrain_settings: t = 0 once under random, every estimator x mode x fraction > 0)
+(roar.store.grid.retrain_settings: t = 0 once under random, every estimator x mode x fraction > 0)
 times ``grid.seeds``, on the local launcher or as one SLURM job array alike. Before launching, a
 sweep that would fail in every job fails once, here, in seconds: a SLURM launcher config without
 partition or time, DDP jobs whose tasks per node differ from trainer.devices, retrain jobs whose
@@ -17,8 +17,9 @@ from omegaconf import OmegaConf
 from roar.data.masked import set_folder
 from roar.errors import RoarError
 from roar.masking.buckets import check_on_grid
-from roar.store.keys import is_retrain, retrain_jobs, run_key
+from roar.store.grid import retrain_jobs
 from roar.store.manifest import read_manifest
+from roar.store.resolve import is_retrain, run_key
 
 GRID_KEYS = ("estimator", "mode", "fraction", "seed")
 

@@ -10,9 +10,9 @@ from omegaconf import DictConfig
 
 from roar.config import CONFIG_DIR
 from roar.errors import reported
-from roar.store.keys import run_key
+from roar.store.resolve import run_key
 from roar.tracking import quiet_lightning
-from roar.training.run import METRICS, train
+from roar.training.run import train
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -20,5 +20,5 @@ def main(cfg: DictConfig):
     quiet_lightning()
     with reported("roar-train"):
         metrics = train(cfg)
-        print(f"[roar-train] test_acc={metrics['test_acc']:.4f} -> {run_key(cfg).folder / METRICS}")
+        print(f"[roar-train] test_acc={metrics['test_acc']:.4f} -> {run_key(cfg).metrics}")
     return metrics["test_acc"]

@@ -19,93 +19,22 @@ by ``base=<its folder name>`` (``find_base``). YAML gets paths from these keys t
 roar.config); nothing else spells a folder.
 """
 
-import hashlib
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from roar.errors import RoarError, check_probability
-from roar.store.io import read_json
-from roar.utils.plain import to_plain
+from roar.errors import RoarError
+from roar.store.names import fraction_name, ranking_name
 
 IDENTITY = "identity.json"  # what a run was trained with: its key's identity and its training settings
+METRICS = "metrics.json"  # a finished run's numbers: written last, so its presence marks the run done
+CHECKPOINTS = "checkpoints"  # a run's Lightning checkpoints; last.ckpt resumes it
+AUDIT = "audit.json"  # a shard set's leakage audit (roar.evaluate.leakage), beside its manifest
 NOT_WEIGHTS = (
     "accelerator",
     "enable_progress_bar",
     "enable_model_summary",
     "log_every_n_steps",
 )  # trainer keys that train nothing
-
-
-def settings_hash(settings: dict) -> str:
-    """sha256 of a JSON-able dict, independent of key order: the identity of a set of settings."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
-def feature_label(reduce: str, patch: int | None = None) -> str:
-    """What a ranking ranks, in one string (the report's ``reduce`` column): ``abs_sum``, ``sum.patch4``."""
-    return str(reduce) if patch is None else f"{reduce}.patch{int(patch)}"
-
-
-def split_feature(label: str):
-    """(reduce, patch) of a ``feature_label``."""
-    reduce, _, patch = str(label).partition(".patch")
-    return reduce, (int(patch) if patch else None)
-
-
-def ranking_name(estimator: str, reduce: str = "abs_sum", patch: int | None = None) -> str:
-    """The folder name of an estimator's ranking: ``grad`` (abs_sum per pixel, the default),
-    ``grad_x_input.sum`` (signed sum), ``grad.patch4`` (4x4 patches ranked by their mean).
-    ``reduce`` may be a ``feature_label`` that carries the patch (``sum.patch4``)."""
-    reduce, named = split_feature(reduce)
-    patch = named if patch is None else patch
-    name = estimator if reduce == "abs_sum" else f"{estimator}.{reduce}"
-    return name if patch is None else f"{name}.patch{int(patch)}"
-
-
-def parse_ranking(name: str):
-    """(estimator, reduce, patch) of a ranking name, the inverse of ``ranking_name``: ``ig.sum`` ->
-    (ig, sum, None), ``grad.patch4`` -> (grad, abs_sum, 4). A dot between two digits belongs to a number
-    in the estimator's name (``mask-tv0.01.sum`` -> (mask-tv0.01, sum, None))."""
-    estimator, *parts = re.split(r"(?<!\d)\.|\.(?!\d)", str(name))
-    patch = None
-    if parts and parts[-1].startswith("patch") and parts[-1][5:].isdigit():
-        patch = int(parts.pop()[5:])
-    if len(parts) > 1:
-        raise RoarError(f"ranking {name!r}: write <estimator>[.<reduce>][.patch<size>], e.g. ig.sum or grad.patch4.")
-    return estimator, (parts[0] if parts else "abs_sum"), patch
-
-
-def ranking_patch(cfg):
-    """The patch size features are ranked by (``granularity=patch``), or None for pixels: ``patch_size``,
-    or the model's own (a ViT's ``model.params.patch_size``) when it is null."""
-    granularity = str(cfg.get("granularity") or "pixel")
-    if granularity == "pixel":
-        return None
-    if granularity != "patch":
-        raise RoarError(f"granularity={granularity!r}; valid: pixel, patch.")
-    size = cfg.get("patch_size") or (cfg.model.get("params") or {}).get("patch_size")
-    if not size:
-        raise RoarError(
-            f"granularity=patch needs a patch size: model={cfg.model.name} has none of its own; pass patch_size=<pixels>."
-        )
-    return int(size)
-
-
-def fraction_name(fraction: float) -> str:
-    """``0.1`` -> "0.1", ``0`` -> "0": the shortest exact decimal, so two fractions never share a folder."""
-    return format(float(fraction), "g")
-
-
-def fill_label(fill) -> str:
-    """A fill's name in paths: its name alone when its config is only the name (``channel_mean``),
-    else the name and a digest of the whole config (``constant-1f3a9c2e``), so ``fill.value=[0.2]``
-    and ``fill.value=[0.8]`` never share a folder."""
-    plain = dict(to_plain(fill))
-    if set(plain) == {"name"}:
-        return str(plain["name"])
-    return f"{plain['name']}-{settings_hash(plain)[:8]}"
 
 
 @dataclass(frozen=True)
@@ -132,7 +61,20 @@ class BaseKey:
 
     @property
     def checkpoint(self) -> Path:
-        return self.folder / "checkpoints" / "last.ckpt"
+        return self.folder / CHECKPOINTS / "last.ckpt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / METRICS
+
+    @property
+    def identity_file(self) -> Path:
+        return self.folder / IDENTITY
+
+    @property
+    def maps_root(self) -> Path:
+        """The folder of every estimator's maps of this base model (each a MapsKey below it)."""
+        return Path(self.experiment_dir) / "attributions" / self.name
 
     @property
     def identity(self) -> dict:
@@ -142,10 +84,18 @@ class BaseKey:
     def from_folder(cls, folder) -> "BaseKey":
         """The key of a base folder ``<experiment>/base/<data>-<model>-<augment>-<digest>``."""
         folder = Path(folder)
-        parts = folder.name.rsplit("-", 3)
+        return cls.named(folder.parent.parent, folder.name)
+
+    @classmethod
+    def named(cls, experiment_dir, name: str) -> "BaseKey":
+        """The key of the base model ``name`` (``<data>-<model>-<augment>-<digest>``, as runs record it)."""
+        parts = str(name).rsplit("-", 3)
         if len(parts) != 4:
-            raise RoarError(f"{folder} is not a base-model folder (<data>-<model>-<augment>-<digest>, under base/).")
-        return cls(folder.parent.parent, *parts)
+            raise RoarError(
+                f"{name!r} is not a base model's name (<data>-<model>-<augment>-<digest>, a folder under "
+                f"{Path(experiment_dir) / 'base'})."
+            )
+        return cls(Path(experiment_dir), *parts)
 
 
 @dataclass(frozen=True)
@@ -159,7 +109,7 @@ class MapsKey:
     @property
     def folder(self) -> Path:
         name = f"{self.estimator}@second" if self.target == "second" else self.estimator
-        return Path(self.base.experiment_dir) / "attributions" / self.base.name / name
+        return self.base.maps_root / name
 
 
 @dataclass(frozen=True)
@@ -185,6 +135,10 @@ class ShardSetKey:
     @property
     def folder(self) -> Path:
         return Path(self.base.experiment_dir) / "shards" / self.relative
+
+    @property
+    def audit(self) -> Path:
+        return self.folder / AUDIT
 
     @property
     def identity(self) -> dict:
@@ -274,6 +228,23 @@ class RunKey:
         return (setting / self.retrained_as if self.retrained_as else setting) / f"seed={self.seed}"
 
     @property
+    def checkpoints(self) -> Path:
+        return self.folder / CHECKPOINTS
+
+    @property
+    def checkpoint(self) -> Path:
+        """The last checkpoint: a run that has one and no metrics resumes from it."""
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / METRICS
+
+    @property
+    def identity_file(self) -> Path:
+        return self.folder / IDENTITY
+
+    @property
     def group(self) -> str:
         """The wandb group: the setting without its seed, so the seeds of one setting plot together."""
         name = f"{Path(self.base.experiment_dir).name}/{self.stage}/{self.base.name}"
@@ -303,6 +274,11 @@ class EvalKey:
         return Path(self.base.experiment_dir) / "eval" / self.base.name / self.fill
 
     @property
+    def group(self) -> str:
+        """The wandb group of the base model's no-retrain evaluations with this fill."""
+        return f"{Path(self.base.experiment_dir).name}/eval/{self.base.name}/{self.fill}"
+
+    @property
     def file(self) -> Path:
         source = f".from-{self.order_from}" if self.order_from else ""
         return self.folder / f"{self.ranking}{source}.json"
@@ -316,211 +292,3 @@ class EvalKey:
     def soundness_file(self) -> Path:
         """Completeness and soundness of this ranking (roar.evaluate.soundness); replacements are its own."""
         return self.folder.parent / "soundness" / f"{self.ranking}.json"
-
-
-# --- keys from a composed config (every stage's config has name, paths, data, model, augment, fill) ---
-
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def check_name(name) -> str:
-    """An experiment name is one folder below the output root: letters, digits, '.', '_' and '-', not
-    starting with '.' or '-' (so ``..``, an absolute path or an empty name never write elsewhere)."""
-    name = "" if name is None else str(name)  # name=2024 reaches us as a number
-    if not NAME.fullmatch(name):
-        raise RoarError(
-            f"name={name!r}: an experiment name is one folder name of letters, digits, '.', '_' and '-' "
-            f"(starting with a letter or digit), e.g. name=roar_digits_try2. Choose where outputs go with "
-            f"paths.output_root=... (or ROAR_OUTPUTS)."
-        )
-    return name
-
-
-def experiment_dir(cfg) -> Path:
-    return Path(str(cfg.paths.output_root)) / check_name(cfg.name)
-
-
-# data keys that say where and how the same samples are read, not which: never part of a run's identity
-DATA_NOT_WEIGHTS = ("root", "num_workers", "on_error", "in_memory", "in_memory_mb")
-
-
-def retrain_variant(cfg) -> dict | None:
-    """A retrain run's own ``{model, augment}`` where ``model@retrain.model=`` or ``augment@retrain.augment=``
-    gives one (overinterpretation Table 1 retrains without the base's crops and flips, Table S2 another
-    architecture); None for a base model and for a retrain run with the base model's (the default)."""
-    chosen = cfg.get("retrain") or {}
-    if not is_retrain(cfg) or (chosen.get("model") is None and chosen.get("augment") is None):
-        return None
-    return {
-        "model": to_plain(chosen.get("model") or cfg.model),
-        "augment": to_plain(chosen.get("augment") or cfg.augment),
-    }
-
-
-def retrained_as(cfg) -> str | None:
-    """The folder a retrain variant's runs take below their setting: ``as-<model>-<augment>-<digest>``."""
-    variant = retrain_variant(cfg)
-    if variant is None:
-        return None
-    return f"as-{variant['model']['name']}-{variant['augment']['name']}-{settings_hash(variant)[:8]}"
-
-
-def training_settings(cfg, run: bool = False) -> dict:
-    """Everything besides a run's key that changes what it trains: optimizer and schedule, model and
-    augmentation parameters, data settings (not where the data lie), the Trainer's epochs, precision,
-    limits and devices. ``run``: the settings this run trains with (a retrain variant's own model and
-    augmentation); otherwise the base model's."""
-    variant = retrain_variant(cfg) if run else None
-    return {
-        "optim": to_plain(cfg.optim),
-        "model": variant["model"] if variant else to_plain(cfg.model),
-        "augment": variant["augment"] if variant else to_plain(cfg.augment),
-        "data": {k: v for k, v in to_plain(cfg.data).items() if k not in DATA_NOT_WEIGHTS},
-        "trainer": {k: v for k, v in to_plain(cfg.trainer).items() if k not in NOT_WEIGHTS},
-    }
-
-
-def base_digest(cfg) -> str:
-    """The base model's digest: its training settings and its seed (a config that trains, roar-train's)."""
-    return settings_hash({"training": training_settings(cfg), "seed": int(cfg.seed)})[:8]
-
-
-def trains(cfg) -> bool:
-    """A config of roar-train or roar-pipeline: it holds the train section (``optim`` and ``retrain``).
-    An experiment's ``optim.lr`` alone, composed into another stage's config, does not make one."""
-    return "optim" in cfg and "retrain" in cfg
-
-
-def base_key(cfg) -> BaseKey:
-    """The base model of ``cfg``: the one roar-train makes with it, the one ``base=`` names, or the one
-    finished base of the config's data, model and augment (``find_base``)."""
-    exp, data, model, augment = experiment_dir(cfg), str(cfg.data.name), str(cfg.model.name), str(cfg.augment.name)
-    prefix = f"{data}-{model}-{augment}"
-    if cfg.get("base"):
-        chosen = str(cfg.base)
-        if not chosen.startswith(prefix + "-"):
-            raise RoarError(
-                f"base={chosen} is not a base model of data={data} model={model} augment={augment} "
-                f"(their folders are named {prefix}-<digest>); pick one under {exp / 'base'}."
-            )
-        return BaseKey(exp, data, model, augment, chosen[len(prefix) + 1 :])
-    if trains(cfg) and not is_retrain(cfg):
-        return BaseKey(exp, data, model, augment, base_digest(cfg))
-    return find_base(cfg, exp, data, model, augment)
-
-
-def find_base(cfg, exp: Path, data: str, model: str, augment: str) -> BaseKey:
-    """The one finished base model of (data, model, augment) under the experiment; among several, a retrain
-    run takes the one trained with its own training settings. None or several left: an error that lists them."""
-    prefix, folder = f"{data}-{model}-{augment}", exp / "base"
-    found = (
-        sorted(p.name for p in folder.glob(f"{prefix}-*") if (p / "metrics.json").is_file()) if folder.is_dir() else []
-    )
-    if len(found) > 1 and trains(cfg):
-        mine = training_settings(cfg)
-        found = [n for n in found if (read_json(folder / n / IDENTITY) or {}).get("training") == mine] or found
-    if len(found) == 1:
-        return BaseKey(exp, data, model, augment, found[0][len(prefix) + 1 :])
-    if not found:
-        raise RoarError(
-            f"No finished base model of data={data} model={model} augment={augment} under {folder}. "
-            f"Run roar-train with the same name/data/model/augment (and recipe) first, or roar-pipeline."
-        )
-    raise RoarError(
-        f"{len(found)} finished base models of data={data} model={model} augment={augment} under {folder}: "
-        f"{', '.join(found)}. Pass base=<one of them>."
-    )
-
-
-def maps_key(cfg, estimator: str) -> MapsKey:
-    target = (cfg.get("attribute") or {}).get("target", "predicted")
-    return MapsKey(base_key(cfg), str(estimator), str(target))
-
-
-def shard_set_key(cfg, estimator: str, mode: str, fraction: float, reduce: str | None = None) -> ShardSetKey:
-    return ShardSetKey(
-        base_key(cfg),
-        str(estimator),
-        str(reduce or cfg.reduce),
-        str(mode),
-        fill_label(cfg.fill),
-        float(fraction),
-        ranking_patch(cfg),
-    )
-
-
-def bucket_set_key(cfg, estimator: str) -> BucketSetKey:
-    """The rank-bucket set of ``estimator``'s ranking (``reduce=``, ``granularity=``): every mode, fill and fraction."""
-    return BucketSetKey(base_key(cfg), str(estimator), str(cfg.reduce), ranking_patch(cfg))
-
-
-def is_retrain(cfg) -> bool:
-    """A run trains on masked shards when it names the ranking (estimator=) it retrains on."""
-    return cfg.get("estimator") is not None
-
-
-def run_key(cfg) -> RunKey:
-    """The run ``roar-train`` with this config makes: the base model, or a retrain run (estimator= set)."""
-    try:
-        seed = int(cfg.seed)
-    except (TypeError, ValueError):
-        seed = -1
-    if seed < 0 or str(seed) != str(cfg.seed).strip():  # 1.5 and "abc" are no seeds; 0 is one
-        raise RoarError(f"seed={cfg.get('seed')}: give a non-negative integer seed (0 is a seed).")
-    if not is_retrain(cfg):
-        return RunKey(base_key(cfg), seed)
-    if cfg.get("fraction") is None:
-        raise RoarError(
-            "A retrain run needs fraction=... as well as estimator=... (which masked data to train on), "
-            "e.g. estimator=grad fraction=0.5 mode=remove."
-        )
-    fraction = check_probability("fraction", cfg.fraction, "the share of features masked (ROAR's t)")
-    return RunKey(base_key(cfg), seed, shard_set_key(cfg, cfg.estimator, cfg.mode, fraction), retrained_as(cfg))
-
-
-def eval_key(cfg, ranking: str, order_from: str | None = None) -> EvalKey:
-    """The roar-eval file of ``ranking`` (``ig.sum``), at the config's granularity (``ig.sum.patch4``);
-    ``order_from``: ranked by another base model's maps (``eval.order_from``)."""
-    estimator, reduce, _ = parse_ranking(ranking)
-    key = base_key(cfg)
-    other = None if order_from in (None, key.name) else str(order_from)
-    return EvalKey(key, fill_label(cfg.fill), ranking_name(estimator, reduce, ranking_patch(cfg)), other)
-
-
-def retrain_settings(grid) -> list:
-    """(estimator, mode, fraction) of every retrain setting of an experiment's ``grid``, the one
-    enumeration used by roar-pipeline, the sweeper of ``roar-train -m`` (any launcher) and the report:
-    every estimator x mode x fraction t > 0, and the unmodified baseline t = 0 once, under random
-    (ROAR section 4.2 retrains the unmodified data once)."""
-    settings = [("random", str(grid.modes[0]), 0.0)] if "random" in grid.estimators else []
-    for est in grid.estimators:
-        for mode in grid.modes:
-            settings += [(str(est), str(mode), float(t)) for t in grid.fractions if float(t) != 0.0]
-    return settings
-
-
-def retrain_jobs(grid) -> list:
-    """(estimator, mode, fraction, seed) of every retrain run of ``grid``: its settings x ``grid.seeds``
-    seeds, the runs roar-pipeline trains, ``sweep=grid`` launches and roar-plan prices."""
-    return [(e, m, t, s) for e, m, t in retrain_settings(grid) for s in range(int(grid.seeds))]
-
-
-def with_zero(fractions) -> list:
-    """t = 0 (the unmodified data) plus ``fractions``: what roar-mask writes and roar-eval deletes."""
-    return [0.0] + [float(t) for t in fractions if float(t) != 0.0]
-
-
-def report_dir(cfg) -> Path:
-    """The experiment's report: index.html, the CSV tables, the figures (roar-report)."""
-    return experiment_dir(cfg) / "report"
-
-
-def logs_dir(cfg) -> Path:
-    """Hydra's .hydra/ of the stages that are not runs, and the sweeps' own logs."""
-    return experiment_dir(cfg) / "logs"
-
-
-def toy_file(cfg) -> Path:
-    """ROAR's toy check (experiment=roar_toy)."""
-    return experiment_dir(cfg) / "toy" / "results.json"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from roar.errors import RoarError
 from roar.store.io import atomic_write_json, read_json
-from roar.store.keys import settings_hash
+from roar.store.names import settings_hash
 from roar.store.shards import sha256_file
 
 MANIFEST = "manifest.json"
+SHARD_SUFFIX = ".tar"
 
 __all__ = [
     "MANIFEST",
@@ -22,13 +23,19 @@ __all__ = [
     "seal_path",
     "settings_hash",
     "shard_complete",
+    "shard_files",
     "shard_name",
     "verify_manifest",
 ]
 
 
 def shard_name(split: str, index: int) -> str:
-    return f"{split}-{index:06d}.tar"
+    return f"{split}-{index:06d}{SHARD_SUFFIX}"
+
+
+def shard_files(folder) -> list:
+    """The shards (tar files) in one set's folder, whether its manifest lists them or not."""
+    return sorted(Path(folder).glob("*" + SHARD_SUFFIX))
 
 
 def seal_path(tar: Path) -> Path:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roar.store.io import atomic_write_json
-from roar.store.keys import settings_hash
 from roar.store.manifest import finish_manifest, seal_path, shard_complete, shard_name
+from roar.store.names import settings_hash
 from roar.store.shards import ShardWriter
 
 

@@ -29,14 +29,13 @@ from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, check_not_damaged, check_trained_on, read_checkpoint
 from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, folder_lock, read_json
-from roar.store.keys import IDENTITY, RunKey, retrain_variant, run_key, training_settings
+from roar.store.keys import IDENTITY, RunKey
 from roar.store.manifest import read_manifest, verify_manifest
+from roar.store.resolve import retrain_variant, run_key, training_settings
 from roar.store.shards import sha256_file
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
 from roar.utils.device import resolve_device
 from roar.utils.plain import to_plain
-
-METRICS = "metrics.json"
 
 
 def validate(cfg: DictConfig) -> RunKey:
@@ -55,7 +54,7 @@ def validate(cfg: DictConfig) -> RunKey:
 
 def trained_with(cfg) -> tuple:
     """(model, augment) this run trains with, as plain dicts: the base model's, or a retrain variant's own
-    (``model@retrain.model=``, ``augment@retrain.augment=``; roar.store.keys.retrain_variant)."""
+    (``model@retrain.model=``, ``augment@retrain.augment=``; roar.store.resolve.retrain_variant)."""
     variant = retrain_variant(cfg)
     return (variant["model"], variant["augment"]) if variant else (to_plain(cfg.model), to_plain(cfg.augment))
 
@@ -73,8 +72,8 @@ def check_run_dir_identity(cfg, key: RunKey) -> dict:
     identity is missing. A folder whose run never trained (no checkpoint, no metrics) is taken over by the
     corrected command."""
     now = {"identity": key.identity, "training": training_settings(cfg, run=True)}
-    saved = read_json(key.folder / IDENTITY)
-    trained = (key.folder / METRICS).exists() or (key.folder / "checkpoints" / "last.ckpt").exists()
+    saved = read_json(key.identity_file)
+    trained = key.metrics.exists() or key.checkpoint.exists()
     if cfg.overwrite or not trained or saved == now:
         return now
     if not isinstance(saved, dict):  # settings unknown: never skipped or resumed into
@@ -147,7 +146,7 @@ def check_same_data(cfg, base, metrics: dict) -> None:
 
 def finished_metrics(key: RunKey):
     """The run's metrics when its metrics.json is finished (parses and holds test_acc), else None."""
-    metrics = read_json(key.folder / METRICS)
+    metrics = read_json(key.metrics)
     return metrics if isinstance(metrics, dict) and "test_acc" in metrics else None
 
 
@@ -220,15 +219,14 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
             check_same_data(cfg, key.base, done)
         if not quiet:
             print(
-                f"[roar-train] {run_dir}/{METRICS} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
+                f"[roar-train] {key.metrics} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
             )
         return done
-    ckpt_dir = run_dir / "checkpoints"
-    resume = ckpt_dir / "last.ckpt"
+    ckpt_dir, resume = key.checkpoints, key.checkpoint
     if stale:
         print(f"[roar-train] {stale}: retraining that run.")
     if cfg.overwrite or stale:
-        for old in (run_dir / METRICS, resume):
+        for old in (key.metrics, resume):
             old.unlink(missing_ok=True)
 
     L.seed_everything(key.seed, workers=True, verbose=False)
@@ -261,7 +259,7 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
         model.prepare(data.first_images(model.INIT_IMAGES))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-    atomic_write_json(run_dir / IDENTITY, identity)
+    atomic_write_json(key.identity_file, identity)
     started = time.time()
     with finishing_wandb():
         trainer = L.Trainer(
@@ -316,7 +314,7 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
             metrics["data_fingerprints"] = {"train": data.train_set.fingerprint(), "test": data.test_set.fingerprint()}
             metrics["data_root"] = None if cfg.data.get("root") is None else str(Path(str(cfg.data.root)).resolve())
         if trainer.is_global_zero:
-            atomic_write_json(run_dir / METRICS, metrics)
+            atomic_write_json(key.metrics, metrics)
             for lg in trainer.loggers:
                 if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger":
                     lg.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
