@@ -23,7 +23,6 @@
   roar-eval's ``sis`` results (roar.evaluate.sis): sizes, correct vs misclassified, confidence drop.
 """
 
-import itertools
 import math
 
 import numpy as np
@@ -33,7 +32,6 @@ from roar.evaluate.stats import (
     adjust_p,
     compare_with_random,
     curve_area,
-    spearman,
     verdict_of,
     welch_diff_ci,
     welch_p,
@@ -203,135 +201,3 @@ def crossing(per_t: list, lower_is_better: bool, alpha: float) -> str:
     if not (better and worse):
         return ""
     return f"better at t={', '.join(map(fraction_name, better))}; worse at t={', '.join(map(fraction_name, worse))}"
-
-
-def method_scores(rows, evaluations, fill: str) -> dict:
-    """{method: {ranking: score}}, higher = ranked better by that method, for the runs and
-    evaluations of one base model."""
-    scores = {}
-    for mode, method, sign in (("remove", "ROAR", -1), ("keep", "KAR", 1)):
-        per = {}
-        for est, red, m, f in {(r["estimator"], r["reduce"], r["mode"], r["fill"]) for r in rows}:
-            if m != mode or f != fill:
-                continue
-            fr = sorted(fractions_of(rows, est, red, mode, fill))
-            areas = seed_areas(rows, est, red, mode, fill, fr) if fr else {}
-            if areas:
-                per[ranking_name(est, red)] = sign * float(np.mean(list(areas.values())))
-        if per:
-            scores[method] = per
-    chosen = [e for e in evaluations if e["fill"] == fill]
-    if chosen:
-        scores["no-retrain fidelity A"] = {e["ranking"]: e["fidelity"]["mean"] for e in chosen}
-        deletion = {}
-        for e in chosen:
-            d = e["deletion"].get("remove")
-            if d and len(d["fractions"]) > 1:
-                deletion[e["ranking"]] = -curve_area(d["fractions"], d["accuracy"]) / max(d["fractions"])
-        if deletion:
-            scores["no-retrain deletion"] = deletion
-    return scores
-
-
-def agreement(rows, evaluations, fill: str) -> list:
-    """Spearman rho of every pair of methods' orderings, per base model (its runs and evaluations)."""
-    out = []
-    for base in sorted({r["base"] for r in rows} | {e["base"] for e in evaluations}):
-        scores = method_scores(
-            [r for r in rows if r["base"] == base], [e for e in evaluations if e["base"] == base], fill
-        )
-        out += [
-            {"base": base, "a": a, "b": b, **spearman(scores[a], scores[b])}
-            for a, b in itertools.combinations(scores, 2)
-        ]
-    return out
-
-
-def sis_tables(evaluations) -> dict:
-    """The report's SIS tables from every roar-eval result with an ``sis`` section: ``size`` (one row
-    per base, ranking, tau), ``versus`` (correct vs misclassified per tau) and ``overview`` (one row per
-    base and ranking: confidence on the clean image and its top-subset pixels, the re-evaluation, and
-    the share of SIS pixels on each ground-truth region beside the region's share of the image)."""
-    size, versus, overview = [], [], []
-    for e in evaluations:
-        s = e.get("sis")
-        if not s:
-            continue
-        key = {"base": e["base"], "ranking": e["ranking"], "fill": e["fill"]}
-        size += [{**key, **r} for r in s["size"]]
-        versus += [{**key, **r} for r in s["correct_vs_wrong"]]
-        row = {
-            **key,
-            "images": s["images"],
-            "accuracy": s["accuracy"],
-            "full": s["confidence"]["full"],
-            "subset_share": s["subset"],
-            "subset": s["confidence"]["subset"],
-            "drop": s["confidence"]["drop"],
-            "drop_ci": s["confidence"]["drop_ci"],
-            "tau_map": s["tau_map"],
-            "with_sis": s["with_sis"],
-            "verified": s["verified"],
-        }
-        for name, r in s["regions"].items():
-            row[f"on_{name}"], row[f"area_{name}"], row[f"held_{name}"] = r["sis_share"], r["area_share"], r["held"]
-        overview.append(row)
-    return {"size": size, "versus": versus, "overview": overview}
-
-
-def missingness_rows(evaluations, at=(0.25, 0.5, 0.75)) -> list:
-    """Missingness paper section 3 as a table: per patch-granular evaluation (roar-eval), the
-    share of unchanged predictions and the normalized class entropy at the removed shares ``at``, for
-    least-important-first (LIF) and most-important-first (MIF) removal."""
-    rows = []
-    for e in evaluations:
-        shift = e.get("predictions")
-        if not shift:
-            continue
-        for t in at:
-            if t not in e["fractions"]:
-                continue
-            s = e["fractions"].index(t)
-            rows.append(
-                {
-                    "base": e["base"],
-                    "fill": e["fill"],
-                    "ranking": e["ranking"],
-                    "order": e.get("order_from") or "own maps",
-                    "t": t,
-                    "lif_unchanged": shift["lif"]["unchanged"][s],
-                    "mif_unchanged": shift["mif"]["unchanged"][s],
-                    "lif_entropy": shift["lif"]["entropy_norm"][s],
-                    "mif_entropy": shift["mif"]["entropy_norm"][s],
-                }
-            )
-    return rows
-
-
-def soundness_rows(results) -> list:
-    """Masking-explanations paper Tables 2-8 as one table: per base model, ranking and replacement, the
-    completeness of a and soundness of a' with their worst case over a and a' (roar.evaluate.soundness),
-    deletion and insertion (grey), and the IoU of M(30%) with the object / the marker's pixels held."""
-    rows = []
-    for e in results:
-        s = e["summary"]
-        for gamma, r in s["replacements"].items():
-            rows.append(
-                {
-                    "base": e["base"],
-                    "ranking": e["ranking"],
-                    "replacement": gamma,
-                    "images": s["images"],
-                    "completeness_a": r["a"]["completeness"],
-                    "worst_completeness": r["worst"]["completeness"],
-                    "soundness_a2": r["a2"]["soundness"] if "a2" in r else None,
-                    "worst_soundness": r["worst"]["soundness"],
-                    "score_a": r["a"]["score"],
-                    "score_a2": r["a2"]["score"] if "a2" in r else None,
-                    "deletion": s["deletion"],
-                    "insertion": s["insertion"],
-                    "object_iou": s.get("object_iou"),
-                    "marker_held": s.get("marker_held"),
-                }
-            )
-    return rows

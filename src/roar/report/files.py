@@ -30,30 +30,31 @@ def read_csv(path) -> list:
 
 
 OWNED = ".roar-report.json"  # the files a report wrote: the only ones a later report replaces or deletes
-TABLES = ("results.csv", "summary.csv", "verdict.csv", "agreement.csv", "fidelity.csv", "sis.csv", "soundness.csv")
 
 
-def owned_files(out: Path) -> set:
+def report_file(name: str, tables) -> bool:
+    """Whether a file of this name is one a report writes: its ``tables``, index.html, a figure."""
+    return name in (*tables, "index.html") or name.endswith(".png")
+
+
+def owned_files(out: Path, tables) -> set:
     """The names of the files roar-report wrote into ``out`` (its record; a report folder written before the
-    record existed counts as roar's when its index.html is a roar report). Anything else there is the user's."""
+    record existed counts as roar's when its index.html is a roar report). Anything else there is the user's.
+    ``tables``: the names of the CSVs a report writes."""
     record = read_json(out / OWNED)
     if isinstance(record, dict):
         return set(record.get("files", []))
     index = out / "index.html"
     if index.is_file() and "<title>roar report:" in index.read_text(errors="replace"):
-        return {p.name for p in out.iterdir() if p.name in (*TABLES, "index.html") or p.suffix == ".png"}
+        return {p.name for p in out.iterdir() if report_file(p.name, tables)}
     return set()
 
 
-def check_owned(out: Path) -> set:
+def check_owned(out: Path, tables) -> set:
     """Refuse before writing when ``out`` holds files of the report's names that roar did not write."""
-    mine = owned_files(out) if out.is_dir() else set()
+    mine = owned_files(out, tables) if out.is_dir() else set()
     theirs = (
-        sorted(
-            p.name
-            for p in out.glob("*")
-            if p.name not in mine and (p.name in (*TABLES, "index.html") or p.suffix == ".png")
-        )
+        sorted(p.name for p in out.iterdir() if p.name not in mine and report_file(p.name, tables))
         if out.is_dir()
         else []
     )

@@ -1,0 +1,89 @@
+"""Fidelity without retraining (FPA section 3, Table 1, Fig. 3): the area A between the LIF and MIF curves
+of the normalized target logit, 95% CI over images, one row per base model and one column per ranking."""
+
+import numpy as np
+
+from roar.report import html
+from roar.report.plots import CURVE_TITLES, band, plt, save
+from roar.report.sections.section import Section, Table, keep
+
+
+def fidelity_rows(evaluations, fill: str) -> list:
+    """FPA Table 1: one row per base model (its augmentation), one column per ranking, A ± 95% CI."""
+    rows = {}
+    for e in evaluations:
+        if e["fill"] == fill:
+            row = rows.setdefault(e["base"], {"base": e["base"], "model": e["model"], "augment": e["augment"]})
+            row[e["ranking"]] = f"{e['fidelity']['mean']:.1f} ± {e['fidelity']['ci']:.1f}"
+    return sorted(rows.values(), key=lambda r: (r["model"], r["augment"] != "none", r["augment"], r["base"]))
+
+
+def fidelity_columns(data) -> list:
+    """The fidelity table's rankings: eval.rankings' order first, any others after."""
+    present = {k for r in data["fidelity"] for k in r} - {"base", "model", "augment"}
+    return [r for r in data["ranking_order"] if r in present] + sorted(present - set(data["ranking_order"]))
+
+
+def render(data) -> str:
+    columns = {"base": "base model", "model": "model", "augment": "augment", **{k: k for k in fidelity_columns(data)}}
+    return html.table(columns, data["fidelity"]) if data["fidelity"] else ""
+
+
+def figures(data, out, palette) -> list:
+    drawn = []
+    for fill in sorted({e["fill"] for e in data["evaluations"]}):
+        keep(
+            drawn,
+            mif_lif_curves(data["evaluations"], fill, out / f"mif-lif-{fill}.png", palette),
+            f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; "
+            "A = area between them.",
+        )
+    return drawn
+
+
+def tables(data) -> list:
+    return [Table("fidelity.csv", ["base", "model", "augment", *fidelity_columns(data)], data["fidelity"], always=True)]
+
+
+SECTION = Section(
+    name="fidelity",
+    title="Fidelity without retraining (FPA Table 1: area between LIF and MIF, 95% CI over images)",
+    gather=lambda data: fidelity_rows(data["evaluations"], data["fill"]),
+    html=render,
+    figures=figures,
+    tables=tables,
+    table_names=("fidelity.csv",),
+)
+
+
+def mif_lif_curves(evaluations, fill: str, path, palette):
+    """FPA Fig. 3: normalized target logit under MIF (left) and LIF (right), one row per base model."""
+    chosen = [e for e in evaluations if e["fill"] == fill]
+    if not chosen:
+        return None
+    bases = sorted({(e["model"], e["augment"]) for e in chosen}, key=lambda b: (b[0], b[1] != "none", b[1]))
+    fig, axes = plt.subplots(
+        len(bases), 2, figsize=(11, 3.4 * len(bases)), sharey=True, squeeze=False, layout="constrained"
+    )
+    for row, base in zip(axes, bases):
+        for e in chosen:
+            if (e["model"], e["augment"]) != base:
+                continue
+            for ax, key in zip(row, CURVE_TITLES):
+                mean, ci = np.asarray(e[key]["mean"]), np.asarray(e[key]["ci"], dtype=float)
+                band(
+                    ax,
+                    np.asarray(e["fractions"]) * 100,
+                    mean,
+                    mean - ci,
+                    mean + ci,
+                    f"{e['ranking']} (A={e['fidelity']['mean']:.1f})",
+                    palette.style(e["ranking"]),
+                )
+        for ax, key in zip(row, CURVE_TITLES):
+            ax.set_title(f"{CURVE_TITLES[key]}: {base[0]}-{base[1]}", fontsize=9)
+            ax.set_xlabel("% of features masked")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("target logit / unmasked logit")
+        row[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return save(fig, path)
