@@ -14,8 +14,8 @@ import torch
 from omegaconf import OmegaConf
 from timing import interleaved, verdict
 
-from roar.evaluate.curves import masked_logits, step_fractions
-from roar.masking import feature_ranks, mask_images
+from roar.evaluate.curves import MaskGrid, masked_logits, step_fractions
+from roar.masking import bind_fill, feature_ranks, mask_images
 from roar.models.module import Classifier
 
 FILL, T, MODES = OmegaConf.create({"name": "channel_mean"}), step_fractions(0.05), ["remove", "keep"]
@@ -37,18 +37,19 @@ for case, (net, shape, n) in CASES.items():
         std=[0.25] * c,
         max_epochs=1,
     ).eval()
-    images, mean = torch.rand(n, *shape), [0.5] * c
+    images, fill = torch.rand(n, *shape), bind_fill(FILL, c, [0.5] * c)
     ranks = feature_ranks(torch.randn(n, h * w), [f"i{k}" for k in range(n)], seed=0)
 
     @torch.no_grad()
     def per_step():
         return torch.stack(
-            [torch.stack([model(mask_images(images, ranks, m, f, FILL, mean)[0]) for f in T], 1) for m in MODES], 1
+            [torch.stack([model(mask_images(images, ranks, m, f, fill)[0]) for f in T], 1) for m in MODES], 1
         )
 
     candidates = {"per step": per_step}
     for rows in (64, 512):
-        candidates[rows] = lambda rows=rows: masked_logits(model, images, ranks, T, MODES, FILL, mean, max_rows=rows)
+        grid = MaskGrid(MODES, T, max_rows=rows)
+        candidates[rows] = lambda grid=grid: masked_logits(model, images, ranks, grid, fill)
         assert torch.allclose(candidates[rows](), per_step(), atol=1e-4)
     times = interleaved(candidates, rounds=3)
     ratios = {rows: times["per step"] / times[rows] for rows in (64, 512)}

@@ -24,8 +24,8 @@ from roar.data import build_dataset
 from roar.data.base import TensorImageDataset
 from roar.data.masked import MaskedShards
 from roar.data.stats import compute_channel_stats
-from roar.masking.fills import fill_of
-from roar.masking.write import write_masked_shard
+from roar.masking.fills import bind_fill
+from roar.masking.shard_masker import ShardMasker, SourceShard
 from roar.models.module import Classifier
 from roar.store.sharded import OutputSet
 from roar.store.shards import read_shard
@@ -50,7 +50,9 @@ def write_set(folder, fmt, data, maps, mean, fractions=FRACTIONS):
     todo = [OutputSet(folder / str(t), {**settings, "fraction": t}, N) for t in fractions]
     start = time.perf_counter()
     with tqdm(disable=True) as bar:
-        write_masked_shard(cfg, fill_of(cfg.fill), data, data, mean, 0, data.ids, maps, "train", 0, todo, bar)
+        fill = bind_fill(cfg.fill, data[0]["image"].shape[0], mean, int(cfg.maps_seed))
+        masker = ShardMasker(fill, data, str(cfg.reduce), int(cfg.mask.batch_size), cfg.mask.format, bar)
+        masker.write(SourceShard(data, "train", 0, 0, data.ids, maps), todo)
     return time.perf_counter() - start
 
 

@@ -284,15 +284,16 @@ def test_a_fill_that_does_not_depend_on_the_mask_paints_a_subset_as_it_paints_ev
     fills that depend on the mask (an imputation) say so and are refused for gbs and bs."""
     from omegaconf import OmegaConf
 
-    from roar.masking.fills import apply_fill
+    from roar.masking.fills import bind_fill
 
     torch.manual_seed(0)
     cfg = OmegaConf.create({"name": name, **FILLS[name].params, **({"reference_size": None} if name == "blur" else {})})
     x, donors = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 12, 12)
     removed = torch.rand(2, 1, 12, 12) < 0.4
     ids, mean = ["a", "b"], [0.2, 0.4, 0.6]
-    everywhere = apply_fill(x, torch.ones_like(removed), cfg, mean, donors, ids, 3)
-    subset = apply_fill(x, removed, cfg, mean, donors, ids, 3)
+    fill = bind_fill(cfg, 3, mean, 3)
+    everywhere = fill.apply(x, torch.ones_like(removed), ids, donors)
+    subset = fill.apply(x, removed, ids, donors)
     same = torch.equal(subset, torch.where(removed, everywhere, x))
     assert same != FILLS[name].depends_on_mask
 

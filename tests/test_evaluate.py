@@ -8,10 +8,10 @@ import torch
 
 from roar.config import compose_config
 from roar.errors import RoarError
-from roar.evaluate.curves import masked_logits, normalized_target_logits, step_fractions, summarize_curves
+from roar.evaluate.curves import MaskGrid, masked_logits, normalized_target_logits, step_fractions, summarize_curves
 from roar.evaluate.stats import compare_with_random, curve_area, fidelity_area, mean_ci, normal_ci_half_width, spearman
 from roar.evaluate.toy import run_toy
-from roar.masking import feature_ranks
+from roar.masking import bind_fill, feature_ranks
 
 
 def test_mean_ci_matches_a_hand_computed_t_interval():
@@ -73,7 +73,8 @@ def test_mif_removes_the_highest_ranked_features_first_and_lif_the_lowest():
     image = torch.tensor([4.0, 3.0, 2.0, 1.0]).view(1, 1, 2, 2)
     ranks = feature_ranks(image.flatten(1), ["a"], seed=0)  # the scores are the pixel values: 4 ranks first
     t = step_fractions(0.25)
-    logits = masked_logits(SumModel(), image, ranks, t, ["remove", "keep"], OmegaConf.create({"name": "zero"}), None)
+    grid = MaskGrid(["remove", "keep"], t)
+    logits = masked_logits(SumModel(), image, ranks, grid, bind_fill(OmegaConf.create({"name": "zero"}), 1))
     curves = normalized_target_logits(logits, torch.tensor([0]))[0]
     assert curves[0].tolist() == pytest.approx([1.0, 0.6, 0.3, 0.1, 0.0])  # MIF: 4, then 3, 2, 1 go
     assert curves[1].tolist() == pytest.approx([1.0, 0.9, 0.7, 0.4, 0.0])  # LIF: 1, then 2, 3, 4 go
@@ -89,17 +90,14 @@ def test_masked_logits_batching_does_not_change_results():
     images, scores = torch.rand(5, 3, 4, 4), torch.randn(5, 16)
     ranks = feature_ranks(scores, list("abcde"), seed=0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
-    fill = OmegaConf.create({"name": "channel_mean"})
-    run = lambda rows: masked_logits(
+    fill = bind_fill(OmegaConf.create({"name": "channel_mean"}), 3, [0.5, 0.4, 0.3])
+    run = lambda rows: masked_logits(  # noqa: E731
         lambda x, keep=None: model(x),
         images,
         ranks,
-        step_fractions(0.1),
-        ["remove", "keep"],
+        MaskGrid(["remove", "keep"], step_fractions(0.1), None, rows),
         fill,
-        [0.5, 0.4, 0.3],
-        max_rows=rows,
-    )  # noqa: E731
+    )
     assert torch.allclose(run(512), run(7), atol=1e-6)
     with pytest.raises(RoarError, match="eval.step=0.3"):
         step_fractions(0.3)
@@ -266,8 +264,8 @@ def test_token_drop_curves_drop_the_tokens_of_masked_patches():
     model = untrained_classifier("vit_tiny", {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2}, [3, 16, 16])
     images = torch.rand(2, 3, 16, 16)
     ranks = feature_ranks(torch.randn(2, 16), ["a", "b"], seed=0)  # 16 patches of 4x4, ranked
-    fill = OmegaConf.create({"name": "token_drop"})
-    logits = masked_logits(model, images, ranks, [0.0, 0.5], ["remove"], fill, None, patch=4)
+    fill = bind_fill(OmegaConf.create({"name": "token_drop"}), 3)
+    logits = masked_logits(model, images, ranks, MaskGrid(["remove"], [0.0, 0.5], patch=4), fill)
     with torch.no_grad():
         assert torch.allclose(logits[:, 0, 0], model(images), atol=1e-5)  # t = 0: every token kept
         from roar.masking import mask_images

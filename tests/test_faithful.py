@@ -14,7 +14,7 @@ from roar.data import build_dataset
 from roar.errors import RoarError
 from roar.estimators import EstimatorSuite
 from roar.evaluate.run import training_fill_mismatch
-from roar.masking.fills import FILLS
+from roar.masking.fills import FILLS, bind_fill
 from roar.masking.masks import check_granularity, feature_ranks, mask_images, ranking_scores, top_count
 from roar.masking.patches import patch_keep
 from roar.masking.ranking import rank_features
@@ -34,7 +34,9 @@ def test_patch_rankings_remove_round_t_p_whole_patches(t, mode):
     maps = torch.rand(6, 3, 32, 32)  # the random control's maps
     ranks = feature_ranks(ranking_scores(maps, "abs_sum", 4), ids, seed=0)
     assert ranks.shape == (6, 64)
-    _, removed = mask_images(images, ranks, mode, t, OmegaConf.create({"name": "channel_mean"}), MEAN, patch=4)
+    _, removed = mask_images(
+        images, ranks, mode, t, bind_fill(OmegaConf.create({"name": "channel_mean"}), 3, MEAN), patch=4
+    )
     patches = removed[:, 0].unfold(1, 4, 4).unfold(2, 4, 4)  # (B, 8, 8, 4, 4)
     whole = patches.all(-1).all(-1)
     assert torch.equal(whole, patches.any(-1).any(-1))  # every patch is all removed or all kept
@@ -46,7 +48,9 @@ def test_patch_rankings_remove_round_t_p_whole_patches(t, mode):
 def test_pixel_rankings_with_token_drop_are_refused_with_the_way_out():
     """The bug: pixel rankings drop any touched patch (82% of the tokens at t = 0.1). Refused now."""
     ranks = feature_ranks(torch.rand(4, 32 * 32), list("abcd"), seed=0)
-    _, removed = mask_images(torch.rand(4, 3, 32, 32), ranks, "remove", 0.1, OmegaConf.create({"name": "zero"}))
+    _, removed = mask_images(
+        torch.rand(4, 3, 32, 32), ranks, "remove", 0.1, bind_fill(OmegaConf.create({"name": "zero"}), 3)
+    )
     assert (~patch_keep(removed, 4)).float().mean() > 0.5  # what pixel rankings did to the tokens
     drop = FILLS["token_drop"]
     with pytest.raises(RoarError, match="pass granularity=patch"):
@@ -196,14 +200,15 @@ def test_fpa_fills_per_dataset_and_a_mismatch_is_named():
     assert (
         cifar.fill.name == "constant" and list(cifar.fill.value) == [0.5] * 3 and list(cifar.augment.fill) == [0.5] * 3
     )
-    assert training_fill_mismatch(cifar, FILLS["constant"], MEAN, token_model=False) is None
+    assert training_fill_mismatch(cifar, bind_fill(cifar.fill, 3, MEAN), MEAN, token_model=False) is None
     food = compose_config("eval", ["experiment=fpa_food101"])
     assert food.fill.name == "channel_mean" and food.augment.fill == "channel_mean"
-    assert training_fill_mismatch(food, FILLS["channel_mean"], MEAN, token_model=False) is None
+    assert training_fill_mismatch(food, bind_fill(food.fill, 3, MEAN), MEAN, token_model=False) is None
     zero = compose_config("eval", ["experiment=fpa_food101", "fill=zero"])
-    line = training_fill_mismatch(zero, FILLS["zero"], MEAN, token_model=False)
+    line = training_fill_mismatch(zero, bind_fill(zero.fill, 3, MEAN), MEAN, token_model=False)
     assert "trained with augment=fpa filling with channel_mean" in line and "fill=zero" in line
-    assert training_fill_mismatch(compose_config("eval", ["fill=zero"]), FILLS["zero"], MEAN, False) is None
+    plain = compose_config("eval", ["fill=zero"])
+    assert training_fill_mismatch(plain, bind_fill(plain.fill, 3, MEAN), MEAN, False) is None
 
 
 # --- the oracle controls ---
@@ -225,7 +230,9 @@ def test_oracle_ranks_the_object_first_and_shortcut_the_marker():
         for k in range(8):
             n = int(truth[k].sum())
             t = n / truth[k].numel()
-            _, removed = mask_images(x[k : k + 1], ranks[k : k + 1], "remove", t, OmegaConf.create({"name": "zero"}))
+            _, removed = mask_images(
+                x[k : k + 1], ranks[k : k + 1], "remove", t, bind_fill(OmegaConf.create({"name": "zero"}), 3)
+            )
             assert n > 0 and torch.equal(removed[0, 0], truth[k])  # exactly the ground truth goes first
     with pytest.raises(RoarError, match="oracle control needs ground-truth masks"):
         EstimatorSuite(["oracle"])(None, x, None, ids)

@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 
 from roar.data import build_dataset
 from roar.evaluate.leakage import recoverability
+from roar.masking.fills import bind_fill
 from roar.masking.masks import feature_ranks, mask_images
 from roar.report.leakage_audit import consistency
 
@@ -24,7 +25,7 @@ def shapes():
 
 def masked(shapes, split, fill, mean):
     x, ranks, ids = shapes[split]
-    return mask_images(x, ranks, "remove", 0.5, OmegaConf.create(fill), mean, None, None, ids, 0)
+    return mask_images(x, ranks, "remove", 0.5, bind_fill(OmegaConf.create(fill), x.shape[1], mean, 0), None, None, ids)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from roar.errors import RoarError
 from roar.estimators import EstimatorSuite
 from roar.estimators.lime import lime, lime_design, lime_solve
-from roar.masking.fills import apply_fill
+from roar.masking.fills import bind_fill
 
 IDS = [f"img-{i}" for i in range(8)]
 
@@ -85,16 +85,16 @@ def test_random_colour_fills_are_seeded_per_sample_and_batch_independent(name):
     removed = torch.zeros(4, 1, 8, 8, dtype=torch.bool)
     removed[:, :, 2:6, 2:6] = True
     cfg = OmegaConf.create({"name": name})
-    batch = apply_fill(x, removed, cfg, ids=IDS[:4], seed=1)
-    alone = apply_fill(x[2:3], removed[2:3], cfg, ids=IDS[2:3], seed=1)
+    batch = bind_fill(cfg, 3, maps_seed=1).apply(x, removed, IDS[:4])
+    alone = bind_fill(cfg, 3, maps_seed=1).apply(x[2:3], removed[2:3], IDS[2:3])
     assert torch.equal(batch[2], alone[0]) and torch.equal(batch[~removed.expand_as(x)], x[~removed.expand_as(x)])
     painted = batch[:, :, 2:6, 2:6]
     assert not torch.equal(painted[0], painted[1])  # another sample, another colour
-    assert not torch.equal(apply_fill(x, removed, cfg, ids=IDS[:4], seed=2), batch)  # another seed
+    assert not torch.equal(bind_fill(cfg, 3, maps_seed=2).apply(x, removed, IDS[:4]), batch)  # another seed
     per_image = painted.flatten(2).std(2).amax()
     assert (per_image == 0) if name == "random_colour_image" else (per_image > 0.1)
     with pytest.raises(RoarError, match="draws per sample id"):
-        apply_fill(x, removed, cfg)
+        bind_fill(cfg, 3).apply(x, removed)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from scipy.sparse import lil_matrix
 from scipy.sparse.linalg import spsolve
 
 from roar.errors import RoarError
-from roar.masking.fills import apply_fill, check_fill
+from roar.masking.fills import bind_fill, check_fill
 from roar.masking.imputation import solve_linear
 
 SIDE, DIAGONAL = 1 / 6, 1 / 12
@@ -42,6 +42,10 @@ def spsolve_reference(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 def fill(noise=0.0, **extra):
     return OmegaConf.create({"name": "linear", "noise": noise, **extra})
+
+
+def apply_fill(images, removed, cfg, mean, ids=None, seed=0):
+    return bind_fill(cfg, images.shape[1], mean, seed).apply(images, removed, ids)
 
 
 @pytest.mark.parametrize("t", [0.1, 0.5, 0.9])

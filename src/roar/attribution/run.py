@@ -18,7 +18,7 @@ from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite, reduce_maps
 from roar.estimators.suite import iterative_of, params_for, stores_steps
 from roar.masking.donors import donor_images, donor_pool
-from roar.masking.fills import apply_fill, check_fill, fill_of
+from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.models.checkpoint import check_trained_on, load_base_model
 from roar.store.io import read_json
 from roar.store.maps import map_sample
@@ -68,25 +68,24 @@ class Reference:
     channel mean, a constant, the blurred image, a donor image), in raw pixel units."""
 
     def __init__(self, cfg, channels: int, train_set=None):
-        self.fill = check_fill(cfg.fill, channels)
-        if self.fill.drops_tokens or self.fill.leakage_control:
+        traits = check_fill(cfg.fill, channels)  # refused before the channel statistics
+        if traits.drops_tokens or traits.leakage_control:
             raise RoarError(
                 f"attribute.params.baseline=fill needs a fill that paints pixels; fill={cfg.fill.name} does not. "
                 f"Use baseline=black or a painting fill (channel_mean, zero, constant, blur, random_image)."
             )
         self.cfg, self.train_set = cfg, train_set or build_dataset(cfg.data, "train")
         self.mean = channel_stats(self.train_set, cfg.data, cfg.paths.cache_dir)["mean"]
+        self.fill = bind_fill(cfg.fill, channels, self.mean, int(cfg.maps_seed))
 
     @property
     def identity(self) -> dict:
         return {"fill": to_plain(self.cfg.fill), "mean": [float(m) for m in self.mean]}
 
     def __call__(self, x, ids):
-        donors = (
-            donor_images(self.train_set, ids, int(self.cfg.maps_seed)).to(x.device) if self.fill.needs_donors else None
-        )
+        donors = donor_images(self.train_set, ids, self.fill.maps_seed).to(x.device) if self.fill.needs_donors else None
         everywhere = torch.ones((x.shape[0], 1, *x.shape[2:]), dtype=torch.bool, device=x.device)
-        return apply_fill(x, everywhere, self.cfg.fill, self.mean, donors, ids, int(self.cfg.maps_seed))
+        return self.fill.apply(x, everywhere, ids, donors)
 
 
 def stored_reduction(cfg) -> str | None:

@@ -14,16 +14,28 @@
 All masked copies of a chunk of images (every mode x every fraction) go through the model together.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from roar.errors import RoarError
 from roar.evaluate.stats import fidelity_area, normal_ci_half_width
 from roar.masking import mask_images
-from roar.masking.fills import fill_of
 from roar.masking.patches import patch_keep
 
 CURVE_MODES = {"mif": "remove", "lif": "keep"}
+
+
+@dataclass(frozen=True)
+class MaskGrid:
+    """Where one pass masks every image: each of ``modes`` x each of ``fractions``, the features being
+    patches of side ``patch`` (None: pixels); ``max_rows`` masked images go through the model at a time."""
+
+    modes: list
+    fractions: list
+    patch: int | None = None
+    max_rows: int = 512
 
 
 def step_fractions(step: float) -> list:
@@ -35,27 +47,27 @@ def step_fractions(step: float) -> list:
 
 
 @torch.no_grad()
-def masked_logits(
-    model, images, ranks, fractions, modes, fill, mean, donors=None, max_rows: int = 512, patch=None, ids=None, seed=0
-) -> torch.Tensor:
-    """(B, len(modes), len(fractions), classes) logits of every masked copy of every image.
+def masked_logits(model, images, ranks, grid, fill, donors=None, ids=None) -> torch.Tensor:
+    """(B, len(grid.modes), len(grid.fractions), classes) logits of every masked copy of every image.
 
-    ``ranks``: (B, F) from ``feature_ranks``, over patches of side ``patch`` when set. A token-dropping
+    ``ranks``: (B, F) from ``feature_ranks``, over patches of side ``grid.patch`` when set; ``grid``: a
+    MaskGrid (the modes and fractions, the patch size, ``max_rows`` masked images per forward pass);
+    ``fill``: a BoundFill, ``donors`` and ``ids`` the batch's (fills that need them). A token-dropping
     ViT with ``fill=token_drop`` drops the tokens of the removed patches instead of seeing painted
     pixels (missingness paper, appendix B).
     """
+    modes, fractions, patch, max_rows = grid.modes, grid.fractions, grid.patch, grid.max_rows
     settings = [(m, t) for m in modes for t in fractions]
-    token_drop = fill_of(fill).drops_tokens
     per_image = max(1, int(max_rows) // len(settings))
     out = []
     for a in range(0, images.shape[0], per_image):
         x, r = images[a : a + per_image], ranks[a : a + per_image]
         d = donors[a : a + per_image] if donors is not None else None
         chunk_ids = None if ids is None else list(ids)[a : a + per_image]
-        masked, removed = zip(*(mask_images(x, r, m, t, fill, mean, d, patch, chunk_ids, seed) for m, t in settings))
+        masked, removed = zip(*(mask_images(x, r, m, t, fill, d, patch, chunk_ids) for m, t in settings))
         batch = torch.stack(masked, 1).flatten(0, 1)  # image-major: all settings of an image together
         keep = None
-        if token_drop:
+        if fill.drops_tokens:
             keep = patch_keep(torch.stack(removed, 1).flatten(0, 1), model.net.patch_size)
         logits = torch.cat(
             [

@@ -13,6 +13,7 @@ from ``maps_seed``. Writes each ranking's EvalKey file (``eval/<base>/<fill>/<ra
 file whose settings match is skipped.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,27 +27,20 @@ from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
 from roar.estimators.reduce import REDUCTIONS
-from roar.estimators.suite import iterative_of, stores_steps
+from roar.estimators.suite import stores_steps
 from roar.evaluate.consistency import run_consistency
-from roar.evaluate.curves import (
-    CURVE_MODES,
-    masked_logits,
-    normalized_target_logits,
-    prediction_shift,
-    step_fractions,
-    summarize_curves,
-)
-from roar.evaluate.sis import REGIONS, SisStats, check_sis
+from roar.evaluate.curves import CURVE_MODES, step_fractions
+from roar.evaluate.rankings import RankingPass
+from roar.evaluate.sis import check_sis
 from roar.evaluate.soundness import check_soundness, run_soundness
-from roar.masking.donors import donor_images
-from roar.masking.fills import apply_fill, check_fill
-from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch, feature_ranks, ranking_scores
+from roar.masking.fills import bind_fill, check_fill, fill_of
+from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch
 from roar.models.checkpoint import load_base_model
 from roar.store.experiment import trained_bases
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import MapsKey
 from roar.store.manifest import MANIFEST, verify_manifest
-from roar.store.maps import check_reduction, iter_maps
+from roar.store.maps import check_reduction
 from roar.store.names import fill_label, parse_ranking, ranking_name, settings_hash
 from roar.store.resolve import base_key, eval_key, ranking_patch
 from roar.store.shards import sha256_file
@@ -102,7 +96,7 @@ def training_fill_mismatch(cfg, fill, mean, token_model: bool):
     else:
         trained = fill_value(augment_fill, mean)
         probe = torch.full_like(trained, 0.123)
-        painted = apply_fill(probe, torch.ones_like(probe, dtype=torch.bool), cfg.fill, mean, probe, ["probe"])
+        painted = fill.apply(probe, torch.ones_like(probe, dtype=torch.bool), ["probe"], donors=probe)
         if torch.allclose(painted, trained, atol=1e-6):
             return None
     return (
@@ -162,128 +156,22 @@ def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
     return manifest
 
 
-def own_class(clean_logits, labels, target: str):
-    """The class a model's own maps of kind ``target`` (attribute.target) explain: its prediction on the
-    clean image, its runner-up, or the label."""
-    if target == "label":
-        return labels
-    top = clean_logits.topk(2, 1).indices
-    return top[:, 0] if target == "predicted" else top[:, 1]
+@dataclass(frozen=True)
+class Job:
+    """One ranking roar-eval computes: its name, estimator and reduction, the settings its result records, and
+    the file it is written to."""
+
+    name: str
+    estimator: str
+    reduce: str
+    settings: dict
+    out: Path
 
 
-def evaluate_rankings(
-    model, test_set, train_set, indices, rankings, cfg, fill, mean, device, bar, folders, own_target=None
-) -> dict:
-    """{ranking: curves and deletion accuracies} over the test images ``indices``. Each image is
-    loaded once for every ranking; the maps of every estimator (``folders``: {estimator: maps folder})
-    are streamed side by side (their shards hold the test split in dataset order). ``own_target``: the
-    maps are another model's (``eval.order_from``), so MIF/LIF score this model's own class of that kind
-    (``own_class``) rather than the class the other model's maps explain."""
-    steps = step_fractions(cfg.eval.step)
-    deletion = sorted(set(check_fractions(cfg.eval.fractions)))
-    sis = check_sis(cfg.eval.sis)
-    subset_at = round(1 - sis["subset"], 9)  # keep mode at 1 - subset leaves the top-subset pixels
-    fractions = sorted(set(steps) | set(deletion) | {subset_at})
-    step_at, del_at = [fractions.index(t) for t in steps], [fractions.index(t) for t in deletion]
-    modes = list(CURVE_MODES.values())  # remove, keep: MIF/LIF and both deletion modes from one pass
-    wanted, seed, bs, patch = set(indices), int(cfg.maps_seed), int(cfg.eval.batch_size), ranking_patch(cfg)
-    estimators = sorted({est for _, est, _ in rankings})
-    normalized, correct, chunk = {name: [] for name, _, _ in rankings}, {name: [] for name, _, _ in rankings}, []
-    predicted = {name: [] for name, _, _ in rankings}
-    sis_stats = {
-        name: SisStats(**sis) for name, est, _ in rankings if parse(est)[0] == "iterative" and iterative_of(est).sis
-    }
-    paints = not (fill.drops_tokens or fill.leakage_control)  # an SIS is re-evaluated with the fill painted
-
-    def flush():
-        ids = [test_set.ids[i] for i, _ in chunk]
-        samples = [test_set[i] for i, _ in chunk]
-        images = torch.stack([x["image"] for x in samples]).to(device)
-        labels = torch.tensor([int(x["label"]) for x in samples], device=device)
-        donors = donor_images(train_set, ids, seed).to(device) if fill.needs_donors else None
-
-        @torch.no_grad()
-        def refill(rows, removed):  # the model on images[rows] with `removed` painted (an SIS re-evaluated)
-            d = donors[rows] if donors is not None else None
-            painted = apply_fill(images[rows], removed, cfg.fill, mean, d, [ids[i] for i in rows.tolist()], seed)
-            return torch.softmax(model(painted), 1)
-
-        for name, est, red in rankings:
-            maps = torch.from_numpy(np.stack([entry[est][1] for _, entry in chunk])).to(device)
-            ranks = feature_ranks(ranking_scores(maps, red, patch), ids, seed)
-            logits = masked_logits(
-                model, images, ranks, fractions, modes, cfg.fill, mean, donors, int(cfg.eval.max_rows), patch, ids, seed
-            )
-            if own_target is None:  # the class the maps explain (this model's own maps)
-                target = torch.tensor([entry[est][2]["target"] for _, entry in chunk], device=device)
-            else:  # another model's maps: the class this model's own maps would explain
-                target = own_class(logits[:, modes.index("remove"), fractions.index(0.0)], labels, own_target)
-            normalized[name].append(normalized_target_logits(logits[:, :, step_at], target).cpu().numpy())
-            predicted[name].append(logits[:, :, step_at].argmax(-1).cpu().numpy())
-            correct[name].append((logits[:, :, del_at].argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
-            if name in sis_stats:
-                probs = logits.softmax(-1)
-                trace = torch.tensor([entry[est][2]["trace"] for _, entry in chunk], device=device)
-                regions = {k: torch.stack([torch.as_tensor(x[k]) for x in samples]) for k in REGIONS if k in samples[0]}
-                sis_stats[name].add(
-                    maps[:, 0].round().long(),
-                    trace,
-                    labels,
-                    probs[:, 0, fractions.index(0.0)],
-                    probs[:, modes.index("keep"), fractions.index(subset_at)],
-                    regions,
-                    refill if paints else None,
-                )
-        bar.update(len(chunk))
-        chunk.clear()
-
-    streams = {est: iter_maps(folders[est], "test") for est in estimators}
-    for i, sid in enumerate(test_set.ids):
-        entry = {est: next(stream, (None, None, None)) for est, stream in streams.items()}
-        for est, (found, _, _) in entry.items():
-            if found != sid:
-                raise RoarError(
-                    f"{folders[est]}: test sample {i} is {found}, the dataset has {sid} there. Rerun roar-attribute."
-                )
-        if i in wanted:
-            chunk.append((i, entry))
-            if len(chunk) == bs:
-                flush()
-    if chunk:
-        flush()
-    results = {}
-    for name, _, _ in rankings:
-        result = summarize_curves(steps, np.concatenate(normalized[name]))
-        result["predictions"] = prediction_shift(np.concatenate(predicted[name]), test_set.num_classes)
-        acc = np.concatenate(correct[name]).mean(0)  # (2 modes, deletion fractions)
-        result["deletion"] = {
-            mode: {"fractions": deletion, "accuracy": acc[modes.index(mode)].tolist()} for mode in cfg.eval.modes
-        }
-        result["accuracy_unmasked"] = float(acc[0, deletion.index(0.0)]) if 0.0 in deletion else None
-        if name in sis_stats:
-            result["sis"] = sis_stats[name].result()
-        results[name] = result
-    return results
-
-
-def evaluate(cfg: DictConfig) -> dict:
-    """Evaluate every ranking of ``eval.rankings``; returns {ranking: result dict}."""
-    rankings = check_config(cfg)
-    device = resolve_device(cfg.trainer.accelerator)
-    train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
-    key = base_key(cfg)
-    model = load_base_model(key, cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
-    fill = check_fill(cfg.fill, test_set[0]["image"].shape[0])  # its traits: donors, token drop
-    check_patch(ranking_patch(cfg), test_set[0]["image"].shape, "abs_sum")
-    check_granularity(fill, ranking_patch(cfg), getattr(model.net, "patch_size", None))
-    mean = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)["mean"]
-    mismatch = training_fill_mismatch(cfg, fill, mean, model.accepts_keep)
-    if mismatch:
-        print(mismatch)
-    ckpt_sha = sha256_file(key.checkpoint)
-    indices = subset(len(test_set), cfg.eval.max_images, int(cfg.maps_seed))
-    order = order_source(cfg, key, ckpt_sha)
-    plan, results, manifests, folders = [], {}, {}, {}
+def plan_rankings(cfg, rankings, key, ckpt_sha: str, order: dict, test_set, n_images: int) -> tuple:
+    """(jobs, results already done, manifests by estimator, maps folders by estimator): every ranking's
+    maps verified once, its settings, and whether a finished result with these settings exists."""
+    jobs, results, manifests, folders = [], {}, {}, {}
     for name, est, red in rankings:
         if est not in manifests:  # ig and ig.sum share one set of maps: verified once
             folders[est] = order["folder"] / est
@@ -310,7 +198,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "maps_settings_hash": manifest["settings_hash"],
             "eval": {k: v for k, v in to_plain(cfg.eval).items() if k not in OWN_FILES},
             "maps_seed": int(cfg.maps_seed),
-            "test_ids": len(indices),
+            "test_ids": n_images,
             **({"order_from": order["base"]} if order["base"] != key.name else {}),
             "target": target_used(order["base"] != key.name, manifest),
         }
@@ -319,32 +207,42 @@ def evaluate(cfg: DictConfig) -> dict:
         if not cfg.overwrite and isinstance(done, dict) and done.get("settings_hash") == settings_hash(settings):
             results[name] = done
         else:
-            plan.append((name, red, settings, out))
+            jobs.append(Job(name, est, red, settings, out))
+    return jobs, results, manifests, folders
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Evaluate every ranking of ``eval.rankings``; returns {ranking: result dict}."""
+    rankings = check_config(cfg)
+    device = resolve_device(cfg.trainer.accelerator)
+    train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    key = base_key(cfg)
+    model = load_base_model(key, cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
+    check_fill(cfg.fill, test_set[0]["image"].shape[0])  # before the channel statistics
+    check_patch(ranking_patch(cfg), test_set[0]["image"].shape, "abs_sum")
+    check_granularity(fill_of(cfg.fill), ranking_patch(cfg), getattr(model.net, "patch_size", None))
+    mean = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)["mean"]
+    fill = bind_fill(cfg.fill, test_set[0]["image"].shape[0], mean, int(cfg.maps_seed))
+    mismatch = training_fill_mismatch(cfg, fill, mean, model.accepts_keep)
+    if mismatch:
+        print(mismatch)
+    ckpt_sha = sha256_file(key.checkpoint)
+    indices = subset(len(test_set), cfg.eval.max_images, int(cfg.maps_seed))
+    order = order_source(cfg, key, ckpt_sha)
+    jobs, results, manifests, folders = plan_rankings(cfg, rankings, key, ckpt_sha, order, test_set, len(indices))
     model = model.to(device)
     print(
         f"[roar-eval] {key.name}: {len(rankings)} rankings ({len(results)} already done), "
         f"{len(indices)} test images, fill={cfg.fill.name}, step={cfg.eval.step}, on {device}"
     )
-    with tqdm(total=len(indices) if plan else 0, unit="img", desc="eval", dynamic_ncols=True, disable=not plan) as bar:
-        computed = evaluate_rankings(
-            model,
-            test_set,
-            train_set,
-            indices,
-            [(n, s["estimator"], red) for n, red, s, _ in plan],
-            cfg,
-            fill,
-            mean,
-            device,
-            bar,
-            folders,
-            own_target=str(next(iter(manifests.values())).get("target", "predicted"))
-            if order["base"] != key.name and manifests
-            else None,
-        )
-    for name, _, settings, out in plan:
-        results[name] = {**settings, "settings_hash": settings_hash(settings), **computed[name]}
-        atomic_write_json(out, results[name])
+    reordered = order["base"] != key.name and manifests
+    own_target = str(next(iter(manifests.values())).get("target", "predicted")) if reordered else None
+    with tqdm(total=len(indices) if jobs else 0, unit="img", desc="eval", dynamic_ncols=True, disable=not jobs) as bar:
+        ranking_pass = RankingPass(model, test_set, train_set, fill, device, own_target)
+        computed = ranking_pass.run(cfg, indices, [(j.name, j.estimator, j.reduce) for j in jobs], folders, bar)
+    for job in jobs:
+        results[job.name] = {**job.settings, "settings_hash": settings_hash(job.settings), **computed[job.name]}
+        atomic_write_json(job.out, results[job.name])
     print_fidelity(results)
     consistency = run_consistency(cfg, model, test_set, indices, key, ckpt_sha, fill, device)
     if consistency:
@@ -365,7 +263,7 @@ def evaluate(cfg: DictConfig) -> dict:
         device,
         lambda folder: checked_maps(folder, test_set, ckpt_sha),
     )
-    if plan:  # a rerun that computed nothing adds no wandb run
+    if jobs:  # a rerun that computed nothing adds no wandb run
         log_to_wandb(cfg, results)
     return results
 

@@ -1,13 +1,14 @@
 """Ranking features by their estimator scores, and masking the top (or bottom) fraction."""
 
-from roar.masking.fills import FILLS, apply_fill, check_fill, gaussian_blur
+from roar.masking.fills import FILLS, BoundFill, bind_fill, check_fill, gaussian_blur
 from roar.masking.masks import MODES, check_fractions, feature_ranks, mask_images, removed_features, top_count
 from roar.masking.ranking import rank_features
 
 __all__ = [
     "FILLS",
     "MODES",
-    "apply_fill",
+    "BoundFill",
+    "bind_fill",
     "check_fill",
     "check_fractions",
     "feature_ranks",

@@ -4,7 +4,7 @@ batch a materialized set would give, inside the training step (the DataModule's
 ``on_after_batch_transfer``, after the batch reached the device, like the FPA augmentation).
 
 The mask is ``removed_from_buckets`` (equal to ``removed_features`` on the ranks roar-mask ranked) or the
-stored bits, expanded to pixels by ``removed_pixels``, and filled by the one ``apply_fill`` with the
+stored bits, expanded to pixels by ``removed_pixels``, and filled by the one BoundFill (``apply``) with the
 training split's mean, the batch's sample ids and the maps seed: the same function and arguments
 roar-mask's materialized formats use, so a batch equals theirs bit for bit on the CPU (tested, every
 fill but ``random_image``). ``random_image`` takes its donors from the batch itself (each image's donor
@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from roar.masking.buckets import check_on_grid, removed_from_buckets, unpack_buckets
-from roar.masking.fills import apply_fill, check_fill
+from roar.masking.fills import bind_fill
 from roar.masking.masks import removed_pixels
 from roar.utils.seeding import sample_seed
 
@@ -46,9 +46,8 @@ class LoadMasker:
     def __init__(self, manifest: dict, fill, mode: str | None = None, fraction: float | None = None):
         self.format = manifest["format"]
         self.fill_cfg = OmegaConf.create(manifest["fill"]) if self.format == "uint8" else fill
-        fill = self.fill_cfg
-        self.fill = check_fill(fill, int(manifest["image_shape"][0]))
         self.patch, self.mean, self.seed = manifest.get("patch"), manifest["mean"], int(manifest["maps_seed"])
+        self.fill = bind_fill(self.fill_cfg, int(manifest["image_shape"][0]), self.mean, self.seed)
         if self.format == "buckets":
             check_on_grid(manifest["fractions"], fraction, mode)  # refused now, not at the first batch
             self.mode, self.fraction = mode, float(fraction)
@@ -67,7 +66,7 @@ class LoadMasker:
         removed = self.removed(batch)
         donors = batch_donors(images, ids, self.seed, self.mean) if self.fill.needs_donors else None
         out = {k: v for k, v in batch.items() if k not in ("buckets", "removed")}
-        out["image"] = apply_fill(images, removed, self.fill_cfg, self.mean, donors, ids, self.seed)
+        out["image"] = self.fill.apply(images, removed, ids, donors)
         if self.fill.drops_tokens:  # the mask travels on to the ViT, as from a materialized token-drop set
             out["removed"] = removed
         return out

@@ -17,7 +17,8 @@ Stages and the report ask for traits, never compare names:
 ``removed`` is (B, 1 or C, H, W) boolean.
 """
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -190,10 +191,32 @@ def check_fill(cfg, channels: int):
     return fill
 
 
-def apply_fill(images, removed, cfg, mean=None, donors=None, ids=None, seed: int = 0):
-    """Masked images. ``donors`` (B, C, H, W): the other training images of a fill that needs donors;
-    ``ids`` and ``seed``: the batch's sample ids and the maps seed, for fills that draw noise per sample."""
-    return fill_of(cfg)(images, removed, cfg, FillContext(mean, donors, None if ids is None else list(ids), int(seed)))
+@dataclass(frozen=True)
+class BoundFill:
+    """A fill bound once per stage to what it paints with: its config, the training split's channel ``mean``
+    and the ``maps_seed`` (which seeds per-sample noise). Its registered traits read through (``needs_donors``,
+    ``drops_tokens``, ``leakage_control``, ``fallback``, ``depends_on_mask``, ``name``)."""
+
+    cfg: Any
+    entry: Any  # the registered fill
+    mean: Any = None
+    maps_seed: int = 0
+
+    def apply(self, images, removed, ids=None, donors=None):
+        """Masked images. ``ids``: the batch's sample ids (fills that draw noise per sample); ``donors``
+        (B, C, H, W): the other training images of a fill that needs donors."""
+        ctx = FillContext(self.mean, donors, None if ids is None else list(ids), int(self.maps_seed))
+        return self.entry(images, removed, self.cfg, ctx)
+
+    def __getattr__(self, trait):  # the registered traits (never the fields: unpickling asks before they exist)
+        if trait.startswith("_") or trait in ("cfg", "entry", "mean", "maps_seed"):
+            raise AttributeError(trait)
+        return getattr(self.entry, trait)
+
+
+def bind_fill(cfg, channels: int, mean=None, maps_seed: int = 0) -> BoundFill:
+    """The fill of ``cfg``, checked against the images' channel count and bound to its mean and maps seed."""
+    return BoundFill(cfg, check_fill(cfg, channels), mean, int(maps_seed))
 
 
 def fill_named(label: str):

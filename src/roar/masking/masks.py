@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from roar.errors import RoarError, check_probability
 from roar.estimators.reduce import reduce_maps
-from roar.masking.fills import apply_fill
 from roar.masking.ranking import rank_features
 
 MODES = ("remove", "keep")
@@ -110,11 +109,11 @@ def removed_pixels(removed: torch.Tensor, image_shape, patch=None) -> torch.Tens
     return removed.view(b, 1 if f == h * w else c, h, w)
 
 
-def mask_images(images, ranks, mode: str, fraction: float, fill, mean=None, donors=None, patch=None, ids=None, seed=0):
+def mask_images(images, ranks, mode: str, fraction: float, fill, donors=None, patch=None, ids=None):
     """(masked images, removed mask) of a batch from its feature ranks (``feature_ranks``, one sort
-    serving every fraction), the features expanded to pixels by ``removed_pixels``. ``donors``: the
-    ``random_image`` fill's other images; ``ids``, ``seed``: the samples' ids and the maps seed (fills
-    with per-sample noise). roar-mask writes its output, roar-eval feeds it to the model, and the
-    formats masked at load (roar.masking.at_load) make the same masks from rank buckets."""
+    serving every fraction), the features expanded to pixels by ``removed_pixels``. ``fill``: a BoundFill;
+    ``donors``: the ``random_image`` fill's other images; ``ids``: the samples' ids (fills with per-sample
+    noise). roar-mask writes its output, roar-eval feeds it to the model, and the formats masked at load
+    (roar.masking.at_load) make the same masks from rank buckets."""
     removed = removed_pixels(removed_features(ranks, fraction, mode), images.shape, patch)
-    return apply_fill(images, removed, fill, mean, donors, ids, seed), removed
+    return fill.apply(images, removed, ids, donors), removed

@@ -25,25 +25,20 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
-from roar.masking.buckets import bucket_bits, grid_boundaries, pack_buckets, rank_buckets
-from roar.masking.donors import donor_images
-from roar.masking.fills import check_fill
+from roar.masking.buckets import bucket_bits, grid_boundaries
+from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.masking.masks import (
     MODES,
     check_fractions,
     check_granularity,
     check_patch,
-    feature_ranks,
-    mask_images,
-    ranking_scores,
-    removed_features,
-    removed_pixels,
 )
+from roar.masking.shard_masker import ShardMasker, SourceShard, write_image_shard
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import check_reduction, iter_map_shard, map_shape
-from roar.store.masked import FORMATS, bucket_sample, eight_bit, image_sample, masked_sample
+from roar.store.masked import FORMATS, eight_bit
 from roar.store.resolve import bucket_set_key, maps_key, ranking_patch, shard_set_key
-from roar.store.sharded import OutputSet, finish, open_shard, plan_shards, samples_in, seal_shard, write_sealed
+from roar.store.sharded import OutputSet, finish, plan_shards, samples_in
 from roar.utils.plain import to_plain
 
 
@@ -110,29 +105,12 @@ def source_maps(cfg, fingerprints: dict) -> dict:
     return sources
 
 
-def write_masks(cfg: DictConfig) -> dict:
-    """Write this task's masked shards; returns {set folder: manifest or None while shards are missing}."""
-    fractions = check_config(cfg)
-    datasets = {split: build_dataset(cfg.data, split) for split in ("train", "test")}
-    train_set = datasets["train"]
-    fill = check_fill(cfg.fill, train_set[0]["image"].shape[0])
+def common_settings(cfg, train_set, stats: dict, patch) -> dict:
+    """What every set of this roar-mask call records besides its key: the format, maps seed, image facts."""
     image_shape = list(train_set[0]["image"].shape)
-    patch = ranking_patch(cfg)
-    check_patch(patch, image_shape, cfg.reduce)
-    check_granularity(fill, patch, (cfg.model.get("params") or {}).get("patch_size"))
-    stats = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)
-    fingerprints = {split: datasets[split].fingerprint() for split in cfg.mask.splits}  # hashes every id: once
-    sources = source_maps(cfg, fingerprints)
-    counts = {split: len(datasets[split]) for split in cfg.mask.splits}
-    fmt = cfg.mask.format
-    if fmt == "uint8" and eight_bit(train_set[0]["image"]) is None:
-        raise RoarError(
-            f"mask.format=uint8 stores 8-bit pixels, but data={cfg.data.name}'s are not 8-bit (the first training image "
-            f"has values off k/255): use mask.format=npy (exact for any data) or buckets (keeps the source's pixels)."
-        )
-    common = {
+    return {
         "patch": patch,
-        "format": fmt,
+        "format": cfg.mask.format,
         "maps_seed": int(cfg.maps_seed),
         "classes": train_set.classes,
         "image_shape": image_shape,
@@ -141,49 +119,82 @@ def write_masks(cfg: DictConfig) -> dict:
         "source_transform": source_transform(train_set, cfg.data),
         "mask_shape": [image_shape[0] if cfg.reduce == "none" and not patch else 1, *image_shape[1:]],
     }
+
+
+def output_sets(cfg, est: str, made: dict, fill, fractions, images=None) -> list:
+    """The sets one estimator's maps are masked into: its bucket set (``images``: the image set it is read
+    beside), or one shard set per (mode, fraction)."""
+    size, patch, image_shape = int(made["shard_size"]), made["patch"], made["image_shape"]
+    if images is not None:
+        key = bucket_set_key(cfg, est)
+        features = num_features(image_shape, patch, cfg.reduce)
+        bounds = grid_boundaries(fractions, features)
+        grid = {"fractions": fractions, "boundaries": bounds, "bits": bucket_bits(bounds), "num_features": features}
+        shared = {"images": "../../images", "images_settings_hash": images.digest}
+        return [OutputSet(key.folder, {**key.identity, **grid, **shared, "drops_tokens": False, **made}, size)]
+    sets = []
+    for mode in cfg.mask.modes:
+        for t in fractions:
+            key = shard_set_key(cfg, est, mode, t)
+            fills = {"fill": to_plain(cfg.fill), "fill_label": key.fill, "drops_tokens": fill.drops_tokens}
+            sets.append(OutputSet(key.folder, {**key.identity, **fills, **made}, size))
+    return sets
+
+
+def check_eight_bit(cfg, train_set) -> None:
+    if cfg.mask.format == "uint8" and eight_bit(train_set[0]["image"]) is None:
+        raise RoarError(
+            f"mask.format=uint8 stores 8-bit pixels, but data={cfg.data.name}'s are not 8-bit (the first training image "
+            f"has values off k/255): use mask.format=npy (exact for any data) or buckets (keeps the source's pixels)."
+        )
+
+
+def describe(cfg, sources, outs, fractions, patch) -> str:
+    if cfg.mask.format == "buckets":
+        at = ", ".join(format(t, "g") for t in fractions)
+        what = f"{len(sources)} bucket sets (every mode and fill at t = {at}) and the image set"
+    else:
+        what = (
+            f"{len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} "
+            f"fractions), fill={cfg.fill.name}"
+        )
+    return f"{what}, format={cfg.mask.format}, reduce={cfg.reduce}, {f'{patch}x{patch} patches' if patch else 'pixels'}"
+
+
+def write_masks(cfg: DictConfig) -> dict:
+    """Write this task's masked shards; returns {set folder: manifest or None while shards are missing}."""
+    fractions = check_config(cfg)
+    datasets = {split: build_dataset(cfg.data, split) for split in ("train", "test")}
+    train_set = datasets["train"]
+    channels, image_shape, patch = train_set[0]["image"].shape[0], list(train_set[0]["image"].shape), ranking_patch(cfg)
+    check_fill(cfg.fill, channels)
+    check_patch(patch, image_shape, cfg.reduce)
+    check_granularity(fill_of(cfg.fill), patch, (cfg.model.get("params") or {}).get("patch_size"))
+    stats = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)
+    fill = bind_fill(cfg.fill, channels, stats["mean"], int(cfg.maps_seed))
+    fingerprints = {split: datasets[split].fingerprint() for split in cfg.mask.splits}  # hashes every id: once
+    sources = source_maps(cfg, fingerprints)
+    counts = {split: len(datasets[split]) for split in cfg.mask.splits}
+    check_eight_bit(cfg, train_set)
+    common = common_settings(cfg, train_set, stats, patch)
     outs, plan, total = {}, [], 0
-    images = image_set(cfg, sources, common, fingerprints) if fmt == "buckets" else None
+    images = image_set(cfg, sources, common, fingerprints) if cfg.mask.format == "buckets" else None
     if images is not None:
         outs[images.folder] = images
         mine = plan_shards([images], counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
         plan, total = [(None, split, s, todo) for split, s, todo in mine], samples_in(mine, counts, images.size)
     for est, source in sources.items():
-        size = int(source["shard_size"])
-        made = {"source_settings_hash": source["settings_hash"], "shard_size": size, **common}
-        if fmt == "buckets":
-            key = bucket_set_key(cfg, est)
-            features = num_features(image_shape, patch, cfg.reduce)
-            bounds = grid_boundaries(fractions, features)
-            grid = {"fractions": fractions, "boundaries": bounds, "bits": bucket_bits(bounds), "num_features": features}
-            shared = {"images": "../../images", "images_settings_hash": images.digest}
-            sets = [OutputSet(key.folder, {**key.identity, **grid, **shared, "drops_tokens": False, **made}, size)]
-        else:
-            sets = []
-            for mode in cfg.mask.modes:
-                for t in fractions:
-                    key = shard_set_key(cfg, est, mode, t)
-                    settings = {
-                        **key.identity,
-                        "fill": to_plain(cfg.fill),
-                        "fill_label": key.fill,
-                        "drops_tokens": fill.drops_tokens,
-                        **made,
-                    }
-                    sets.append(OutputSet(key.folder, settings, size))
+        made = {"source_settings_hash": source["settings_hash"], "shard_size": int(source["shard_size"]), **common}
+        sets = output_sets(cfg, est, made, fill, fractions, images)
         outs.update({o.folder: o for o in sets})
         mine = plan_shards(sets, counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
         plan += [(est, split, s, todo) for split, s, todo in mine]
-        total += samples_in(mine, counts, size)
-    what = (
-        f"{len(sources)} bucket sets (every mode and fill at t = {', '.join(format(t, 'g') for t in fractions)}) and the image set"
-        if fmt == "buckets"
-        else f"{len(outs)} shard sets ({len(sources)} estimators x {len(cfg.mask.modes)} modes x {len(fractions)} fractions), fill={cfg.fill.name}"
-    )
+        total += samples_in(mine, counts, int(source["shard_size"]))
     print(
-        f"[roar-mask] {what}, format={fmt}, reduce={cfg.reduce}, {f'{patch}x{patch} patches' if patch else 'pixels'}; "
-        f"{len(plan)} source shard(s), {total} images to mask"
+        f"[roar-mask] {describe(cfg, sources, outs, fractions, patch)}; {len(plan)} source shard(s), {total} images to mask"
     )
     with tqdm(total=total, unit="img", desc="mask", dynamic_ncols=True, disable=total == 0) as bar:
+        masker = ShardMasker(fill, train_set, str(cfg.reduce), int(cfg.mask.batch_size), cfg.mask.format, bar)
         for est, split, s, todo in plan:
             ds, size = datasets[split], todo[0].size
             lo, hi = s * size, min((s + 1) * size, len(ds))
@@ -193,7 +204,7 @@ def write_masks(cfg: DictConfig) -> dict:
             ids, maps = read_attribution_shard(
                 maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], map_shape(sources[est], image_shape)
             )
-            write_masked_shard(cfg, fill, ds, train_set, stats["mean"], lo, ids, maps, split, s, todo, bar)
+            masker.write(SourceShard(ds, split, s, lo, ids, maps), todo)
     return {folder: finish(o, counts) for folder, o in outs.items()}
 
 
@@ -231,62 +242,3 @@ def image_set(cfg, sources: dict, common: dict, fingerprints: dict) -> OutputSet
     }
     size = next(iter(sizes.values()))
     return OutputSet(key.folder, {**settings, "shard_size": size}, size)
-
-
-def write_image_shard(ds, lo: int, hi: int, out: OutputSet, split: str, s: int, bar) -> None:
-    """One shard of the image set: samples lo..hi of ``ds``, each its source file (or pixels) and label."""
-
-    def samples():
-        for i in range(lo, hi):
-            sample = ds[i]
-            yield image_sample(ds.ids[i], sample["image"], int(sample["label"]), ds.encoded(i))
-            bar.update(1)
-
-    write_sealed(out, split, s, samples())
-
-
-def write_masked_shard(cfg, fill, ds, train_set, mean, lo, ids, maps, split, s, todo, bar):
-    """Mask one source shard for every set in ``todo`` (each (mode, fraction), or one bucket set), streaming into their tars."""
-    writers = {o.folder: open_shard(o, split, s) for o in todo}
-    seed, bs, fmt, patch = int(cfg.maps_seed), int(cfg.mask.batch_size), cfg.mask.format, todo[0].settings["patch"]
-    at_load = fmt == "uint8"  # the source image and the mask; the fill is made at load
-    try:
-        for a in range(0, len(ids), bs):
-            batch_ids = ids[a : a + bs]
-            ranks = feature_ranks(ranking_scores(maps[a : a + bs], cfg.reduce, patch), batch_ids, seed)
-            if fmt == "buckets":  # the ranks alone: the images are in the image set
-                st = todo[0].settings
-                packed = pack_buckets(rank_buckets(ranks, st["boundaries"]), st["bits"]).numpy()
-                for k, sid in enumerate(batch_ids):
-                    writers[todo[0].folder].write(bucket_sample(sid, packed[k]))
-                bar.update(len(batch_ids))
-                continue
-            samples = [ds[lo + a + k] for k in range(len(batch_ids))]
-            images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]
-            encoded = [ds.encoded(lo + a + k) for k in range(len(batch_ids))] if at_load else [None] * len(batch_ids)
-            donors = donor_images(train_set, batch_ids, seed) if fill.needs_donors and not at_load else None
-            for o in todo:
-                st = o.settings
-                if at_load:
-                    masked = images
-                    removed = removed_pixels(removed_features(ranks, st["fraction"], st["mode"]), images.shape, patch)
-                else:
-                    masked, removed = mask_images(
-                        images, ranks, st["mode"], st["fraction"], cfg.fill, mean, donors, patch, batch_ids, seed
-                    )
-                removed_np = removed.numpy()
-                meta = {k: st[k] for k in ("estimator", "reduce", "mode", "fraction", "patch")} | {
-                    "fill": st["fill_label"]
-                }
-                for k, sid in enumerate(batch_ids):
-                    extra = {"filled_with": fill.fallback} if fill.fallback and removed_np[k].all() else {}
-                    writers[o.folder].write(
-                        masked_sample(sid, masked[k], removed_np[k], labels[k], fmt, meta | extra, encoded[k])
-                    )
-            bar.update(len(batch_ids))
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        raise
-    for o in todo:
-        seal_shard(o, split, s, writers[o.folder].close())

@@ -1,0 +1,199 @@
+"""One pass over the evaluated test images for every ranking (roar-eval's work, roar.evaluate.run around it).
+
+Each image is loaded once; the maps of every estimator are streamed side by side (their shards hold the
+test split in dataset order); every masked copy of a batch (each mode x each fraction of ``Measures``)
+goes through the model together (``masked_logits``). Per ranking a ``Tally`` accumulates the normalized
+target logits of the MIF/LIF steps (FPA section 3), the predictions (missingness paper section 3), the
+deletion accuracies (ROAR Fig. 3) and, for backward-selection rankings, the SIS statistics.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from roar.errors import RoarError
+from roar.estimators import parse
+from roar.estimators.suite import iterative_of
+from roar.evaluate.curves import (
+    CURVE_MODES,
+    MaskGrid,
+    masked_logits,
+    normalized_target_logits,
+    prediction_shift,
+    step_fractions,
+    summarize_curves,
+)
+from roar.evaluate.sis import REGIONS, SisStats, check_sis
+from roar.masking.donors import donor_images
+from roar.masking.masks import check_fractions, feature_ranks, ranking_scores
+from roar.store.maps import iter_maps
+from roar.store.resolve import ranking_patch
+
+
+@dataclass(frozen=True)
+class Measures:
+    """The fractions one pass masks at: the MIF/LIF ``steps``, the ``deletion`` fractions, and the keep
+    fraction that leaves an SIS ranking's top-subset pixels; in both modes (MIF is remove, LIF keep)."""
+
+    steps: list
+    deletion: list
+    subset_at: float
+    grid: MaskGrid
+
+    @classmethod
+    def of(cls, cfg) -> "Measures":
+        steps = step_fractions(cfg.eval.step)
+        deletion = sorted(set(check_fractions(cfg.eval.fractions)))
+        subset_at = round(1 - check_sis(cfg.eval.sis)["subset"], 9)  # keep at 1 - subset leaves the top pixels
+        fractions = sorted(set(steps) | set(deletion) | {subset_at})
+        modes = list(CURVE_MODES.values())  # remove, keep: MIF/LIF and both deletion modes from one pass
+        return cls(steps, deletion, subset_at, MaskGrid(modes, fractions, ranking_patch(cfg), int(cfg.eval.max_rows)))
+
+    def at(self, fractions) -> list:
+        return [self.grid.fractions.index(t) for t in fractions]
+
+    def mode(self, name: str) -> int:
+        return self.grid.modes.index(name)
+
+
+@dataclass
+class Batch:
+    """A chunk of test images on the device: their ids, samples, images, labels and the fill's donors."""
+
+    ids: list
+    samples: list
+    images: torch.Tensor
+    labels: torch.Tensor
+    donors: torch.Tensor | None
+
+    @classmethod
+    def load(cls, test_set, train_set, indices, fill, device) -> "Batch":
+        ids = [test_set.ids[i] for i in indices]
+        samples = [test_set[i] for i in indices]
+        images = torch.stack([x["image"] for x in samples]).to(device)
+        labels = torch.tensor([int(x["label"]) for x in samples], device=device)
+        donors = donor_images(train_set, ids, fill.maps_seed).to(device) if fill.needs_donors else None
+        return cls(ids, samples, images, labels, donors)
+
+    def regions(self) -> dict:
+        """The ground-truth regions the samples carry (shapes: object, marker), stacked."""
+        return {k: torch.stack([torch.as_tensor(x[k]) for x in self.samples]) for k in REGIONS if k in self.samples[0]}
+
+
+class Refill:
+    """The model's softmax on a batch's images ``rows`` with ``removed`` painted by the fill: an SIS
+    re-evaluated with the filling its selection used."""
+
+    def __init__(self, model, batch: Batch, fill):
+        self.model, self.batch, self.fill = model, batch, fill
+
+    @torch.no_grad()
+    def __call__(self, rows, removed):
+        b = self.batch
+        donors = b.donors[rows] if b.donors is not None else None
+        painted = self.fill.apply(b.images[rows], removed, [b.ids[i] for i in rows.tolist()], donors)
+        return torch.softmax(self.model(painted), 1)
+
+
+class Tally:
+    """What one ranking accumulates over the batches."""
+
+    def __init__(self, name: str, estimator: str, reduce: str, sis: dict):
+        self.name, self.estimator, self.reduce = name, estimator, reduce
+        self.normalized, self.predicted, self.correct = [], [], []
+        iterative = parse(estimator)[0] == "iterative" and iterative_of(estimator).sis
+        self.sis = SisStats(**sis) if iterative else None
+
+    def add(self, logits, target, measures: Measures, labels) -> None:
+        steps = logits[:, :, measures.at(measures.steps)]
+        self.normalized.append(normalized_target_logits(steps, target).cpu().numpy())
+        self.predicted.append(steps.argmax(-1).cpu().numpy())
+        deleted = logits[:, :, measures.at(measures.deletion)]
+        self.correct.append((deleted.argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
+
+    def result(self, measures: Measures, num_classes: int, modes) -> dict:
+        result = summarize_curves(measures.steps, np.concatenate(self.normalized))
+        result["predictions"] = prediction_shift(np.concatenate(self.predicted), num_classes)
+        acc = np.concatenate(self.correct).mean(0)  # (2 modes, deletion fractions)
+        deletion = measures.deletion
+        result["deletion"] = {
+            mode: {"fractions": deletion, "accuracy": acc[measures.mode(mode)].tolist()} for mode in modes
+        }
+        result["accuracy_unmasked"] = float(acc[0, deletion.index(0.0)]) if 0.0 in deletion else None
+        if self.sis is not None:
+            result["sis"] = self.sis.result()
+        return result
+
+
+def own_class(clean_logits, labels, target: str):
+    """The class a model's own maps of kind ``target`` (attribute.target) explain: its prediction on the
+    clean image, its runner-up, or the label."""
+    if target == "label":
+        return labels
+    top = clean_logits.topk(2, 1).indices
+    return top[:, 0] if target == "predicted" else top[:, 1]
+
+
+@dataclass
+class RankingPass:
+    """The model, the data and the bound fill of one roar-eval pass. ``own_target``: the maps are another
+    model's (``eval.order_from``), so MIF/LIF score this model's own class of that kind (``own_class``)
+    rather than the class the other model's maps explain."""
+
+    model: object
+    test_set: object
+    train_set: object
+    fill: object  # a BoundFill
+    device: object
+    own_target: str | None = None
+
+    def add(self, batch: Batch, entries: list, tallies: list, measures: Measures) -> None:
+        """Every ranking's masked logits of one batch, into its tally. ``entries``: each image's maps entry."""
+        seed, clean = self.fill.maps_seed, measures.grid.fractions.index(0.0)
+        paints = not (self.fill.drops_tokens or self.fill.leakage_control)  # an SIS is re-evaluated painted
+        for tally in tallies:
+            est = tally.estimator
+            maps = torch.from_numpy(np.stack([entry[est][1] for entry in entries])).to(self.device)
+            ranks = feature_ranks(ranking_scores(maps, tally.reduce, measures.grid.patch), batch.ids, seed)
+            logits = masked_logits(self.model, batch.images, ranks, measures.grid, self.fill, batch.donors, batch.ids)
+            if self.own_target is None:  # the class the maps explain (this model's own maps)
+                target = torch.tensor([entry[est][2]["target"] for entry in entries], device=self.device)
+            else:  # another model's maps: the class this model's own maps would explain
+                target = own_class(logits[:, measures.mode("remove"), clean], batch.labels, self.own_target)
+            tally.add(logits, target, measures, batch.labels)
+            if tally.sis is not None:
+                probs = logits.softmax(-1)
+                trace = torch.tensor([entry[est][2]["trace"] for entry in entries], device=self.device)
+                tally.sis.add(
+                    maps[:, 0].round().long(),
+                    trace,
+                    batch.labels,
+                    probs[:, 0, clean],
+                    probs[:, measures.mode("keep"), measures.grid.fractions.index(measures.subset_at)],
+                    batch.regions(),
+                    Refill(self.model, batch, self.fill) if paints else None,
+                )
+
+    def run(self, cfg, indices, rankings, folders, bar) -> dict:
+        """{ranking: curves and deletion accuracies} over the test images ``indices``; ``rankings``: (name,
+        estimator, reduce); ``folders``: {estimator: maps folder}."""
+        measures, wanted, size = Measures.of(cfg), set(indices), int(cfg.eval.batch_size)
+        tallies = [Tally(name, est, red, check_sis(cfg.eval.sis)) for name, est, red in rankings]
+        streams = {est: iter_maps(folders[est], "test") for est in sorted({est for _, est, _ in rankings})}
+        chunk = []
+        for i, sid in enumerate(self.test_set.ids):
+            entry = {est: next(stream, (None, None, None)) for est, stream in streams.items()}
+            for est, (found, _, _) in entry.items():
+                if found != sid:
+                    raise RoarError(
+                        f"{folders[est]}: test sample {i} is {found}, the dataset has {sid} there. Rerun roar-attribute."
+                    )
+            if i in wanted:
+                chunk.append((i, entry))
+            if chunk and (len(chunk) == size or i == len(self.test_set.ids) - 1):
+                batch = Batch.load(self.test_set, self.train_set, [k for k, _ in chunk], self.fill, self.device)
+                self.add(batch, [e for _, e in chunk], tallies, measures)
+                bar.update(len(chunk))
+                chunk = []
+        return {t.name: t.result(measures, self.test_set.num_classes, cfg.eval.modes) for t in tallies}
