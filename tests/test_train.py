@@ -149,7 +149,7 @@ def test_checkpoint_loads_with_weights_only_and_rejects_another_model(make_cfg):
         load_classifier(metrics["checkpoint"], model={"name": "resnet20", "params": {"width": 16}})
     import json
 
-    from roar.training.run import check_run_dir_identity
+    from roar.training.status import check_run_dir_identity
 
     resnet20 = make_cfg("model=resnet20", *QUICK)
     other = run_key(resnet20).folder / "checkpoints"
