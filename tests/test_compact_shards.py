@@ -13,13 +13,12 @@ import torch
 from conftest import QUIET, TINY_BASE, base_name
 from roar.attribution.run import attribute
 from roar.config import compose_config
-from roar.data.masked import set_folder
 from roar.data.shapes import save_image_folder
 from roar.errors import RoarError
 from roar.evaluate.leakage import mask_recoverability
 from roar.masking.fills import FILLS
 from roar.masking.write import write_masks
-from roar.store.experiment import verify_all
+from roar.store.experiment import set_folder, verify_all
 from roar.store.maps import iter_maps
 from roar.store.resolve import run_key
 from roar.training.run import run_data, train
@@ -251,7 +250,7 @@ def test_uint8_and_encoded_sources_equal_npy_on_8_bit_photos(tmp_path):
 
 
 def test_the_planner_prices_a_bucket_set_as_written(root):
-    from roar.report.plan import make_plan
+    from roar.plan.bill import make_plan
 
     plan = make_plan(cfg(root, "attribute.estimators=[grad]", "mask.estimators=[grad]", GRID, config="pipeline"))
     shards = root / "default" / "shards" / BASE

@@ -9,7 +9,7 @@ import pytest
 
 from roar.config import compose_config
 from roar.errors import RoarError
-from roar.report.plan import check_space, make_plan
+from roar.plan.bill import check_space, make_plan
 from roar.stages.pipeline import run_pipeline
 from roar.stages.preflight import grid_jobs
 
@@ -69,7 +69,8 @@ def test_calibration_prices_the_grid_in_device_hours(make_cfg):
             "paths.output_root=/tmp/x",
         ],
     )
-    from roar.report.plan import calibrate, data_facts
+    from roar.plan.calibrate import calibrate
+    from roar.plan.facts import data_facts
 
     facts = data_facts(cfg)
     calibrated = calibrate(cfg, facts["shape"], facts["num_classes"], 3)

@@ -167,12 +167,8 @@ def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, referenc
     return out
 
 
-def attribute(cfg: DictConfig) -> dict:
-    """Compute this task's shards; returns {estimator: manifest or None while shards are missing}."""
-    suite = check_config(cfg)
-    device = resolve_device(cfg.trainer.accelerator)
-    datasets = {split: build_dataset(cfg.data, split) for split in cfg.attribute.splits}
-    probe = datasets[cfg.attribute.splits[0]]
+def check_data(cfg, suite, probe) -> bool:
+    """Refuse what the data or the fill cannot give the estimators; whether LIME drops a ViT's tokens."""
     missing = [k for k in suite.needs if k not in probe[0]]
     if missing:
         raise RoarError(
@@ -186,6 +182,32 @@ def attribute(cfg: DictConfig) -> dict:
             f"{', '.join(painters)} paint removed pixels with the fill; fill=token_drop paints nothing. "
             f"Use a painting fill (channel_mean, zero, constant, blur, random_image) for them."
         )
+    return token_drop
+
+
+def output_sets(cfg, suite, reference, ckpt_sha: str, fingerprints: dict) -> dict:
+    """{estimator: its maps' OutputSet}, each with the settings its maps depend on: the reference where the
+    maps are made with it (a fill baseline, or an iterative ranking that paints with the fill)."""
+
+    def paints(name):  # an iterative ranking that masks with the fill (learned masks use distractors instead)
+        return name in suite.iterative and not iterative_of(name).distractors
+
+    size, outs = int(cfg.attribute.shard_size), {}
+    for n in suite.names:
+        uses = reference if suite.fill_baseline or paints(n) else None  # part of the maps' identity
+        outs[n] = OutputSet(
+            maps_key(cfg, n).folder, settings_for(cfg, n, ckpt_sha, fingerprints, uses, fill=paints(n)), size
+        )
+    return outs
+
+
+def attribute(cfg: DictConfig) -> dict:
+    """Compute this task's shards; returns {estimator: manifest or None while shards are missing}."""
+    suite = check_config(cfg)
+    device = resolve_device(cfg.trainer.accelerator)
+    datasets = {split: build_dataset(cfg.data, split) for split in cfg.attribute.splits}
+    probe = datasets[cfg.attribute.splits[0]]
+    token_drop = check_data(cfg, suite, probe)
     reference = (
         Reference(cfg, probe[0]["image"].shape[0], datasets.get("train"))
         if suite.fill_baseline or (suite.needs_fill and not token_drop)
@@ -194,29 +216,14 @@ def attribute(cfg: DictConfig) -> dict:
     key = base_key(cfg)
     model = load_base_model(key, cfg.model, probe.num_classes, list(probe[0]["image"].shape)).to(device)
     ckpt_sha = sha256_file(key.checkpoint)
-
-    def paints(name):  # an iterative ranking that masks with the fill (learned masks use distractors instead)
-        return name in suite.iterative and not iterative_of(name).distractors
-
-    def uses(name):  # the reference is part of the identity of the maps made with it
-        return reference if suite.fill_baseline or paints(name) else None
-
     pool = None
     if suite.needs_pool:
         train_set = datasets.get("train") or (reference.train_set if reference else build_dataset(cfg.data, "train"))
         pool = donor_pool(train_set, int(suite.params["mask_pool"]), int(cfg.maps_seed)).to(device)
-
     fingerprints = {split: ds.fingerprint() for split, ds in datasets.items()}
     check_trained_on(key.folder, read_json(key.metrics) or {}, fingerprints, cfg.data.get("root"))
     size = int(cfg.attribute.shard_size)
-    outs = {
-        n: OutputSet(
-            maps_key(cfg, n).folder,
-            settings_for(cfg, n, ckpt_sha, fingerprints, uses(n), fill=paints(n)),
-            size,
-        )
-        for n in suite.names
-    }
+    outs = output_sets(cfg, suite, reference, ckpt_sha, fingerprints)
     counts = {split: len(ds) for split, ds in datasets.items()}
     plan = plan_shards(outs.values(), counts, cfg.attribute.shard_id, cfg.attribute.num_shards, cfg.overwrite)
     total = samples_in(plan, counts, size)

@@ -13,14 +13,13 @@ that ran out. Every sample is seen exactly once per epoch apart from those few r
 
 import math
 import multiprocessing
-import os
 import random
-from pathlib import Path
 
 from torch.utils.data import IterableDataset, get_worker_info
 
 from roar.data.local import SourceDecoder
 from roar.errors import RoarError
+from roar.store.experiment import image_set_folder, set_folder
 from roar.store.keys import METRICS
 from roar.store.manifest import MANIFEST, read_manifest, shard_files, verify_manifest
 from roar.store.masked import AT_LOAD, decode_masked_sample
@@ -205,37 +204,19 @@ def shuffled(stream, size: int, rng: random.Random):
     yield from buffer
 
 
-def image_set_folder(folder, manifest: dict) -> Path | None:
-    """The image set a bucket set is read beside (its manifest names it relative to its folder), else None."""
-    images = manifest.get("images")
-    return Path(os.path.normpath(Path(folder) / images)) if images else None
-
-
-def set_folder(key):
-    """The folder a retrain run of ``key`` (a ShardSetKey) reads: its materialized set when one is
-    complete, else its ranking's bucket set (``mask.format=buckets``) when that is, else the
-    materialized set's folder (for the error)."""
-    for folder in (key.folder, key.buckets.folder):
-        if (folder / MANIFEST).exists():
-            return folder
-    return key.folder
-
-
-def open_shard_set(
-    key, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000, splits=("train", "test")
-) -> list:
-    """The ``splits`` of the shard set of ``key`` (a ShardSetKey: ``set_folder``) for a retrain run, after
-    checking it exists, holds them, comes from the run's dataset and verifies, once. With ``on_error=skip`` a set
-    that does not verify is read all the same (its unreadable samples skipped), the mismatch printed and kept as
-    each split's ``manifest_problem`` for the run's metrics."""
-    if on_error not in ON_ERROR:
-        raise RoarError(f"retrain.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
-    folder = set_folder(key)
-    make = (
-        f"roar-mask name={key.base.experiment_dir.name} data={key.base.data} model={key.base.model} augment={key.base.augment} "
+def make_command(key) -> str:
+    """The roar-mask command that writes the shard set of ``key`` (a ShardSetKey), for errors."""
+    base = key.base
+    return (
+        f"roar-mask name={base.experiment_dir.name} data={base.data} model={base.model} augment={base.augment} "
         f"mask.estimators=[{key.estimator}] mask.modes=[{key.mode}] reduce={key.reduce} fill=... (the same fill)"
     )
-    manifest = read_manifest(folder)
+
+
+def checked_manifest(key, folder, splits) -> dict:
+    """The (unverified) manifest of the set a retrain run of ``key`` reads from ``folder``, after checking it is
+    finished, holds ``splits``, comes from the run's dataset and, for a bucket set, its image set is the one."""
+    manifest, make = read_manifest(folder), make_command(key)
     if manifest is None and shard_files(folder):
         raise RoarError(
             f"{folder} holds {len(shard_files(folder))} shard(s) but its {MANIFEST} is missing or "
@@ -265,24 +246,43 @@ def open_shard_set(
                 f"The bucket set {folder} is read with the image set {images}, which is "
                 f"{'missing' if found is None else 'another one than it was made with'}. Rerun roar-mask with mask.format=buckets."
             )
-    problem = None  # retrain.on_error=skip skips unreadable samples, never the verification
+    return manifest
+
+
+def verified(folder, manifest: dict, on_error: str) -> tuple:
+    """(manifest, problem): the set (and a bucket set's image set) verified once. With ``on_error=skip`` a set
+    that does not verify is read all the same, the mismatch printed and returned as the problem."""
+    images = image_set_folder(folder, manifest)
     try:
         for checked in (images, folder) if images is not None else (folder,):
             found = verify_manifest(checked)
-        manifest = found
+        return found, None
     except RoarError as err:
         if on_error == "raise":
             raise
-        problem = str(err)
         print(
-            f"[roar-train] warning: {problem} Training on (retrain.on_error=skip: unreadable samples are skipped and "
+            f"[roar-train] warning: {err} Training on (retrain.on_error=skip: unreadable samples are skipped and "
             f"counted); the mismatch is recorded in the run's {METRICS} as manifest_mismatch.",
             flush=True,
         )
+        return manifest, str(err)
+
+
+def open_shard_set(
+    key, seed: int, on_error: str = "raise", shuffle_buffer: int = 1000, splits=("train", "test")
+) -> list:
+    """The ``splits`` of the shard set of ``key`` (a ShardSetKey: ``set_folder``) for a retrain run, after
+    checking it exists, holds them, comes from the run's dataset and verifies, once. With ``on_error=skip`` a set
+    that does not verify is read all the same (its unreadable samples skipped), the mismatch printed and kept as
+    each split's ``manifest_problem`` for the run's metrics."""
+    if on_error not in ON_ERROR:
+        raise RoarError(f"retrain.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
+    folder = set_folder(key)
+    manifest, problem = verified(folder, checked_manifest(key, folder, splits), on_error)
     sets = [
         MaskedShards(folder, split, manifest, seed=seed, on_error=on_error, shuffle_buffer=shuffle_buffer)
         for split in splits
     ]
     for one in sets:
-        one.manifest_problem = problem
+        one.manifest_problem = problem  # retrain.on_error=skip skips unreadable samples, never the verification
     return sets

@@ -14,9 +14,9 @@ import sys
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
-from roar.data.masked import set_folder
 from roar.errors import RoarError
 from roar.masking.buckets import check_on_grid
+from roar.store.experiment import set_folder
 from roar.store.grid import retrain_jobs
 from roar.store.manifest import read_manifest
 from roar.store.resolve import is_retrain, run_key

@@ -1,10 +1,11 @@
-"""What one experiment folder holds, found through the keys: its base models, its retrain runs' metrics,
+"""What one experiment folder holds, found through the keys: the set a retrain run reads, its base models, its retrain runs' metrics,
 its roar-eval results, its shard sets' audits, and the verification of every map and shard set.
 
 The report and ``roar-mask verify`` enumerate an experiment here; nothing outside the store globs an
 experiment folder or reads a setting back out of a folder name.
 """
 
+import os
 from pathlib import Path
 
 from roar.errors import RoarError
@@ -28,6 +29,22 @@ def shards_dir(experiment_dir) -> Path:
 def has_results(experiment_dir) -> bool:
     """Whether the experiment holds anything the report reads (runs, base models, evaluations, the toy)."""
     return any((Path(experiment_dir) / part).exists() for part in RESULTS)
+
+
+def set_folder(key) -> Path:
+    """The folder a retrain run of ``key`` (a ShardSetKey) reads: its materialized set when one is
+    complete, else its ranking's bucket set (``mask.format=buckets``) when that is, else the
+    materialized set's folder (for the error)."""
+    for folder in (key.folder, key.buckets.folder):
+        if (folder / MANIFEST).exists():
+            return folder
+    return key.folder
+
+
+def image_set_folder(folder, manifest: dict) -> Path | None:
+    """The image set a bucket set is read beside (its manifest names it relative to its folder), else None."""
+    images = manifest.get("images")
+    return Path(os.path.normpath(Path(folder) / images)) if images else None
 
 
 def base_keys(experiment_dir) -> list:

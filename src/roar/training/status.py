@@ -6,9 +6,9 @@ verifies now, is redone."""
 from pathlib import Path
 
 from roar.data import build_dataset
-from roar.data.masked import set_folder
 from roar.errors import RoarError
 from roar.models.checkpoint import check_not_damaged, check_trained_on
+from roar.store.experiment import set_folder
 from roar.store.io import read_json
 from roar.store.keys import IDENTITY, RunKey
 from roar.store.manifest import read_manifest, verify_manifest
