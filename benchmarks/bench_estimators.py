@@ -61,7 +61,8 @@ def main():
         f"\n== ResNet-18 (small stem) 32x32, batch {BATCH}: one forward+backward of the batch = {1e3 * floor_fb:.1f} ms"
     )
     print(
-        f"  {'estimator':24s} {'passes':>6s} {'ours img/s':>10s} {'floor img/s':>11s} {'of floor':>8s}   {'captum img/s':>12s} {'vs captum':>9s}"
+        f"  {'estimator':24s} {'passes':>6s} {'ours img/s':>10s} {'floor img/s':>11s} {'of floor':>8s}   "
+        f"{'captum img/s':>12s} {'vs captum':>9s}"
     )
     cases = [(n, [n]) for n in ("grad", "grad_x_input", "ig", "gb")] + [
         (f"trio of {b}", [f"sg-{b}", f"sg_sq-{b}", f"vargrad-{b}"]) for b in ("grad", "gb")
@@ -78,17 +79,21 @@ def main():
         of_floor, vs_captum = floor / times["ours"], times["captum"] / times["ours"]
         goal = 2.5 if len(names) > 1 else 1.0
         print(
-            f"  {label:24s} {suite.passes_per_image:6d} {BATCH / times['ours']:10.2f} {BATCH / floor:11.2f} {of_floor:8.2f}   "
-            f"{BATCH / times['captum']:12.2f} {vs_captum:8.2f}x  floor {verdict(of_floor, 0.9)}, captum {verdict(vs_captum, goal)}"
+            f"  {label:24s} {suite.passes_per_image:6d} {BATCH / times['ours']:10.2f} {BATCH / floor:11.2f} "
+            f"{of_floor:8.2f}   "
+            f"{BATCH / times['captum']:12.2f} {vs_captum:8.2f}x  floor {verdict(of_floor, 0.9)}, captum "
+            f"{verdict(vs_captum, goal)}"
         )
     roar_suite = [n for n in available() if "grad_x_input" not in n]
     shared = EstimatorSuite(roar_suite).passes_per_image
     alone = sum(EstimatorSuite([n]).passes_per_image for n in roar_suite if not n.endswith("_sq"))
     print(
-        f"\n== ROAR's full suite ({len(roar_suite)} estimators: 3 bases, 3 ensembles each, squared bases, random, sobel)"
+        f"\n== ROAR's full suite ({len(roar_suite)} estimators: 3 bases, 3 ensembles each, squared bases, random, "
+        f"sobel)"
     )
     print(
-        f"  forward+backward passes per image: {shared} shared vs {alone} one estimator at a time  {verdict(shared, 432, higher_is_better=False)}"
+        f"  forward+backward passes per image: {shared} shared vs {alone} one estimator at a time  "
+        f"{verdict(shared, 432, higher_is_better=False)}"
     )
 
 

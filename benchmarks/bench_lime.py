@@ -28,7 +28,8 @@ def main(images: int = 256, samples: int = 1000, patches: int = 64):
     ratio = t["per image"] / t["batched"]
     print(f"\n== LIME's ridge fits: {images} images, {samples} perturbations, {patches} patches")
     print(
-        f"  scikit-learn Ridge per image {t['per image'] * 1000:.1f} ms, one batched solve {t['batched'] * 1000:.2f} ms: "
+        f"  scikit-learn Ridge per image {t['per image'] * 1000:.1f} ms, one batched solve "
+        f"{t['batched'] * 1000:.2f} ms: "
         f"{ratio:.0f}x  {verdict(ratio, 20)}; max coefficient difference {diff:.1e}"
     )
 

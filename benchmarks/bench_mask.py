@@ -78,7 +78,8 @@ def bench_masking(tmp):
     mean, _ = compute_channel_stats(data)
     maps = torch.rand(N, 3, 32, 32)
     print(
-        f"\n== Masking and writing {N} shapes images (32x32x3) at ROAR's {len(FRACTIONS)} fractions (img/s counts each image once per fraction)"
+        f"\n== Masking and writing {N} shapes images (32x32x3) at ROAR's {len(FRACTIONS)} fractions (img/s counts "
+        f"each image once per fraction)"
     )
     for fmt in ("npy", "png"):
         ours, plain = [], []
@@ -93,7 +94,8 @@ def bench_masking(tmp):
         ratio, n = t_plain / t_ours, N * len(FRACTIONS)
         print(
             f"  {fmt}: roar-mask {n / t_ours:8.0f} img/s, plain tar of the same bytes {n / t_plain:8.0f} img/s: "
-            f"ratio {ratio:.2f}  {verdict(ratio, 0.8)};  {size:,.0f} bytes/sample on disk ({len(image):,} of them the image)"
+            f"ratio {ratio:.2f}  {verdict(ratio, 0.8)};  {size:,.0f} bytes/sample on disk ({len(image):,} of them "
+            f"the image)"
         )
 
 
@@ -142,7 +144,8 @@ def bench_loader(tmp):
     ratio = t_mem / t_shards
     print(f"\n== A training epoch of ResNet-18 (small stem) at 32x32, {n} images, batch 64")
     print(
-        f"  in-memory tensors {n / t_mem:.1f} img/s, shards {n / t_shards:.1f} img/s: ratio {ratio:.3f}  {verdict(ratio, 0.9)}"
+        f"  in-memory tensors {n / t_mem:.1f} img/s, shards {n / t_shards:.1f} img/s: ratio {ratio:.3f}  "
+        f"{verdict(ratio, 0.9)}"
     )
 
 

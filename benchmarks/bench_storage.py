@@ -145,7 +145,8 @@ def bench_loader(folders: dict, n: int, accelerator: str = "cpu"):
     t = {k: sorted(v)[1] for k, v in times.items()}
     steps = n / 64 - 1
     print(
-        f"\n== A training epoch of ResNet-18 (small stem) at 32x32 on {accelerator}, {n} images, batch 64 (first batch not timed)"
+        f"\n== A training epoch of ResNet-18 (small stem) at 32x32 on {accelerator}, {n} images, batch 64 (first "
+        f"batch not timed)"
     )
     print(
         "  "

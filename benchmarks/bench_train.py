@@ -72,7 +72,8 @@ def bench_fpa_overhead():
         ratio = t["fpa"] / t["none"]
         print(
             f"  {model:9s} {shape}, batch {batch_size}: none {1e3 * t['none'] / steps:7.2f} ms/step, "
-            f"fpa {1e3 * t['fpa'] / steps:7.2f} ms/step, fpa/none = {ratio:.3f}  {verdict(ratio, 1.05, higher_is_better=False)}"
+            f"fpa {1e3 * t['fpa'] / steps:7.2f} ms/step, fpa/none = {ratio:.3f}  "
+            f"{verdict(ratio, 1.05, higher_is_better=False)}"
         )
 
 
@@ -90,7 +91,8 @@ def bench_fpa_vs_loop():
         rounds=3,
     )
     print(
-        f"  loop {1e3 * t['loop']:.1f} ms, vectorized {1e3 * t['vectorized']:.3f} ms: speedup {t['loop'] / t['vectorized']:.0f}x"
+        f"  loop {1e3 * t['loop']:.1f} ms, vectorized {1e3 * t['vectorized']:.3f} ms: speedup "
+        f"{t['loop'] / t['vectorized']:.0f}x"
     )
 
 
@@ -134,7 +136,8 @@ def bench_lightning_vs_plain():
     light_ips = timed / float(np.median(results["lightning"]))
     ratio = light_ips / plain_ips
     print(
-        f"  plain {plain_ips:.1f} img/s, Lightning {light_ips:.1f} img/s: Lightning/plain = {ratio:.3f}  {verdict(ratio, 0.9)}"
+        f"  plain {plain_ips:.1f} img/s, Lightning {light_ips:.1f} img/s: Lightning/plain = {ratio:.3f}  "
+        f"{verdict(ratio, 0.9)}"
     )
 
 

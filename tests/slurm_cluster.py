@@ -17,7 +17,8 @@ def ensure_installed() -> None:
     missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "scontrol") if not shutil.which(b)]
     if missing:
         raise RuntimeError(
-            f"SLURM tests need {', '.join(missing)}: run `make system` (apt-get install {' '.join(PACKAGES)}) or `make test`."
+            f"SLURM tests need {', '.join(missing)}: run `make system` (apt-get install {' '.join(PACKAGES)}) or "
+            f"`make test`."
         )
 
 

@@ -154,7 +154,7 @@ def test_non_finite_maps_name_their_samples(outputs, monkeypatch):
 
     original = EstimatorSuite.__call__
 
-    def poisoned(self, model, x, target, ids=None, reference=None, extras=None, fill=None, pool=None):
+    def poisoned(self, model, x, target, ids=None, reference=None, extras=None, fill=None, pool=None):  # noqa: PLR0913 (the estimator call it stands in for)
         maps = original(self, model, x, target, ids, reference, extras)
         maps["grad"][0, 0, 0, 0] = float("nan")
         return maps

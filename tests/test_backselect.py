@@ -222,9 +222,9 @@ def test_gbs_maps_through_roar_attribute_carry_traces_and_rank_for_roar_mask(tin
 @pytest.mark.slow
 def test_sis_find_the_planted_shortcut_on_shapes(tmp_path):
     """shapes with its class marker in every image (shortcut_prob=1): the SIS hold the marker's pixels far
-    above their share of the image, and far more so than the object's. A small run (3,000 training and 96 test images, 8 epochs,
-    test accuracy 0.906, k = 16, tau 0.7); thresholds from its measured values with margin. The full run
-    (README) measured 66x for the marker, 4.2x for the object. The issue's guess, half of all SIS pixels on
+    above their share of the image, and far more so than the object's. A small run (3,000 training and 96 test
+    images, 8 epochs, test accuracy 0.906, k = 16, tau 0.7); thresholds from its measured values with margin.
+    The full run (README) measured 66x for the marker, 4.2x for the object. The issue's guess, half of all SIS pixels on
     the marker, is not what happens: the model's SIS combine marker and object pixels."""
     from conftest import QUIET
     from roar.attribution.run import attribute

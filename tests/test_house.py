@@ -59,6 +59,35 @@ def test_the_path_check_sees_a_literal(tmp_path):
     """The check above can fail: a planted literal in code is found, the same words in a docstring are not."""
     planted = tmp_path / "planted.py"
     planted.write_text(
-        '"""Reads metrics.json."""\n\n\ndef f(folder):\n    return folder / "checkpoints/last.ckpt", "runs", "runs/x", "test-000000.tar", "a run"\n'
+        '"""Reads metrics.json."""\n\n\ndef f(folder):\n    return folder / "checkpoints/last.ckpt", "runs", '
+        '"runs/x", "test-000000.tar", "a run"\n'
     )
     assert path_literals(planted) == [(5, "checkpoints/last.ckpt"), (5, "runs"), (5, "runs/x"), (5, "test-000000.tar")]
+
+
+ROOM = 350  # lines in a file of src/
+STRAIGHT = 60  # lines in a function
+
+
+def long_functions(path: Path) -> list:
+    """(name, lines) of every function in ``path`` longer than STRAIGHT lines."""
+    tree = ast.parse(path.read_text())
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > STRAIGHT
+    ]
+
+
+def test_rooms_are_small_and_bodies_straight():
+    """No file of src/ over 350 lines, no function over 60: a hub grows into rooms, not into one long body."""
+    sources = sorted(SRC.parent.rglob("*.py"))
+    big = {str(p.relative_to(SRC.parent)): n for p in sources if (n := len(p.read_text().splitlines())) > ROOM}
+    long = {str(p.relative_to(SRC.parent)): hits for p in sources if (hits := long_functions(p))}
+    assert (big, long) == ({}, {})
+
+
+def test_the_size_check_sees_a_long_function(tmp_path):
+    planted = tmp_path / "long.py"
+    planted.write_text("def f():\n" + "    x = 1\n" * STRAIGHT + "    return x\n")
+    assert long_functions(planted) == [("f", STRAIGHT + 2)]

@@ -54,6 +54,33 @@ def test_a_token_dropping_vit_is_consistent_by_construction_and_a_painted_cnn_is
     assert all(r["ci_low"] <= r["mean"] <= r["ci_high"] for r in cnn["curve"][:-1] if not math.isnan(r["ci_low"]))
 
 
+def targets_at_full_removal(root, mine, patches, source):
+    """(clean logits, logits with every pixel filled, this model's predictions, the other model's maps'
+    targets) on the 64 evaluated test images."""
+    import torch
+
+    from roar.config import compose_config
+    from roar.data import build_dataset
+    from roar.data.stats import channel_stats
+    from roar.evaluate.run import subset
+    from roar.models.checkpoint import load_base_model
+    from roar.store.maps import iter_maps
+    from roar.store.resolve import base_key
+
+    cfg = compose_config("eval", [*mine, "eval.rankings=[grad]", *patches])
+    test_set = build_dataset(cfg.data, "test")
+    model = load_base_model(base_key(cfg), cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
+    idx = subset(len(test_set), 64, 0)
+    x = torch.stack([test_set[i]["image"] for i in idx])
+    mean = channel_stats(build_dataset(cfg.data, "train"), cfg.data, cfg.paths.cache_dir)["mean"]
+    with torch.no_grad():
+        clean, empty = model(x), model(torch.tensor(mean).view(1, -1, 1, 1).expand_as(x).contiguous())
+    maps_targets = [
+        meta["target"] for _, _, meta in iter_maps(root / "default" / "attributions" / source / "grad", "test")
+    ]
+    return clean, empty, clean.argmax(1), torch.tensor(maps_targets)[idx]
+
+
 @pytest.mark.slow
 def test_another_models_order_consistency_and_the_report(tmp_path):
     """roar-eval in another base model's order (eval.order_from: the paper's reference order and the
@@ -85,27 +112,7 @@ def test_another_models_order_consistency_and_the_report(tmp_path):
     assert theirs["target"].startswith("this model's own predicted class") and own["target"].startswith("the maps'")
     # MIF at t = 1 (every patch filled: the same image whatever the order) scores this model's own
     # prediction, not the class the other model's maps explain
-    import torch
-
-    from roar.data import build_dataset
-    from roar.data.stats import channel_stats
-    from roar.evaluate.run import subset
-    from roar.models.checkpoint import load_base_model
-    from roar.store.maps import iter_maps
-
-    cfg = compose_config("eval", [*mine, "eval.rankings=[grad]", *patches])
-    test_set = build_dataset(cfg.data, "test")
-    model = load_base_model(base_key(cfg), cfg.model, test_set.num_classes, list(test_set[0]["image"].shape))
-    idx = subset(len(test_set), 64, 0)
-    x = torch.stack([test_set[i]["image"] for i in idx])
-    mean = channel_stats(build_dataset(cfg.data, "train"), cfg.data, cfg.paths.cache_dir)["mean"]
-    with torch.no_grad():
-        clean, empty = model(x), model(torch.tensor(mean).view(1, -1, 1, 1).expand_as(x).contiguous())
-    maps_targets = [
-        meta["target"] for _, _, meta in iter_maps(root / "default" / "attributions" / source / "grad", "test")
-    ]
-    theirs_target = torch.tensor(maps_targets)[idx]
-    mine_target = clean.argmax(1)
+    clean, empty, mine_target, theirs_target = targets_at_full_removal(root, mine, patches, source)
     assert (mine_target != theirs_target).any()  # the two models disagree on some images
 
     def mif_at_one(target):

@@ -23,7 +23,7 @@ OFFSET = {0: 0.004, 1: -0.006, 2: 0.002}
 SOBEL_OFFSET = {0: -0.005, 1: 0.003, 2: 0.004}
 
 
-def write_run(exp, est, t, seed, acc, dataset="digits", mode="remove", fill="channel_mean", **extra):
+def write_run(exp, est, t, seed, acc, dataset="digits", mode="remove", fill="channel_mean", **extra):  # noqa: PLR0913 (a synthetic run's fields)
     d = exp / "runs" / f"{dataset}-resnet8-none" / est / mode / fill / format(t, "g") / f"seed={seed}"
     d.mkdir(parents=True, exist_ok=True)
     metrics = {

@@ -12,7 +12,7 @@ from roar.report.analysis import verdicts
 from roar.report.leakage_audit import audit_verdicts, consistency
 
 
-def run(base, est, t, seed, acc, mode="remove", fill="channel_mean", reduce="abs_sum"):
+def run(base, est, t, seed, acc, mode="remove", fill="channel_mean", reduce="abs_sum"):  # noqa: PLR0913 (a synthetic run's fields)
     return {
         "base": base,
         "estimator": est,

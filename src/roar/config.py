@@ -32,7 +32,8 @@ def _config_dir() -> Path:
         if (folder / "roar.yaml").is_file():
             return folder
     raise RoarError(
-        f"roar's configs are missing: neither {here / 'conf'} nor {here.parent.parent / 'conf'} holds roar.yaml. Reinstall roar (pip install .)."
+        f"roar's configs are missing: neither {here / 'conf'} nor {here.parent.parent / 'conf'} holds roar.yaml. "
+        f"Reinstall roar (pip install .)."
     )
 
 

@@ -7,6 +7,8 @@ samples ``[s * shard_size, (s + 1) * shard_size)`` of a split and is computed by
 Map noise (SmoothGrad, VarGrad) and the random control are drawn per (``maps_seed``, sample id).
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -45,7 +47,8 @@ def check_config(cfg) -> EstimatorSuite:
         )
     if stored_reduction(cfg) == "none":
         raise RoarError(
-            "attribute.store=reduced stores maps reduced by reduce=, and reduce=none keeps them full: use attribute.store=full."
+            "attribute.store=reduced stores maps reduced by reduce=, and reduce=none keeps them full: use "
+            "attribute.store=full."
         )
     if not 0 <= int(a.shard_id) < int(a.num_shards):
         raise RoarError(f"attribute.shard_id={a.shard_id} must be in [0, attribute.num_shards={a.num_shards}).")
@@ -56,7 +59,8 @@ def check_config(cfg) -> EstimatorSuite:
     if selectors and fill_of(cfg.fill).depends_on_mask:
         raise RoarError(
             f"{', '.join(selectors)} select pixels with one image filled everywhere (the reference), and an SIS is "
-            f"re-checked with its own subset filled; fill={cfg.fill.name} paints each pixel from the pixels left, so the "
+            f"re-checked with its own subset filled; fill={cfg.fill.name} paints each pixel from the pixels left, "
+            f"so the "
             f"two fillings differ. Use a fill that paints a pixel the same whatever else is removed (channel_mean, "
             f"zero, constant, blur, random_image, random_colour_image, random_colour_pixel)."
         )
@@ -137,34 +141,56 @@ def storable(name: str, m: torch.Tensor, reduced: str | None):
     return (m / scale.view(-1, *[1] * (m.dim() - 1))).to(torch.float16).cpu().numpy(), scale
 
 
-def compute_shard(suite, model, dataset, start, stop, cfg, device, bar, reference=None, pool=None):
-    """{estimator: [samples of the maps format]} for samples [start, stop) of ``dataset``; ``pool``: the
-    distractor images of learned masks."""
-    out = {n: [] for n in suite.names}
-    bs, reduced = int(cfg.attribute.batch_size), stored_reduction(cfg)
-    for lo in range(start, stop, bs):
-        samples = [dataset[i] for i in range(lo, min(lo + bs, stop))]
+@dataclass(frozen=True)
+class Attributor:
+    """What computing maps needs besides the samples: the base model, the config, the device, the progress
+    bar, the Reference (x0 of ``baseline=fill`` and the painted images) and ``pool`` (learned masks'
+    distractor images)."""
+
+    model: object
+    cfg: object
+    device: object
+    bar: object
+    reference: object = None
+    pool: object = None
+
+    def compute_shard(self, suite, dataset, start: int, stop: int) -> dict:
+        """{estimator: [samples of the maps format]} of ``suite``'s estimators for samples [start, stop) of
+        ``dataset``."""
+        out = {n: [] for n in suite.names}
+        bs = int(self.cfg.attribute.batch_size)
+        for lo in range(start, stop, bs):
+            samples = [dataset[i] for i in range(lo, min(lo + bs, stop))]
+            ids = [dataset.ids[i] for i in range(lo, min(lo + bs, stop))]
+            for name, made in self.batch(suite, samples, ids).items():
+                out[name] += made
+            self.bar.update(len(samples))
+        return out
+
+    def batch(self, suite, samples, ids) -> dict:
+        model, cfg, device, reference = self.model, self.cfg, self.device, self.reference
+        out, reduced = {n: [] for n in suite.names}, stored_reduction(cfg)
         x = torch.stack([s["image"] for s in samples]).to(device)
         labels = torch.tensor([s["label"] for s in samples], device=device)
-        ids = [dataset.ids[i] for i in range(lo, min(lo + bs, stop))]
         target = class_targets(model, x, labels, cfg.attribute.target)
         extras = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in suite.needs}
         painted = reference(x, ids) if reference else None
         baseline = painted if suite.fill_baseline else None
-        maps = suite(model, x, target, ids, baseline, extras, fill=painted if suite.needs_fill else None, pool=pool)
+        fill = painted if suite.needs_fill else None
+        maps = suite(model, x, target, ids, baseline, extras, fill=fill, pool=self.pool)
         for name, m in maps.items():
             bad = ~torch.isfinite(m.flatten(1)).all(1)
             if bad.any():
                 raise RoarError(
-                    f"Estimator {name} gave NaN or infinite maps for samples {[ids[i] for i in torch.nonzero(bad)[:, 0].tolist()]}."
+                    f"Estimator {name} gave NaN or infinite maps for samples "
+                    f"{[ids[i] for i in torch.nonzero(bad)[:, 0].tolist()]}."
                 )
             unit, scale = storable(name, m, reduced)
             trace = suite.traces[name].cpu().tolist() if name in suite.traces else None  # gbs, bs
             for k, sid in enumerate(ids):
                 extra = {"trace": [round(v, 6) for v in trace[k]]} if trace else None
                 out[name].append(map_sample(sid, unit[k], labels[k], target[k], scale[k], extra))
-        bar.update(len(samples))
-    return out
+        return out
 
 
 def check_data(cfg, suite, probe) -> bool:
@@ -172,7 +198,8 @@ def check_data(cfg, suite, probe) -> bool:
     missing = [k for k in suite.needs if k not in probe[0]]
     if missing:
         raise RoarError(
-            f"attribute.estimators has a control that needs ground truth ({', '.join(missing)}); data={cfg.data.name} has none. "
+            f"attribute.estimators has a control that needs ground truth ({', '.join(missing)}); "
+            f"data={cfg.data.name} has none. "
             f"Use a dataset with masks (data=shapes) or drop it."
         )
     token_drop = suite.needs_fill and fill_of(cfg.fill).drops_tokens  # lime drops a ViT's tokens instead
@@ -229,17 +256,17 @@ def attribute(cfg: DictConfig) -> dict:
     total = samples_in(plan, counts, size)
     pixels = int(probe[0]["image"].shape[1] * probe[0]["image"].shape[2])
     print(
-        f"[roar-attribute] {len(suite.names)} estimators, {suite.passes_for(pixels)} forward(+backward) passes per image; "
+        f"[roar-attribute] {len(suite.names)} estimators, {suite.passes_for(pixels)} forward(+backward) passes per "
+        f"image; "
         f"{len(plan)} shard(s), {total} images to compute on {device}"
     )
     by_folder = {o.folder: n for n, o in outs.items()}
     with tqdm(total=total, unit="img", desc="attribute", dynamic_ncols=True, disable=total == 0) as bar:
+        attributor = Attributor(model, cfg, device, bar, reference, pool)
         for split, s, todo in plan:
             ds = datasets[split]
             shard_suite = EstimatorSuite([by_folder[o.folder] for o in todo], **suite.params)
-            written = compute_shard(
-                shard_suite, model, ds, s * size, min((s + 1) * size, len(ds)), cfg, device, bar, reference, pool
-            )
+            written = attributor.compute_shard(shard_suite, ds, s * size, min((s + 1) * size, len(ds)))
             for o in todo:
                 write_sealed(o, split, s, written[by_folder[o.folder]])
     return {n: finish(o, counts) for n, o in outs.items()}

@@ -142,7 +142,8 @@ class BatchAugment:
         _, h, w = image_shape
         if self.name == "fpa" and not self.params["s_max"] < min(h, w):
             raise RoarError(
-                f"augment.params.s_max={self.params['s_max']} must be smaller than the image side ({min(h, w)}), FPA Algorithm 1."
+                f"augment.params.s_max={self.params['s_max']} must be smaller than the image side ({min(h, w)}), "
+                f"FPA Algorithm 1."
             )
         if self.name == "missingness" and (h % self.params["patch_size"] or w % self.params["patch_size"]):
             raise RoarError(

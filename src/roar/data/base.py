@@ -54,7 +54,7 @@ class TensorImageDataset(ImageDataset):
     """An in-memory dataset: ``images`` (N, C, H, W) float in [0, 1], ``labels`` (N,), optional extra
     per-sample tensors (e.g. ground-truth masks) returned under their own keys."""
 
-    def __init__(self, name, split, images, labels, ids, classes, extras=None):
+    def __init__(self, name, split, images, labels, ids, classes, extras=None):  # noqa: PLR0913 (a dataset's fields)
         self.name, self.split, self.classes = name, split, list(classes)
         self.images, self.labels, self.ids = images, labels, list(ids)
         self.extras = dict(extras or {})

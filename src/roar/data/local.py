@@ -28,7 +28,7 @@ class LocalImageDataset(ImageDataset):
     (``skip``) is replaced by the next readable sample and counted in ``skipped`` (metrics.json's
     ``skipped_samples``), never hidden."""
 
-    def __init__(self, name, split, base, ids, classes, transform, on_error="raise"):
+    def __init__(self, name, split, base, ids, classes, transform, on_error="raise"):  # noqa: PLR0913 (a dataset's fields)
         self.name, self.split, self.base = name, split, base
         self.ids, self.classes, self.transform = list(ids), list(classes), transform
         if on_error not in ON_ERROR:
@@ -52,8 +52,10 @@ class LocalImageDataset(ImageDataset):
         if side * 2 > int(crop):
             return None
         return (
-            f"[roar-train] note: the images under {file.parent.parent} are about {side}x{side} pixels (first: {file.name}), "
-            f"and data.resize={cfg.get('resize')} data.crop={crop} upsample them {int(crop) / side:.1f}x: much slower to "
+            f"[roar-train] note: the images under {file.parent.parent} are about {side}x{side} pixels (first: "
+            f"{file.name}), "
+            f"and data.resize={cfg.get('resize')} data.crop={crop} upsample them {int(crop) / side:.1f}x: much "
+            f"slower to "
             f"train, no more detail. To train at their size: data.resize={side} data.crop={side}."
         )
 
@@ -92,7 +94,8 @@ class LocalImageDataset(ImageDataset):
             except (OSError, SyntaxError, ValueError) as err:  # truncated or not an image at all
                 if self.on_error == "raise":
                     raise RoarError(
-                        f"{self.path(k)} cannot be read as an image ({err}). Replace or delete it, or pass data.on_error=skip."
+                        f"{self.path(k)} cannot be read as an image ({err}). Replace or delete it, or pass "
+                        f"data.on_error=skip."
                     ) from err
                 with self.skipped.get_lock():
                     self.skipped.value += 1
@@ -158,7 +161,10 @@ def build_cifar100(cfg, split):
 
 
 def _cifar(cfg, split, cls, folder, name):
-    how = f"Download the CIFAR 'python version' archive on a machine with internet and extract it so that {folder}/ exists."
+    how = (
+        f"Download the CIFAR 'python version' archive on a machine with internet and extract it so that "
+        f"{folder}/ exists."
+    )
     root = require_root(cfg, folder, how)
     base = _checked(cfg, lambda: cls(str(root), train=split == "train", download=False))
     ids = [f"{name}-{split}-{i:05d}" for i in range(len(base))]
@@ -205,7 +211,8 @@ def build_imagefolder(cfg, split):
     classes = class_folders(require_root(cfg, train_dir, how) / train_dir)
     if len(classes) < 2:
         raise RoarError(
-            f"data=imagefolder: {root / train_dir} holds {len(classes)} class folder(s) ({classes}); a classifier needs at least 2. {how}"
+            f"data=imagefolder: {root / train_dir} holds {len(classes)} class folder(s) ({classes}); a classifier "
+            f"needs at least 2. {how}"
         )
     if folder != train_dir:
         found = class_folders(root / folder)
@@ -213,7 +220,8 @@ def build_imagefolder(cfg, split):
             only_train, only_test = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
             raise RoarError(
                 f"data=imagefolder: the class folders of {root / folder} differ from those of {root / train_dir} "
-                f"(only in {train_dir}/: {only_train or 'none'}; only in {folder}/: {only_test or 'none'}). Labels come from "
+                f"(only in {train_dir}/: {only_train or 'none'}; only in {folder}/: {only_test or 'none'}). Labels "
+                f"come from "
                 f"{train_dir}/ by name: rename or add folders so both hold the same classes."
             )
     base = _checked(cfg, lambda: NamedClassFolder(str(root / folder), classes))

@@ -96,13 +96,17 @@ class MaskedShards(IterableDataset):
                         except Exception as err:
                             if self.on_error == "raise":
                                 raise RoarError(
-                                    f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or retrain with retrain.on_error=skip (broken samples skipped and counted)."
+                                    f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). "
+                                    f"Rerun roar-mask, or retrain with retrain.on_error=skip (broken samples "
+                                    f"skipped and counted)."
                                 ) from err
                             self._skip(1)
                     j += 1
                 if j - start != count:
                     raise RoarError(
-                        f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. Rerun roar-mask, or retrain with retrain.on_error=skip (broken samples skipped and counted)."
+                        f"Shard {path} holds {j - start} samples, its manifest says {count}: it is truncated. "
+                        f"Rerun roar-mask, or retrain with retrain.on_error=skip (broken samples skipped and "
+                        f"counted)."
                     )
             except RoarError:
                 if self.on_error == "raise":
@@ -172,7 +176,8 @@ class MaskedShards(IterableDataset):
             if image["__key__"] != buckets["__key__"]:
                 raise RoarError(
                     f"{path} holds {decode_key(buckets['__key__'])} where {self.images / path.name} holds "
-                    f"{decode_key(image['__key__'])}: the image set was made from other data. Rerun roar-mask with mask.format=buckets."
+                    f"{decode_key(image['__key__'])}: the image set was made from other data. Rerun roar-mask with "
+                    f"mask.format=buckets."
                 )
             yield {**image, **buckets}
 
@@ -220,23 +225,28 @@ def checked_manifest(key, folder, splits) -> dict:
     if manifest is None and shard_files(folder):
         raise RoarError(
             f"{folder} holds {len(shard_files(folder))} shard(s) but its {MANIFEST} is missing or "
-            f"unreadable (roar-mask did not finish, or the file was damaged). Rerun the same roar-mask to finish it: {make}"
+            f"unreadable (roar-mask did not finish, or the file was damaged). Rerun the same roar-mask to finish "
+            f"it: {make}"
         )
     if manifest is None:
         raise RoarError(
-            f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, fraction={key.fraction}), "
-            f"nor rank buckets at {key.buckets.folder}. Run roar-attribute and then roar-mask with these settings first: {make} "
+            f"No masked shards at {folder} (estimator={key.estimator}, mode={key.mode}, fill={key.fill}, "
+            f"fraction={key.fraction}), "
+            f"nor rank buckets at {key.buckets.folder}. Run roar-attribute and then roar-mask with these settings "
+            f"first: {make} "
             f"(or mask.format=buckets: one set for every mode, fill and fraction)."
         )
     for split in splits:
         if split not in manifest.get("counts", {}):
             raise RoarError(
-                f"The shard set {folder} has no {split} split (its {MANIFEST} lists {sorted(manifest.get('counts', {}))}). "
+                f"The shard set {folder} has no {split} split (its {MANIFEST} lists "
+                f"{sorted(manifest.get('counts', {}))}). "
                 f"Write it with {make} mask.splits=[{split}]."
             )
     if manifest.get("dataset") != key.base.data:
         raise RoarError(
-            f"The shard set {folder} was made from data={manifest.get('dataset')}, not data={key.base.data}. Rerun roar-mask."
+            f"The shard set {folder} was made from data={manifest.get('dataset')}, not data={key.base.data}. Rerun "
+            f"roar-mask."
         )
     images = image_set_folder(folder, manifest)
     if images is not None:  # a bucket set is read beside its base model's image set
@@ -244,7 +254,8 @@ def checked_manifest(key, folder, splits) -> dict:
         if found is None or found.get("settings_hash") != manifest.get("images_settings_hash"):
             raise RoarError(
                 f"The bucket set {folder} is read with the image set {images}, which is "
-                f"{'missing' if found is None else 'another one than it was made with'}. Rerun roar-mask with mask.format=buckets."
+                f"{'missing' if found is None else 'another one than it was made with'}. Rerun roar-mask with "
+                f"mask.format=buckets."
             )
     return manifest
 

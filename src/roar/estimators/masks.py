@@ -79,7 +79,7 @@ def upsample(w: torch.Tensor, size) -> torch.Tensor:
     )
 
 
-def learn_masks(model, x, labels, pool, ids, params, tv: float, trace=None):
+def learn_masks(model, x, labels, pool, ids, params, tv: float, trace=None):  # noqa: PLR0913 (the optimisation's inputs and its settings)
     """(B, 1, H, W) soft masks M^{x s} in [0, 1] for images ``x`` and ``labels``; ``pool`` (N, C, H, W)
     the distractor images. ``trace``: a list that gets each step's mean loss (the tests read it)."""
     b, c, h, w = x.shape

@@ -153,7 +153,8 @@ class EstimatorSuite:
             raise RoarError("estimator samples and ig_steps must be at least 1.")
         if self.params["baseline"] not in BASELINES:
             raise RoarError(
-                f"attribute.params.baseline={self.params['baseline']!r}; valid: black (raw 0, ROAR) or fill (the image the fill paints, FPA)."
+                f"attribute.params.baseline={self.params['baseline']!r}; valid: black (raw 0, ROAR) or fill (the "
+                f"image the fill paints, FPA)."
             )
         self.kinds = {n: parse(n) for n in self.names}
         self.plain = sorted({b for k, b in self.kinds.values() if k in ("base", "sq")})
@@ -187,7 +188,7 @@ class EstimatorSuite:
     def passes_per_image(self) -> int:
         return self.passes_for(None)
 
-    def __call__(self, model, x, target, ids=None, reference=None, extras=None, fill=None, pool=None):
+    def __call__(self, model, x, target, ids=None, reference=None, extras=None, fill=None, pool=None):  # noqa: PLR0913 (what an estimator may read: the model, the batch and its references)
         """{name: maps}. ``reference``: the (B, C, H, W) reference image of ``baseline=fill`` (None:
         black); ``extras``: the batch's ground truth for the controls that need it (``needs``);
         ``fill``: the image the configured fill paints, for iterative rankings (``needs_fill``);

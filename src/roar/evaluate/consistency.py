@@ -79,25 +79,26 @@ def patch_scores(maps: torch.Tensor, params, model) -> torch.Tensor:
     return maps[:, 0, ::p, ::p].flatten(1)
 
 
-def run_consistency(cfg, model, test_set, indices, key, ckpt_sha: str, fill, device):
+def run_consistency(ctx):
     """roar-eval's LIME consistency of the base model on the first ``eval.consistency.images`` evaluated
     test images (0: off); written to ``eval/<base>/<fill>/lime-consistency.json``, skipped when done
-    with the same settings. Returns the result or None."""
+    with the same settings. Returns the result or None. ``ctx``: an EvalContext."""
+    cfg, test_set = ctx.cfg, ctx.test_set
     n = int(cfg.eval.consistency.images)
     if n <= 0:
         return None
-    drop_tokens = bool(fill.drops_tokens)
+    drop_tokens = bool(ctx.fill.drops_tokens)
     params = {
         **DEFAULT_PARAMS,
         "lime_samples": int(cfg.eval.consistency.lime_samples),
         "lime_patch": ranking_patch(cfg),
         "seed": int(cfg.maps_seed),
     }
-    chosen = indices[:n]
+    chosen = ctx.indices[:n]
     settings = {
         "kind": "lime_consistency",
-        "base": key.name,
-        "base_checkpoint_sha256": ckpt_sha,
+        "base": ctx.key.name,
+        "base_checkpoint_sha256": ctx.ckpt_sha,
         "dataset_fingerprint": test_set.fingerprint(),
         "fill": to_plain(cfg.fill),
         "params": params,
@@ -107,16 +108,17 @@ def run_consistency(cfg, model, test_set, indices, key, ckpt_sha: str, fill, dev
     done = read_json(out)
     if not cfg.overwrite and isinstance(done, dict) and done.get("settings_hash") == settings_hash(settings):
         return done
-    images = torch.stack([test_set[i]["image"] for i in chosen]).to(device)
+    images = torch.stack([test_set[i]["image"] for i in chosen]).to(ctx.device)
     ids = [test_set.ids[i] for i in chosen]
     how = "token drop" if drop_tokens else "8 baseline colours"
     print(
-        f"[roar-eval] LIME consistency: {len(chosen)} images x 8 colours ({how}), {params['lime_samples']} perturbations"
+        f"[roar-eval] LIME consistency: {len(chosen)} images x 8 colours ({how}), {params['lime_samples']} "
+        f"perturbations"
     )
     result = {
         **settings,
         "settings_hash": settings_hash(settings),
-        **lime_consistency(model, images, ids, params, drop_tokens),
+        **lime_consistency(ctx.model, images, ids, params, drop_tokens),
     }
     atomic_write_json(out, result)
     return result

@@ -47,7 +47,7 @@ def step_fractions(step: float) -> list:
 
 
 @torch.no_grad()
-def masked_logits(model, images, ranks, grid, fill, donors=None, ids=None) -> torch.Tensor:
+def masked_logits(model, images, ranks, grid, fill, donors=None, ids=None) -> torch.Tensor:  # noqa: PLR0913 (a batch (images, ids, donors), its ranks, the grid and the fill)
     """(B, len(grid.modes), len(grid.fractions), classes) logits of every masked copy of every image.
 
     ``ranks``: (B, F) from ``feature_ranks``, over patches of side ``grid.patch`` when set; ``grid``: a

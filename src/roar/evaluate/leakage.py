@@ -51,7 +51,7 @@ def mask_recoverability(folder, steps: int = 200, batch_size: int = 64, seed: in
     return recoverability(x, m, xt, mt, steps, batch_size, seed)
 
 
-def recoverability(x, m, xt, mt, steps: int = 200, batch_size: int = 64, seed: int = 0):
+def recoverability(x, m, xt, mt, steps: int = 200, batch_size: int = 64, seed: int = 0):  # noqa: PLR0913 (train and test arrays and the probe's settings)
     """{balanced_accuracy, tpr, tnr, ...} of a per-pixel classifier trained on filled images ``x`` to
     predict their removed masks ``m``, scored on (``xt``, ``mt``); None where there is nothing to tell
     apart (no feature masked, or all)."""

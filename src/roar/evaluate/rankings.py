@@ -135,18 +135,15 @@ def own_class(clean_logits, labels, target: str):
     return top[:, 0] if target == "predicted" else top[:, 1]
 
 
-@dataclass
 class RankingPass:
-    """The model, the data and the bound fill of one roar-eval pass. ``own_target``: the maps are another
-    model's (``eval.order_from``), so MIF/LIF score this model's own class of that kind (``own_class``)
-    rather than the class the other model's maps explain."""
+    """One roar-eval pass over ``ctx`` (an EvalContext: the model, the data, the bound fill). ``own_target``:
+    the maps are another model's (``eval.order_from``), so MIF/LIF score this model's own class of that kind
+    (``own_class``) rather than the class the other model's maps explain."""
 
-    model: object
-    test_set: object
-    train_set: object
-    fill: object  # a BoundFill
-    device: object
-    own_target: str | None = None
+    def __init__(self, ctx, own_target: str | None = None):
+        self.ctx, self.own_target = ctx, own_target
+        self.model, self.test_set, self.train_set = ctx.model, ctx.test_set, ctx.train_set
+        self.fill, self.device = ctx.fill, ctx.device
 
     def add(self, batch: Batch, entries: list, tallies: list, measures: Measures) -> None:
         """Every ranking's masked logits of one batch, into its tally. ``entries``: each image's maps entry."""
@@ -175,10 +172,11 @@ class RankingPass:
                     Refill(self.model, batch, self.fill) if paints else None,
                 )
 
-    def run(self, cfg, indices, rankings, folders, bar) -> dict:
-        """{ranking: curves and deletion accuracies} over the test images ``indices``; ``rankings``: (name,
+    def run(self, rankings, folders, bar) -> dict:
+        """{ranking: curves and deletion accuracies} over the evaluated test images; ``rankings``: (name,
         estimator, reduce); ``folders``: {estimator: maps folder}."""
-        measures, wanted, size = Measures.of(cfg), set(indices), int(cfg.eval.batch_size)
+        cfg = self.ctx.cfg
+        measures, wanted, size = Measures.of(cfg), set(self.ctx.indices), int(cfg.eval.batch_size)
         tallies = [Tally(name, est, red, check_sis(cfg.eval.sis)) for name, est, red in rankings]
         streams = {est: iter_maps(folders[est], "test") for est in sorted({est for _, est, _ in rankings})}
         chunk = []
@@ -187,7 +185,8 @@ class RankingPass:
             for est, (found, _, _) in entry.items():
                 if found != sid:
                     raise RoarError(
-                        f"{folders[est]}: test sample {i} is {found}, the dataset has {sid} there. Rerun roar-attribute."
+                        f"{folders[est]}: test sample {i} is {found}, the dataset has {sid} there. Rerun "
+                        f"roar-attribute."
                     )
             if i in wanted:
                 chunk.append((i, entry))

@@ -29,6 +29,7 @@ from roar.estimators import parse
 from roar.estimators.reduce import REDUCTIONS
 from roar.estimators.suite import stores_steps
 from roar.evaluate.consistency import run_consistency
+from roar.evaluate.context import EvalContext
 from roar.evaluate.curves import CURVE_MODES, step_fractions
 from roar.evaluate.rankings import RankingPass
 from roar.evaluate.sis import check_sis
@@ -61,7 +62,8 @@ def check_config(cfg) -> list:
         est, red, named_patch = parse_ranking(name)
         if named_patch is not None:
             raise RoarError(
-                f"eval.rankings has {name!r}: give the granularity once for all rankings, granularity=patch patch_size={named_patch}."
+                f"eval.rankings has {name!r}: give the granularity once for all rankings, granularity=patch "
+                f"patch_size={named_patch}."
             )
         parse(est)
         if red not in REDUCTIONS:
@@ -142,7 +144,8 @@ def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
     """The verified manifest of an estimator's maps, made from this base model and this test set."""
     if not (folder / MANIFEST).exists():
         raise RoarError(
-            f"No maps at {folder}. Run roar-attribute with the same overrides and attribute.estimators=[{folder.name}] first."
+            f"No maps at {folder}. Run roar-attribute with the same overrides and "
+            f"attribute.estimators=[{folder.name}] first."
         )
     manifest = verify_manifest(folder)
     if manifest.get("base_checkpoint_sha256") != ckpt_sha:
@@ -151,7 +154,8 @@ def checked_maps(folder: Path, test_set, ckpt_sha: str) -> dict:
         )
     if manifest["dataset_fingerprints"].get("test") != test_set.fingerprint():
         raise RoarError(
-            f"{folder / MANIFEST} was made from other test data than data={test_set.name} gives now. Rerun roar-attribute."
+            f"{folder / MANIFEST} was made from other test data than data={test_set.name} gives now. Rerun "
+            f"roar-attribute."
         )
     return manifest
 
@@ -168,9 +172,10 @@ class Job:
     out: Path
 
 
-def plan_rankings(cfg, rankings, key, ckpt_sha: str, order: dict, test_set, n_images: int) -> tuple:
+def plan_rankings(ctx: EvalContext, rankings, order: dict) -> tuple:
     """(jobs, results already done, manifests by estimator, maps folders by estimator): every ranking's
     maps verified once, its settings, and whether a finished result with these settings exists."""
+    cfg, key, ckpt_sha, test_set = ctx.cfg, ctx.key, ctx.ckpt_sha, ctx.test_set
     jobs, results, manifests, folders = [], {}, {}, {}
     for name, est, red in rankings:
         if est not in manifests:  # ig and ig.sum share one set of maps: verified once
@@ -198,7 +203,7 @@ def plan_rankings(cfg, rankings, key, ckpt_sha: str, order: dict, test_set, n_im
             "maps_settings_hash": manifest["settings_hash"],
             "eval": {k: v for k, v in to_plain(cfg.eval).items() if k not in OWN_FILES},
             "maps_seed": int(cfg.maps_seed),
-            "test_ids": n_images,
+            "test_ids": len(ctx.indices),
             **({"order_from": order["base"]} if order["base"] != key.name else {}),
             "target": target_used(order["base"] != key.name, manifest),
         }
@@ -228,9 +233,9 @@ def evaluate(cfg: DictConfig) -> dict:
         print(mismatch)
     ckpt_sha = sha256_file(key.checkpoint)
     indices = subset(len(test_set), cfg.eval.max_images, int(cfg.maps_seed))
+    ctx = EvalContext(cfg, model.to(device), key, ckpt_sha, test_set, train_set, indices, fill, device)
     order = order_source(cfg, key, ckpt_sha)
-    jobs, results, manifests, folders = plan_rankings(cfg, rankings, key, ckpt_sha, order, test_set, len(indices))
-    model = model.to(device)
+    jobs, results, manifests, folders = plan_rankings(ctx, rankings, order)
     print(
         f"[roar-eval] {key.name}: {len(rankings)} rankings ({len(results)} already done), "
         f"{len(indices)} test images, fill={cfg.fill.name}, step={cfg.eval.step}, on {device}"
@@ -238,31 +243,19 @@ def evaluate(cfg: DictConfig) -> dict:
     reordered = order["base"] != key.name and manifests
     own_target = str(next(iter(manifests.values())).get("target", "predicted")) if reordered else None
     with tqdm(total=len(indices) if jobs else 0, unit="img", desc="eval", dynamic_ncols=True, disable=not jobs) as bar:
-        ranking_pass = RankingPass(model, test_set, train_set, fill, device, own_target)
-        computed = ranking_pass.run(cfg, indices, [(j.name, j.estimator, j.reduce) for j in jobs], folders, bar)
+        computed = RankingPass(ctx, own_target).run([(j.name, j.estimator, j.reduce) for j in jobs], folders, bar)
     for job in jobs:
         results[job.name] = {**job.settings, "settings_hash": settings_hash(job.settings), **computed[job.name]}
         atomic_write_json(job.out, results[job.name])
     print_fidelity(results)
-    consistency = run_consistency(cfg, model, test_set, indices, key, ckpt_sha, fill, device)
+    consistency = run_consistency(ctx)
     if consistency:
         at = [r for r in consistency["curve"] if r["k"] in (1, consistency["patches"] // 4)]
         print(
             "  LIME consistency (mean Jaccard of top-k over 28 colour pairs, random): "
             + ", ".join(f"k={r['k']} {r['mean']:.3f} ({r['random']:.3f})" for r in at)
         )
-    run_soundness(
-        cfg,
-        model,
-        test_set,
-        train_set,
-        indices,
-        rankings,
-        key,
-        ckpt_sha,
-        device,
-        lambda folder: checked_maps(folder, test_set, ckpt_sha),
-    )
+    run_soundness(ctx, rankings, lambda folder: checked_maps(folder, test_set, ckpt_sha))
     if jobs:  # a rerun that computed nothing adds no wandb run
         log_to_wandb(cfg, results)
     return results

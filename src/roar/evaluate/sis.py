@@ -51,7 +51,7 @@ class SisStats:
         self.heat, self.pixels, self.with_sis, self.verified, self.checked = None, None, 0, 0, 0
         self.regions = {}
 
-    def add(self, steps, trace, labels, probs_full, probs_subset, regions=None, refill=None):
+    def add(self, steps, trace, labels, probs_full, probs_subset, regions=None, refill=None):  # noqa: PLR0913 (one batch's measurements)
         """One batch. ``steps`` (B, H, W) removal steps, ``trace`` (B, T) confidences, ``probs_full`` /
         ``probs_subset`` (B, classes) softmax on the clean image and on its top-``subset`` pixels;
         ``regions`` {name: (B, H, W) bool}; ``refill(rows, removed)``: the model's softmax on images
@@ -90,11 +90,8 @@ class SisStats:
             self.verified += int((again >= self.tau_map - 1e-4).sum())
             self.checked += int(has.sum())
 
-    def result(self) -> dict:
-        sizes = np.concatenate(self.sizes)
-        correct = np.concatenate(self.correct)
-        full, kept = np.concatenate(self.full), np.concatenate(self.kept)
-        p = self.pixels
+    def size_rows(self, sizes, correct) -> tuple:
+        """(size rows, correct-vs-misclassified rows), one of each per tau (paper sections 4.1, 4.2)."""
         size_rows, versus = [], []
         for k, tau in enumerate(self.taus):
             s = sizes[:, k]
@@ -102,7 +99,7 @@ class SisStats:
             mean = float(s[ok].mean()) if ok.any() else math.nan
             median = float(np.median(s[ok])) if ok.any() else math.nan
             size_rows.append(
-                {"tau": tau, "n": int(ok.sum()), "mean": mean, "median": median, "percent": 100 * mean / p}
+                {"tau": tau, "n": int(ok.sum()), "mean": mean, "median": median, "percent": 100 * mean / self.pixels}
             )
             right, wrong = s[ok & correct], s[ok & ~correct]
             diff = welch_diff_ci(right, wrong)
@@ -119,7 +116,10 @@ class SisStats:
                     "ci_high": diff["ci_high"] * scale,
                 }
             )
-        drop = full - kept
+        return size_rows, versus
+
+    def region_rows(self) -> dict:
+        """Per ground-truth region: the SIS's share on it, its share of the image, its pixels held."""
         regions = {}
         for name, parts in self.regions.items():
             share, area, held = (np.concatenate(p) for p in parts)
@@ -131,11 +131,18 @@ class SisStats:
                 "area_share": float(area.mean()),
                 "held": float(held.mean()),
             }
+        return regions
+
+    def result(self) -> dict:
+        correct = np.concatenate(self.correct)
+        full, kept = np.concatenate(self.full), np.concatenate(self.kept)
+        size_rows, versus = self.size_rows(np.concatenate(self.sizes), correct)
+        drop = full - kept
         return {
             "taus": self.taus,
             "tau_map": self.tau_map,
             "subset": self.subset,
-            "pixels": p,
+            "pixels": self.pixels,
             "images": int(len(full)),
             "accuracy": float(correct.mean()),
             "size": size_rows,
@@ -148,6 +155,6 @@ class SisStats:
             },
             "with_sis": self.with_sis,
             "heatmap": (self.heat / max(self.with_sis, 1)).round(4).tolist(),
-            "regions": regions,
+            "regions": self.region_rows(),
             "verified": self.verified / self.checked if self.checked else None,
         }

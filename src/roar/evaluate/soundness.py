@@ -71,7 +71,7 @@ def p_grid(step) -> list:
 
 
 @torch.no_grad()
-def label_curves(model, images, ranks, labels, canvases, grid, max_rows: int, patch=None, remove=False):
+def label_curves(model, images, ranks, labels, canvases, grid, max_rows: int, patch=None, remove=False):  # noqa: PLR0913 (a batch, its ranks and labels, and the curve's grid)
     """((B, len(grid)) probability of ``labels`` with the top p of the features kept (``remove``: replaced)
     and the rest taken from each canvas (a list of (B, C, H, W)), averaged over the canvases;
     (B, len(grid), canvases) the class the model predicts on each), so an indicator-based score can be
@@ -158,15 +158,16 @@ def chosen_images(model, test_set, indices, n: int, correct_only: bool, device) 
     return chosen[:n]
 
 
-def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_sha, device, checked_maps) -> dict:
+def run_soundness(ctx, rankings, checked_maps) -> dict:
     """roar-eval's completeness and soundness of every ranking (``eval.soundness.images`` > 0), written to
-    ``eval/<base>/soundness/<ranking>.json`` and skipped when done with the same settings.
-    ``checked_maps(folder)`` verifies a maps folder against the base model and test data."""
+    ``eval/<base>/soundness/<ranking>.json`` and skipped when done with the same settings. ``ctx``: an
+    EvalContext; ``checked_maps(folder)`` verifies a maps folder against the base model and test data."""
+    cfg, test_set, key = ctx.cfg, ctx.test_set, ctx.key
     s = check_soundness(cfg.eval.soundness)
     if int(s["images"]) == 0:
         return {}
     patch, seed, grid = ranking_patch(cfg), int(cfg.maps_seed), p_grid(s["step"])
-    chosen = chosen_images(model, test_set, indices, int(s["images"]), bool(s["correct_only"]), device)
+    chosen = chosen_images(ctx.model, test_set, ctx.indices, int(s["images"]), bool(s["correct_only"]), ctx.device)
     ids = [test_set.ids[i] for i in chosen]
     results, samples = {}, None  # the chosen samples, read once for every ranking that needs computing
     for name, est, red in rankings:
@@ -174,7 +175,8 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
         if not (folders["a2"] / MANIFEST).is_file():
             print(
                 f"[roar-eval] soundness of {name}: no maps of the runner-up class at {folders['a2']}; completeness "
-                f"only. For soundness: roar-attribute attribute.target=second attribute.estimators=[{est}] attribute.splits=[test]"
+                f"only. For soundness: roar-attribute attribute.target=second attribute.estimators=[{est}] "
+                f"attribute.splits=[test]"
             )
             folders.pop("a2")
         found = {lab: checked_maps(f) for lab, f in folders.items()}
@@ -188,7 +190,7 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
             "reduce": red,
             "patch": patch,
             "base": key.name,
-            "base_checkpoint_sha256": ckpt_sha,
+            "base_checkpoint_sha256": ctx.ckpt_sha,
             "maps_settings_hash": hashes,
             "dataset_fingerprint": test_set.fingerprint(),
             "soundness": s,
@@ -202,7 +204,7 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
             results[name] = done
             continue
         samples = samples or [test_set[i] for i in chosen]
-        records = score_images(model, samples, ids, train_set, folders, red, patch, s, grid, seed, device, cfg)
+        records = score_images(ctx, samples, ids, folders, red, s)
         result = {**settings, "settings_hash": settings_hash(settings), "grid": grid, "per_image": records}
         result["summary"] = summarize(records, grid, s["score_range"], float(s["eps1"]), float(s["eps2"]))
         atomic_write_json(out, result)
@@ -211,9 +213,12 @@ def run_soundness(cfg, model, test_set, train_set, indices, rankings, key, ckpt_
     return results
 
 
-def score_images(model, chosen, ids, train_set, folders, red, patch, s, grid, seed, device, cfg) -> list:
+def score_images(ctx, chosen, ids, folders, red, s) -> list:
     """Per-image records of the ``chosen`` test samples (their ``ids``): labels, clean probabilities and
-    ranks, curves per replacement and label, deletion."""
+    ranks, curves per replacement and label, deletion. ``folders``: {label: maps folder}; ``red``: the
+    ranking's reduction; ``s``: eval.soundness."""
+    model, cfg, device, seed = ctx.model, ctx.cfg, ctx.device, int(ctx.cfg.maps_seed)
+    patch, grid = ranking_patch(cfg), p_grid(s["step"])
     maps = {lab: maps_of(f, set(ids)) for lab, f in folders.items()}
     records, bs, rows = [], int(cfg.eval.batch_size), int(cfg.eval.max_rows)
     for lo in range(0, len(chosen), bs):
@@ -224,7 +229,7 @@ def score_images(model, chosen, ids, train_set, folders, red, patch, s, grid, se
         canvases = {"grey": [torch.full_like(x, GREY)]}
         if "random_image" in s["replacements"]:
             canvases["random_image"] = [
-                donor_images(train_set, [f"{sid}|soundness-donor-{r}" for sid in pid], seed).to(device)
+                donor_images(ctx.train_set, [f"{sid}|soundness-donor-{r}" for sid in pid], seed).to(device)
                 for r in range(int(s["donors"]))
             ]
         batch = [

@@ -90,7 +90,7 @@ def solve_linear(images: torch.Tensor, removed: torch.Tensor, tol: float = 1e-5,
     return filled.to(images.dtype), it
 
 
-def linear_fill(images, removed, cfg, mean, ids, seed: int, generator=None) -> torch.Tensor:
+def linear_fill(images, removed, cfg, mean, ids, seed: int, generator=None) -> torch.Tensor:  # noqa: PLR0913 (the solve's inputs (augment.fill calls it without a bound fill))
     """The ``linear`` fill: solve, fall back to the channel mean where nothing is known, add the seeded
     noise: drawn per (seed, sample id), or from ``generator`` (a training augmentation's own draws)."""
     b, c, h, w = images.shape

@@ -52,7 +52,8 @@ def check_granularity(fill, patch, model_patch) -> None:
         return
     if model_patch is None:
         raise RoarError(
-            f"fill={fill.name} drops the tokens of removed patches; the model has no tokens. Use a ViT (model=vit_tiny) or a painting fill."
+            f"fill={fill.name} drops the tokens of removed patches; the model has no tokens. Use a ViT "
+            f"(model=vit_tiny) or a painting fill."
         )
     if patch != int(model_patch):
         have = "pixels" if patch is None else f"{patch}x{patch} patches"
@@ -104,12 +105,13 @@ def removed_pixels(removed: torch.Tensor, image_shape, patch=None) -> torch.Tens
         return removed.view(b, 1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
     if f not in (h * w, c * h * w):
         raise RoarError(
-            f"ranks have {f} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} elements."
+            f"ranks have {f} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} "
+            f"elements."
         )
     return removed.view(b, 1 if f == h * w else c, h, w)
 
 
-def mask_images(images, ranks, mode: str, fraction: float, fill, donors=None, patch=None, ids=None):
+def mask_images(images, ranks, mode: str, fraction: float, fill, donors=None, patch=None, ids=None):  # noqa: PLR0913 (the one masking function: a batch, its ranks, the setting and its fill)
     """(masked images, removed mask) of a batch from its feature ranks (``feature_ranks``, one sort
     serving every fraction), the features expanded to pixels by ``removed_pixels``. ``fill``: a BoundFill;
     ``donors``: the ``random_image`` fill's other images; ``ids``: the samples' ids (fills with per-sample

@@ -12,18 +12,6 @@ from roar.store.masked import bucket_sample, image_sample, masked_sample
 from roar.store.sharded import OutputSet, open_shard, seal_shard, write_sealed
 
 
-def write_image_shard(ds, lo: int, hi: int, out: OutputSet, split: str, s: int, bar) -> None:
-    """One shard of the image set: samples lo..hi of ``ds``, each its source file (or pixels) and label."""
-
-    def samples():
-        for i in range(lo, hi):
-            sample = ds[i]
-            yield image_sample(ds.ids[i], sample["image"], int(sample["label"]), ds.encoded(i))
-            bar.update(1)
-
-    write_sealed(out, split, s, samples())
-
-
 @dataclass(frozen=True)
 class SourceShard:
     """One attribution shard's maps and the samples they belong to: ``ids`` are samples ``lo``.. of ``ds``."""
@@ -33,7 +21,7 @@ class SourceShard:
     index: int
     lo: int
     ids: list
-    maps: torch.Tensor
+    maps: torch.Tensor | None = None  # None: a shard of the image set
 
 
 @dataclass
@@ -47,6 +35,18 @@ class ShardMasker:
     batch_size: int
     fmt: str
     bar: object
+
+    def write_images(self, shard: SourceShard, out: OutputSet) -> None:
+        """One shard of the image set: its samples, each its source file (or pixels) and label."""
+        ds = shard.ds
+
+        def samples():
+            for i in range(shard.lo, shard.lo + len(shard.ids)):
+                sample = ds[i]
+                yield image_sample(ds.ids[i], sample["image"], int(sample["label"]), ds.encoded(i))
+                self.bar.update(1)
+
+        write_sealed(out, shard.split, shard.index, samples())
 
     def write(self, shard: SourceShard, todo: list) -> None:
         """Mask ``shard`` for every set in ``todo`` (each (mode, fraction), or one bucket set), streaming into

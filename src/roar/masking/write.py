@@ -33,7 +33,7 @@ from roar.masking.masks import (
     check_granularity,
     check_patch,
 )
-from roar.masking.shard_masker import ShardMasker, SourceShard, write_image_shard
+from roar.masking.shard_masker import ShardMasker, SourceShard
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import check_reduction, iter_map_shard, map_shape
 from roar.store.masked import FORMATS, eight_bit
@@ -53,7 +53,8 @@ def check_config(cfg) -> list:
             raise RoarError(f"mask.modes has {mode!r}; valid modes: {', '.join(MODES)}.")
     if cfg.mask.format not in FORMATS:
         raise RoarError(
-            f"mask.format={cfg.mask.format!r}; valid formats: {', '.join(FORMATS)} (never a lossy one: masks must stay exact)."
+            f"mask.format={cfg.mask.format!r}; valid formats: {', '.join(FORMATS)} (never a lossy one: masks must "
+            f"stay exact)."
         )
     if not 0 <= int(cfg.mask.shard_id) < int(cfg.mask.num_shards):
         raise RoarError(f"mask.shard_id={cfg.mask.shard_id} must be in [0, mask.num_shards={cfg.mask.num_shards}).")
@@ -75,7 +76,8 @@ def read_attribution_shard(tar: Path, expected_ids, image_shape):
         found = ids[first] if first < len(ids) else "(end of shard)"
         want = expected_ids[first] if first < len(expected_ids) else "(end of split)"
         raise RoarError(
-            f"{tar}: sample {first} is {found}, the dataset has {want} there. The maps were made from other data; rerun roar-attribute."
+            f"{tar}: sample {first} is {found}, the dataset has {want} there. The maps were made from other data; "
+            f"rerun roar-attribute."
         )
     for sid, m in zip(ids, maps):
         if tuple(m.shape) != tuple(image_shape):
@@ -92,14 +94,16 @@ def source_maps(cfg, fingerprints: dict) -> dict:
         folder = maps_key(cfg, est).folder
         if not (folder / MANIFEST).exists():
             raise RoarError(
-                f"No complete maps for estimator {est} at {folder}. Run roar-attribute with attribute.estimators=[{est}] first."
+                f"No complete maps for estimator {est} at {folder}. Run roar-attribute with "
+                f"attribute.estimators=[{est}] first."
             )
         manifest = verify_manifest(folder)
         check_reduction(manifest, cfg.reduce, folder)
         for split in cfg.mask.splits:
             if manifest["dataset_fingerprints"].get(split) != fingerprints[split]:
                 raise RoarError(
-                    f"{folder / MANIFEST} was made from other {split} data than data={cfg.data.name} gives now. Rerun roar-attribute."
+                    f"{folder / MANIFEST} was made from other {split} data than data={cfg.data.name} gives now. "
+                    f"Rerun roar-attribute."
                 )
         sources[est] = manifest
     return sources
@@ -144,7 +148,8 @@ def output_sets(cfg, est: str, made: dict, fill, fractions, images=None) -> list
 def check_eight_bit(cfg, train_set) -> None:
     if cfg.mask.format == "uint8" and eight_bit(train_set[0]["image"]) is None:
         raise RoarError(
-            f"mask.format=uint8 stores 8-bit pixels, but data={cfg.data.name}'s are not 8-bit (the first training image "
+            f"mask.format=uint8 stores 8-bit pixels, but data={cfg.data.name}'s are not 8-bit (the first training "
+            f"image "
             f"has values off k/255): use mask.format=npy (exact for any data) or buckets (keeps the source's pixels)."
         )
 
@@ -191,7 +196,8 @@ def write_masks(cfg: DictConfig) -> dict:
         plan += [(est, split, s, todo) for split, s, todo in mine]
         total += samples_in(mine, counts, int(source["shard_size"]))
     print(
-        f"[roar-mask] {describe(cfg, sources, outs, fractions, patch)}; {len(plan)} source shard(s), {total} images to mask"
+        f"[roar-mask] {describe(cfg, sources, outs, fractions, patch)}; {len(plan)} source shard(s), {total} "
+        f"images to mask"
     )
     with tqdm(total=total, unit="img", desc="mask", dynamic_ncols=True, disable=total == 0) as bar:
         masker = ShardMasker(fill, train_set, str(cfg.reduce), int(cfg.mask.batch_size), cfg.mask.format, bar)
@@ -199,7 +205,7 @@ def write_masks(cfg: DictConfig) -> dict:
             ds, size = datasets[split], todo[0].size
             lo, hi = s * size, min((s + 1) * size, len(ds))
             if est is None:  # the image set's shard
-                write_image_shard(ds, lo, hi, images, split, s, bar)
+                masker.write_images(SourceShard(ds, split, s, lo, ds.ids[lo:hi]), images)
                 continue
             ids, maps = read_attribution_shard(
                 maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], map_shape(sources[est], image_shape)
@@ -230,7 +236,8 @@ def image_set(cfg, sources: dict, common: dict, fingerprints: dict) -> OutputSet
     if len(set(sizes.values())) > 1:
         raise RoarError(
             f"mask.format=buckets reads every ranking beside one image set, so their maps need one shard size; "
-            f"they have {sizes}. Rerun roar-attribute for some of them with one attribute.shard_size (and overwrite=true)."
+            f"they have {sizes}. Rerun roar-attribute for some of them with one attribute.shard_size (and "
+            f"overwrite=true)."
         )
     key = bucket_set_key(cfg, next(iter(sources))).images
     keep = ("classes", "image_shape", "mean", "std", "source_transform")

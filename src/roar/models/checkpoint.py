@@ -76,7 +76,8 @@ def load_base_model(key, model_cfg, num_classes: int, image_shape) -> Classifier
     params), class count and image shape, so a foreign checkpoint is never used silently."""
     if not key.metrics.is_file() or not key.checkpoint.is_file():
         raise RoarError(
-            f"No finished base model at {key.folder} ({key.metrics.name} and {key.checkpoint.relative_to(key.folder)}). "
+            f"No finished base model at {key.folder} ({key.metrics.name} and "
+            f"{key.checkpoint.relative_to(key.folder)}). "
             f"Run roar-train with the same name/data/model/augment first."
         )
     from roar.utils.plain import to_plain

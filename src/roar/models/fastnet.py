@@ -81,7 +81,8 @@ class FastNet(nn.Module):
 def build_fastnet(num_classes, in_channels, image_size, width: int = 64, whiten_kernel: int = 2, **params):
     if image_size < 16:
         raise RoarError(
-            f"model=fastnet needs images of at least 16x16 (three 2x down-samplings); these are {image_size}x{image_size}. "
+            f"model=fastnet needs images of at least 16x16 (three 2x down-samplings); these are "
+            f"{image_size}x{image_size}. "
             "Upsample them (data.image_size=32 for digits) or pick model=resnet8."
         )
     return FastNet(num_classes, in_channels, width=width, whiten_kernel=whiten_kernel, **params)

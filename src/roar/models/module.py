@@ -40,7 +40,7 @@ class Classifier(L.LightningModule):
     All constructor arguments are plain containers, so checkpoints load with ``weights_only=True``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the LightningModule's hyperparameters, each a config key (save_hyperparameters))
         self,
         model: dict,
         optim: dict,

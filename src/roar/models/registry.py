@@ -1,4 +1,5 @@
-"""Model registry (timm style): ``@register_model("name")`` on ``fn(num_classes, in_channels, image_size, **params)``."""
+"""Model registry (timm style): ``@register_model("name")`` on
+``fn(num_classes, in_channels, image_size, **params)``."""
 
 from roar.errors import RoarError
 from roar.registry import Registry

@@ -27,12 +27,13 @@ class MaskedEncoderBlock(EncoderBlock):
 
 
 class ViT(nn.Module):
-    def __init__(self, num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio=4.0, dropout=0.0):
+    def __init__(self, num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio=4.0, dropout=0.0):  # noqa: PLR0913 (the network's hyperparameters, each a config key)
         super().__init__()
         if image_size % patch_size:
             raise RoarError(
                 f"ViT: image size {image_size} is not divisible by patch size {patch_size}. "
-                f"Pick model.params.patch_size among the divisors of {image_size}, or resize the data (data.image_size)."
+                f"Pick model.params.patch_size among the divisors of {image_size}, or resize the data "
+                f"(data.image_size)."
             )
         self.patch_size = patch_size
         self.num_patches = (image_size // patch_size) ** 2
@@ -80,7 +81,7 @@ _SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}  # (dim, depth, h
 
 def _register_vit(name, dim, depth, heads):
     @register_model(name)
-    def build(
+    def build(  # noqa: PLR0913 (the network's hyperparameters, each a config key)
         num_classes,
         in_channels,
         image_size,

@@ -130,15 +130,21 @@ def format_plan(plan: dict) -> str:
     d, m, t, a, disk = plan["data"], plan["model"], plan["trainings"], plan["attribution"], plan["disk_bytes"]
     lines = [
         f"[roar-plan] {plan['experiment']}: {d['name']} {d['num_train']:,} train + {d['num_test']:,} test images "
-        f"{'x'.join(map(str, d['shape']))} ({d['sizes_from']}); {m['name']} ({m['parameters'] / 1e6:.2f} M parameters), "
+        f"{'x'.join(map(str, d['shape']))} ({d['sizes_from']}); {m['name']} ({m['parameters'] / 1e6:.2f} M "
+        f"parameters), "
         f"batch {m['batch_size']}, {m['epochs']} epochs",
-        f"  trainings      {t['base']} base + {t['retrain']:,} retrains ({t['settings']} settings x seeds) = {t['total']:,}; "
+        f"  trainings      {t['base']} base + {t['retrain']:,} retrains ({t['settings']} settings x seeds) = "
+        f"{t['total']:,}; "
         f"{plan['training_steps']:,} training steps",
-        f"  attribution    {len(a['estimators'])} estimators, {a['passes_per_image']} forward+backward passes per image "
+        f"  attribution    {len(a['estimators'])} estimators, {a['passes_per_image']} forward+backward passes per "
+        f"image "
         f"(shared) x {a['images']:,} images ({', '.join(a['splits'])}) = {a['passes']:,}",
-        f"  disk           maps {size(disk['maps'])}; masked shards ({plan['shard_sets']} sets) npy {size(disk['shards_npy'])}, "
-        f"png {size(disk['shards_png'])}, uint8 {size(disk['shards_uint8'])}; rank buckets ({plan['bucket_sets']} sets, "
-        f"every mode, fill and fraction, and the image set) {size(disk['shards_buckets'])}; checkpoints {size(disk['checkpoints'])}; "
+        f"  disk           maps {size(disk['maps'])}; masked shards ({plan['shard_sets']} sets) npy "
+        f"{size(disk['shards_npy'])}, "
+        f"png {size(disk['shards_png'])}, uint8 {size(disk['shards_uint8'])}; rank buckets ({plan['bucket_sets']} "
+        f"sets, "
+        f"every mode, fill and fraction, and the image set) {size(disk['shards_buckets'])}; checkpoints "
+        f"{size(disk['checkpoints'])}; "
         f"to write with mask.format={plan['mask_format']}: {size(disk['total'])}",
     ]
     if "time" in plan:
@@ -151,7 +157,8 @@ def format_plan(plan: dict) -> str:
         )
         lines += [
             f"  step time      {tm['step_seconds'] * 1e3:.2f} ms per step of {m['batch_size']} ({origin})",
-            f"  device time    training {h['training']:.2f} h + attribution {h['attribution']:.2f} h + per-run overhead "
+            f"  device time    training {h['training']:.2f} h + attribution {h['attribution']:.2f} h + per-run "
+            f"overhead "
             f"{h['overhead']:.2f} h = {h['total']:.2f} device-hours",
         ]
     else:

@@ -21,23 +21,32 @@ def tar_bytes(sample: dict) -> int:
     return sum(512 + 512 * math.ceil(len(v) / 512) for k, v in sample.items() if k != "__key__")
 
 
-def data_facts(cfg) -> dict:
-    """Sizes, classes and image shape: the dataset's when it can be opened here (and its first images, for
-    PNG sizes), else ``plan.num_train``/``num_test``/``num_classes``, else the dataset's official ones."""
-    name, plan = str(cfg.data.name), cfg.plan
-    facts = {"source": "config", "images": None}
+def opened_facts(cfg) -> dict | None:
+    """The facts of the dataset read here (its first images, for PNG sizes), or None when it cannot be opened."""
     try:
         train, test = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     except RoarError:
-        train = test = None
-    if train is not None:
-        facts.update(num_train=len(train), num_test=len(test), shape=list(train.image_shape), source="dataset")
-        facts["images"] = [train[i]["image"] for i in range(min(16, len(train)))]
-        encoded = [train.encoded(i) for i in range(len(facts["images"]))]
-        facts["encoded"] = encoded if all(encoded) else None
-        facts["label"] = int(train[0]["label"])
-        facts["id"], facts["num_classes"] = train.ids[0], train.num_classes
-    elif plan.get("num_train") is not None:
+        return None
+    images = [train[i]["image"] for i in range(min(16, len(train)))]
+    encoded = [train.encoded(i) for i in range(len(images))]
+    return {
+        "source": "dataset",
+        "num_train": len(train),
+        "num_test": len(test),
+        "shape": list(train.image_shape),
+        "images": images,
+        "encoded": encoded if all(encoded) else None,
+        "label": int(train[0]["label"]),
+        "id": train.ids[0],
+        "num_classes": train.num_classes,
+    }
+
+
+def stated_facts(cfg) -> dict:
+    """The sizes ``plan.num_train``/``num_test``/``num_classes`` state, else the dataset's official ones."""
+    name, plan = str(cfg.data.name), cfg.plan
+    facts = {"source": "config", "images": None}
+    if plan.get("num_train") is not None:
         facts.update(num_train=int(plan.num_train), num_test=int(plan.num_test), source="plan.num_train/num_test")
         if plan.get("num_classes") is not None:
             facts["num_classes"] = int(plan.num_classes)
@@ -47,6 +56,14 @@ def data_facts(cfg) -> dict:
         side = cfg.data.get("crop") or cfg.data.get("resize") or side
         if side:
             facts["shape"] = [3, int(side), int(side)]
+    return facts
+
+
+def data_facts(cfg) -> dict:
+    """Sizes, classes and image shape: the dataset's when it can be opened here (and its first images, for
+    PNG sizes), else ``plan.num_train``/``num_test``/``num_classes``, else the dataset's official ones."""
+    name = str(cfg.data.name)
+    facts = opened_facts(cfg) or stated_facts(cfg)
     if "num_train" not in facts:
         raise RoarError(
             f"roar-plan cannot size data={name}: its data.root ({cfg.data.get('root')}) cannot be opened here and its "

@@ -12,8 +12,8 @@
   interval, and a per-t Welch test, since curves can cross where an area cannot show it.
 - Agreement: Spearman correlation of the estimators' orderings under each method (ROAR, KAR,
   no-retrain fidelity A, no-retrain deletion) over the estimators both methods rank.
-- The leakage audit beside every verdict (roar.report.leakage_audit, from roar.evaluate.leakage): the mask recoverability of its
-  shard sets, the accuracy of a model trained on its masks alone (``fill=mask_only``) against
+- The leakage audit beside every verdict (roar.report.leakage_audit, from roar.evaluate.leakage): the mask
+  recoverability of its shard sets, the accuracy of a model trained on its masks alone (``fill=mask_only``) against
   random's masks alone, and its fill's MoRF/LeRF consistency (ROAD section 4: the rankings' order
   when removing the most relevant first against their order when removing the least relevant first,
   Spearman over roar-eval's no-retrain MIF and LIF areas, random excluded, permutation p). A verdict

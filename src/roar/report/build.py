@@ -77,7 +77,8 @@ def gather(cfg) -> dict:
     correction, alpha = check_test(cfg)
     if not has_results(exp):
         raise RoarError(
-            f"No experiment folder at {exp} (no runs/, base/, eval/ or toy/ in it). Check name= (and paths.output_root=), "
+            f"No experiment folder at {exp} (no runs/, base/, eval/ or toy/ in it). Check name= (and "
+            f"paths.output_root=), "
             f"or run roar-pipeline experiment=... first."
         )
     toy = read_json(toy_file(cfg))

@@ -61,7 +61,8 @@ def read_runs(experiment_dir, preferred: str):
         missing = [k for k in ("test_acc", *SETTING, "seed") if k != "base" and metrics.get(k) is None]
         if missing:
             problems.append(
-                f"{path} has no {', '.join(missing)}: skipped. The run did not finish; rerun the same roar-train command to resume it."
+                f"{path} has no {', '.join(missing)}: skipped. The run did not finish; rerun the same roar-train "
+                f"command to resume it."
             )
             continue
         found.append((path, metrics))
@@ -70,7 +71,8 @@ def read_runs(experiment_dir, preferred: str):
     foreign = [str(p) for p, m in found if m.get("dataset") != dataset]
     if foreign:
         problems.append(
-            f"{len(foreign)} run(s) in {experiment_dir} are not of dataset {dataset!r} (found {dict(datasets)}) and are left out: "
+            f"{len(foreign)} run(s) in {experiment_dir} are not of dataset {dataset!r} (found {dict(datasets)}) "
+            f"and are left out: "
             + ", ".join(foreign[:5])
             + (" ..." if len(foreign) > 5 else "")
             + ". Give each dataset its own experiment name (name=...)."

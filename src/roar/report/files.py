@@ -60,7 +60,8 @@ def check_owned(out: Path, tables) -> set:
     )
     if theirs:
         raise RoarError(
-            f"{out} holds files roar-report did not write ({', '.join(theirs[:5])}{' ...' if len(theirs) > 5 else ''}); "
+            f"{out} holds files roar-report did not write "
+            f"({', '.join(theirs[:5])}{' ...' if len(theirs) > 5 else ''}); "
             f"it replaces and deletes only its own. Move them away, or give the experiment another name (name=...)."
         )
     return mine

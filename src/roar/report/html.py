@@ -51,7 +51,11 @@ def table(columns, rows, formats=None) -> str:
 
 def figure(path, caption: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}"><figcaption class="note">{html.escape(caption)}</figcaption></figure>'
+    text = html.escape(caption)
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{text}">'
+        f'<figcaption class="note">{text}</figcaption></figure>'
+    )
 
 
 def page(title: str, sections) -> str:

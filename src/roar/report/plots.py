@@ -68,7 +68,7 @@ def save(fig, path) -> Path:
     return path
 
 
-def band(ax, xs, mean, low, high, label, style):
+def band(ax, xs, mean, low, high, label, style):  # noqa: PLR0913 (a band's coordinates and style)
     ax.plot(xs, mean, marker="o", markersize=3, label=label, **style)
     low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     if np.isfinite(low).any():

@@ -91,7 +91,8 @@ def print_verdicts(data) -> None:
     for base in analysis.bases_of(data["verdicts"]):
         print(f"  base model {base}")
         print(
-            f"  {'estimator':22s} {'mode':6s} {'fill':14s} {'mean acc':>9s} {'random':>8s} {'p':>8s} {'p adj.':>8s}  verdict"
+            f"  {'estimator':22s} {'mode':6s} {'fill':14s} {'mean acc':>9s} {'random':>8s} {'p':>8s} "
+            f"{'p adj.':>8s}  verdict"
         )
         for v in analysis.of_base(data["verdicts"], base):
             if "area" in v:

@@ -86,19 +86,22 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     print(f"[roar-pipeline] {cfg.name}: base model", flush=True)
     base = train(cfg)
     print(
-        f"[roar-pipeline] {cfg.name}: base test_acc {base['test_acc']:.4f}; attributions for {list(cfg.attribute.estimators)}",
+        f"[roar-pipeline] {cfg.name}: base test_acc {base['test_acc']:.4f}; attributions for "
+        f"{list(cfg.attribute.estimators)}",
         flush=True,
     )
     attribute(cfg)
     print(f"[roar-pipeline] {cfg.name}: masked shards", flush=True)
     audit_sets(write_masks(cfg), int(cfg.mask.audit_steps), int(cfg.maps_seed))
     print(
-        f"[roar-pipeline] {cfg.name}: retraining {len(retrain_settings(cfg.grid))} settings x {cfg.grid.seeds} seeds = {len(runs_cfg)} runs",
+        f"[roar-pipeline] {cfg.name}: retraining {len(retrain_settings(cfg.grid))} settings x {cfg.grid.seeds} "
+        f"seeds = {len(runs_cfg)} runs",
         flush=True,
     )
     runs = retrain(runs_cfg, progress)
     print(
-        f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under {runs_dir(experiment_dir(cfg))}"
+        f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under "
+        f"{runs_dir(experiment_dir(cfg))}"
     )
     print_summary(runs, base)
     print(f"[roar-pipeline] {cfg.name}: no-retrain evaluation of the base model", flush=True)

@@ -39,7 +39,8 @@ def check_cluster(config) -> None:
     if tasks > 1 or config.trainer.strategy == "ddp":
         if not isinstance(devices, int) or tasks != devices:
             raise RoarError(
-                f"hydra.launcher.tasks_per_node={tasks} but trainer.devices={devices}: SLURM must start one task per device "
+                f"hydra.launcher.tasks_per_node={tasks} but trainer.devices={devices}: SLURM must start one task "
+                f"per device "
                 f"(hydra/launcher=slurm_ddp sets tasks_per_node=trainer.devices)."
             )
         gpus = launcher.get("gpus_per_node")
@@ -52,7 +53,8 @@ def grid_jobs(config, jobs: list) -> list:
     given = sorted({o.split("=", 1)[0].lstrip("+~") for job in jobs for o in job} & set(GRID_KEYS))
     if given:
         raise RoarError(
-            f"sweep=grid makes the estimator, mode, fraction and seed of every job from grid.*; drop {', '.join(given)}=... "
+            f"sweep=grid makes the estimator, mode, fraction and seed of every job from grid.*; drop "
+            f"{', '.join(given)}=... "
             f"(or drop sweep=grid to sweep your own lists)."
         )
     return [

@@ -1,5 +1,6 @@
-"""What one experiment folder holds, found through the keys: the set a retrain run reads, its base models, its retrain runs' metrics,
-its roar-eval results, its shard sets' audits, and the verification of every map and shard set.
+"""What one experiment folder holds, found through the keys: the set a retrain run reads, its base models,
+its retrain runs' metrics, its roar-eval results, its shard sets' audits, and the verification of every map
+and shard set.
 
 The report and ``roar-mask verify`` enumerate an experiment here; nothing outside the store globs an
 experiment folder or reads a setting back out of a folder name.

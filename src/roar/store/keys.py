@@ -5,7 +5,7 @@
       attributions/<base>/<estimator>[@second]/                        MapsKey (@second: maps of the runner-up class)
       shards/<base>/<ranking>/<mode>/<fill>/<fraction>/                ShardSetKey (ranking: grad, ig.sum, grad.patch4)
       runs/<base>/<ranking>/<mode>/<fill>/<fraction>/seed=<seed>/      RunKey (a retrain run)
-      eval/<base>/<fill>/<ranking>.json                                EvalKey (and eval/<base>/soundness/<ranking>.json)
+      eval/<base>/<fill>/<ranking>.json                                EvalKey (soundness: eval/<base>/soundness/)
       report/  logs/
 
 A key carries what its artifact is made from, so a changed input gets another folder or another
@@ -15,8 +15,8 @@ name their base model, and the fill's folder name is a digest of its whole confi
 
 Only roar-train knows a base model's training settings; the stages after it (and retrain runs, whose
 seed is not the base model's) find it as the one finished base of their data, model and augment, or
-by ``base=<its folder name>`` (``find_base``). YAML gets paths from these keys through one resolver (``${roar.key:run}``,
-roar.config); nothing else spells a folder.
+by ``base=<its folder name>`` (``find_base``, roar.store.resolve). YAML gets paths from these keys through
+one resolver (``${roar.key:run}``, roar.config); nothing else spells a folder.
 """
 
 from dataclasses import dataclass

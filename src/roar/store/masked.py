@@ -62,7 +62,7 @@ def pack_bits(removed: np.ndarray) -> bytes:
     return np.packbits(removed.reshape(-1)).tobytes()
 
 
-def masked_sample(
+def masked_sample(  # noqa: PLR0913 (a sample's fields)
     sample_id: str, image: torch.Tensor, removed: np.ndarray, label: int, fmt: str, meta: dict, encoded=None
 ) -> dict:
     """One sample of a materialized set: the filled ``image`` (npy, png), or with ``uint8`` the source

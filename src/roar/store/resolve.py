@@ -177,7 +177,8 @@ def ranking_patch(cfg):
     size = cfg.get("patch_size") or (cfg.model.get("params") or {}).get("patch_size")
     if not size:
         raise RoarError(
-            f"granularity=patch needs a patch size: model={cfg.model.name} has none of its own; pass patch_size=<pixels>."
+            f"granularity=patch needs a patch size: model={cfg.model.name} has none of its own; pass "
+            f"patch_size=<pixels>."
         )
     return int(size)
 

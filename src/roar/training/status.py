@@ -46,7 +46,8 @@ def check_run_dir_identity(cfg, key: RunKey) -> dict:
         if before.get(k) != after.get(k)
     ]
     raise RoarError(
-        f"{key.folder} holds a run trained with other settings ({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}). "
+        f"{key.folder} holds a run trained with other settings "
+        f"({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}). "
         f"Give this run its own name (name=...), or pass overwrite=true to replace that run."
     )
 
@@ -113,7 +114,8 @@ def finished_run(cfg, key: RunKey, quiet: bool) -> tuple:
             check_same_data(cfg, key.base, done)
         if not quiet:
             print(
-                f"[roar-train] {key.metrics} is complete (test_acc={done['test_acc']:.4f}); skipping. overwrite=true redoes it."
+                f"[roar-train] {key.metrics} is complete (test_acc={done['test_acc']:.4f}); skipping. "
+                f"overwrite=true redoes it."
             )
         return done, identity
     if stale:

@@ -124,7 +124,8 @@ def figures(data, out, palette) -> list:
     keep(
         drawn,
         sis_heatmaps(data["evaluations"], out / "sis-heatmap.png"),
-        "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds each pixel.",
+        "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds "
+        "each pixel.",
     )
     return drawn
 
