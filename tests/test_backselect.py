@@ -261,14 +261,16 @@ def test_backselect_steps_are_stored_exactly_at_4096_steps(tmp_path):
     of them collided; stored as integers every step reads back exactly, full or reduced."""
     from roar.attribution.run import storable
     from roar.store.maps import iter_map_shard, map_sample
-    from roar.store.shards import write_shard
+    from roar.store.shards import ShardWriter
 
     torch.manual_seed(0)
     steps = torch.randperm(4096).view(1, 1, 64, 64).float().expand(2, 3, 64, 64)
     for reduced, shape in ((None, (3, 64, 64)), ("abs_sum", (1, 64, 64))):
         unit, scale = storable("gbs", steps, reduced)
         tar = tmp_path / f"test-{reduced}.tar"
-        write_shard(tar, [map_sample(f"s{k}", unit[k], 0, 0, scale[k]) for k in range(2)])
+        with ShardWriter(tar) as writer:
+            for k in range(2):
+                writer.write(map_sample(f"s{k}", unit[k], 0, 0, scale[k]))
         read = [m for _, m, _ in iter_map_shard(tar)]
         assert all(m.shape == shape and np.array_equal(m, steps[0, : shape[0]].numpy()) for m in read)
     old = (steps[0, 0] / 4095).half().float() * 4095  # what the float16 store gave back

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from roar.registry import Registry
+from roar.utils.patches import expand_patches
 
 # augment=<name>: ``perturbs`` (False: crop/flip at most), ``probabilities`` (config keys checked to lie in [0, 1])
 AUGMENTS = Registry("augment", defaults={"perturbs": True, "probabilities": ()})
@@ -124,4 +125,4 @@ def missingness(x, rng, fraction: float, patch_size: int):
     """Missingness paper section 3 / appendix F: remove a random ``fraction`` of the patches."""
     b, _, h, w = x.shape
     patches = random_patches(b, (h // patch_size, w // patch_size), fraction, rng.device)
-    return patches.repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)[:, None]
+    return expand_patches(patches[:, None], patch_size)

@@ -23,6 +23,7 @@ import torch
 
 from roar.errors import RoarError
 from roar.estimators.backselect import ITERATIVE, predicted
+from roar.utils.patches import expand_patches
 from roar.utils.seeding import per_sample
 
 
@@ -39,7 +40,7 @@ def lime_patch(params, image_size: int, model=None) -> int:
 
 def to_pixels(patches: torch.Tensor, side: int, p: int) -> torch.Tensor:
     """(N, P) values per patch of a side x side grid -> (N, 1, side p, side p) per pixel."""
-    return patches.view(len(patches), 1, side, -1).repeat_interleave(p, 2).repeat_interleave(p, 3)
+    return expand_patches(patches.view(len(patches), 1, side, -1), p)
 
 
 def lime_design(params, segments: int, device=None):

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from roar.errors import RoarError, as_list, positive_int
+from roar.evaluate.stats import curve_area
 from roar.masking.donors import donor_images
 from roar.masking.masks import feature_ranks, ranking_scores, top_count
 from roar.store.io import atomic_write_json, read_json
@@ -38,6 +39,7 @@ from roar.store.manifest import MANIFEST
 from roar.store.maps import check_reduction, iter_maps
 from roar.store.names import settings_hash
 from roar.store.resolve import eval_key, ranking_patch
+from roar.utils.patches import expand_patches
 from roar.utils.plain import to_plain
 
 REPLACEMENTS = ("grey", "random_image")
@@ -82,7 +84,7 @@ def label_curves(model, images, ranks, labels, canvases, grid, max_rows: int, pa
     for p in grid:
         top = ranks < top_count(p, ranks.shape[1])
         shown = ~top if remove else top
-        shown = shown.view(b, 1, h, w) if side is None else expand(shown.view(b, 1, *side), patch)
+        shown = shown.view(b, 1, h, w) if side is None else expand_patches(shown.view(b, 1, *side), patch)
         rows += [(shown, canvas) for canvas in canvases]
     out, predicted = [], []
     per = max(1, max_rows // b)
@@ -94,14 +96,6 @@ def label_curves(model, images, ranks, labels, canvases, grid, max_rows: int, pa
         predicted.append(probs.argmax(2))
     shape = (len(grid), len(canvases), b)
     return torch.cat(out).view(shape).mean(1).T, torch.cat(predicted).view(shape).permute(2, 0, 1)
-
-
-def expand(features: torch.Tensor, patch: int) -> torch.Tensor:
-    return features.repeat_interleave(patch, 2).repeat_interleave(patch, 3)
-
-
-def trapezoid(values, grid) -> float:
-    return float(np.trapezoid(values, grid))
 
 
 def summarize(images: list, grid, score_range, eps1: float, eps2: float) -> dict:
@@ -129,8 +123,8 @@ def summarize(images: list, grid, score_range, eps1: float, eps2: float) -> dict
         }
         out["replacements"][gamma] = {**per, "worst": worst}
     if images:
-        out["deletion"] = float(np.mean([trapezoid(r["deletion"], grid) for r in images]))
-        out["insertion"] = float(np.mean([trapezoid(r["curves"]["grey"]["a"], grid) for r in images]))
+        out["deletion"] = float(np.mean([curve_area(grid, r["deletion"]) for r in images]))
+        out["insertion"] = float(np.mean([curve_area(grid, r["curves"]["grey"]["a"]) for r in images]))
         for k in ("object_iou", "marker_held"):
             vals = [r[k] for r in images if r.get(k) is not None]
             out[k] = float(np.mean(vals)) if vals else None
@@ -275,7 +269,7 @@ def region_shares(ranks, samples, shape, patch) -> dict:
     where the dataset has them (shapes)."""
     b, _, h, w = shape
     top = ranks < top_count(REGION_AT, ranks.shape[1])
-    kept = top.view(b, h, w) if patch is None else expand(top.view(b, 1, h // patch, w // patch), patch)[:, 0]
+    kept = top.view(b, h, w) if patch is None else expand_patches(top.view(b, 1, h // patch, w // patch), patch)[:, 0]
     kept = kept.cpu()
     out = {}
     if "object_mask" in samples[0]:

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from roar.errors import RoarError, check_probability
 from roar.estimators.reduce import reduce_maps
 from roar.masking.ranking import rank_features
+from roar.utils.patches import expand_patches
 
 MODES = ("remove", "keep")
-GRANULARITIES = ("pixel", "patch")
 
 
 def top_count(fraction: float, num_features: int) -> int:
@@ -102,7 +102,7 @@ def removed_pixels(removed: torch.Tensor, image_shape, patch=None) -> torch.Tens
             raise RoarError(
                 f"ranks have {f} features per image; {h}x{w} images have {(h // p) * (w // p)} patches of {p}x{p}."
             )
-        return removed.view(b, 1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        return expand_patches(removed.view(b, 1, h // p, w // p), p)
     if f not in (h * w, c * h * w):
         raise RoarError(
             f"ranks have {f} features per image; images of shape {(c, h, w)} have {h * w} pixels or {c * h * w} "

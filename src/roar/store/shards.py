@@ -179,15 +179,6 @@ def write_error(path: Path, err: OSError) -> RoarError:
     )
 
 
-def write_shard(path, samples) -> dict:
-    """Write ``samples`` (dicts of ``__key__`` plus field -> bytes) to the tar ``path`` atomically.
-    Returns ``{"sha256", "count", "bytes"}`` of the written file."""
-    with ShardWriter(path) as writer:
-        for sample in samples:
-            writer.write(sample)
-    return writer.info
-
-
 def read_shard(path):
     """Samples of one shard as dicts of raw bytes (plus ``__key__``), via webdataset, no decoder
     that unpickles. A corrupt tar raises RoarError naming the file; one cut at a member boundary
