@@ -14,9 +14,9 @@ import torch
 from omegaconf import OmegaConf
 from timing import interleaved, verdict
 
+from roar.classifier.module import Classifier
 from roar.evaluate.curves import MaskGrid, masked_logits, step_fractions
 from roar.masking import bind_fill, feature_ranks, mask_images
-from roar.models.module import Classifier
 
 FILL, T, MODES = OmegaConf.create({"name": "channel_mean"}), step_fractions(0.05), ["remove", "keep"]
 CASES = {  # name: (model config, image shape, images)

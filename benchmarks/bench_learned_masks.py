@@ -8,8 +8,8 @@ A second line with D = 1 shows what batching gains when one image alone is a bat
 import torch
 from timing import interleaved, verdict
 
+from roar.classifier.module import Classifier
 from roar.estimators.masks import learn_masks
-from roar.models.module import Classifier
 
 
 def resnet8():

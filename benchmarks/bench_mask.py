@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from timing import fit_one_epoch, verdict
 from tqdm import tqdm
 
+from roar.classifier.module import Classifier
 from roar.config import compose_config
 from roar.data import build_dataset
 from roar.data.base import TensorImageDataset
@@ -26,7 +27,6 @@ from roar.data.masked import MaskedShards
 from roar.data.stats import compute_channel_stats
 from roar.masking.fills import bind_fill
 from roar.masking.shard_masker import ShardMasker, SourceShard
-from roar.models.module import Classifier
 from roar.store.sharded import OutputSet
 from roar.store.shards import read_shard
 

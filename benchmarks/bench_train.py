@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from roar.augment import fpa_loop
 from roar.augment.perturbations import generators
+from roar.classifier.module import Classifier
 from roar.config import compose_config
-from roar.models.module import Classifier
 
 FPA = {
     "name": "fpa",

@@ -78,7 +78,7 @@ def untrained_classifier(name: str, params: dict, image_shape, num_classes: int 
     """A seeded, untrained Classifier in eval mode (inputs normalized with mean 0.5, std 0.25)."""
     import torch
 
-    from roar.models.module import Classifier
+    from roar.classifier.module import Classifier
 
     torch.manual_seed(0)
     return Classifier(

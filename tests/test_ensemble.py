@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from conftest import QUIET, TINY_BASE
+from roar.classifier.load import load_classifier
 from roar.config import compose_config
 from roar.data import build_dataset
 from roar.errors import RoarError
-from roar.models.checkpoint import load_classifier
 from roar.store.resolve import base_key
 from roar.training.run import train
 

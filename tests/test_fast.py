@@ -9,11 +9,11 @@ from torch.utils.data import DataLoader
 
 from roar.augment import BatchAugment
 from roar.augment.batch import derandomized_flip
+from roar.classifier.module import Classifier, triangle
 from roar.data import ImageDataModule
 from roar.data.base import TensorImageDataset
 from roar.data.resident import ResidentLoader, decode, sampler_order, wants_resident
 from roar.errors import RoarError
-from roar.models.module import Classifier, triangle
 from roar.training.run import train
 
 FAST = ["model=fastnet", "recipe=fast_cifar", "model.params.width=16"]

@@ -387,8 +387,8 @@ def test_retraining_on_token_drop_needs_a_vit_and_drops_the_tokens(root):
     metrics = train(run)
     assert metrics["model"] == "vit_tiny" and metrics["fill"] == "token_drop" and metrics["num_train"] == 1347
     # the retrained ViT never sees a dropped patch: scrambling the pixels under the mask changes no logit
+    from roar.classifier.load import load_classifier
     from roar.masking.patches import patch_keep
-    from roar.models.checkpoint import load_classifier
     from roar.store.masked import decode_masked_sample
 
     model = load_classifier(run_key(run).folder / "checkpoints" / "last.ckpt")

@@ -59,11 +59,11 @@ def targets_at_full_removal(root, mine, patches, source):
     targets) on the 64 evaluated test images."""
     import torch
 
+    from roar.classifier.load import load_base_model
     from roar.config import compose_config
     from roar.data import build_dataset
     from roar.data.stats import channel_stats
     from roar.evaluate.run import subset
-    from roar.models.checkpoint import load_base_model
     from roar.store.maps import iter_maps
     from roar.store.resolve import base_key
 

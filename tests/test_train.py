@@ -8,8 +8,8 @@ import lightning as L
 import pytest
 import torch
 
+from roar.classifier.load import load_classifier
 from roar.errors import RoarError
-from roar.models.checkpoint import load_classifier
 from roar.store.resolve import run_key
 from roar.training.run import train
 
@@ -171,7 +171,7 @@ def test_wandb_offline_run_is_written_and_always_finished(make_cfg, monkeypatch)
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")) and wandb.run is None
 
-    from roar.models.module import Classifier
+    from roar.classifier.module import Classifier
 
     def broken(self, batch, batch_idx):
         raise RuntimeError("boom")
@@ -316,7 +316,7 @@ def test_a_second_process_on_the_same_run_is_refused_with_the_first_ones_pid(tmp
 
 
 def test_a_damaged_base_checkpoint_is_called_damaged_by_a_rerun_and_by_the_stages_that_load_it(make_cfg):
-    from roar.models.checkpoint import load_base_model
+    from roar.classifier.load import load_base_model
     from roar.store.resolve import base_key
 
     first = train(make_cfg(*QUICK))

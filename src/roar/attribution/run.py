@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from roar.classifier.load import load_base_model
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
@@ -21,7 +22,7 @@ from roar.estimators import EstimatorSuite, reduce_maps
 from roar.estimators.suite import iterative_of, params_for, stores_steps
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import bind_fill, check_fill, fill_of
-from roar.models.checkpoint import check_trained_on, load_base_model
+from roar.models.checkpoint import check_trained_on
 from roar.store.io import read_json
 from roar.store.maps import map_sample
 from roar.store.resolve import base_key, maps_key

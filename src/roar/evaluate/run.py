@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from roar.augment import AUGMENTS, fill_value
+from roar.classifier.load import load_base_model
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
@@ -36,7 +37,6 @@ from roar.evaluate.sis import check_sis
 from roar.evaluate.soundness import check_soundness, run_soundness
 from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch
-from roar.models.checkpoint import load_base_model
 from roar.store.experiment import trained_bases
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import MapsKey

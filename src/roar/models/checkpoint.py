@@ -1,12 +1,11 @@
-"""Loading trained classifiers safely (``weights_only=True``) and checking they fit what is asked of them."""
+"""Reading checkpoints safely (``weights_only=True``) and checking they fit what is asked of them: the model,
+classes and image shape they were made for, their bytes, and the data a base model was trained on."""
 
 from pathlib import Path
 
 import torch
 
 from roar.errors import RoarError
-from roar.models.module import Classifier
-from roar.store.io import read_json
 from roar.store.keys import METRICS
 from roar.store.shards import sha256_file
 
@@ -38,15 +37,6 @@ def check_compatible(ckpt: dict, path, model=None, num_classes=None, image_shape
             )
 
 
-def load_classifier(path, **expected) -> Classifier:
-    """The Classifier saved at ``path``, in eval mode, after ``check_compatible(**expected)``."""
-    ckpt = read_checkpoint(path)
-    check_compatible(ckpt, path, **expected)
-    model = Classifier(**ckpt["hyper_parameters"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
-
-
 def check_not_damaged(checkpoint, metrics: dict) -> None:
     """A base checkpoint is trusted only as it was written: metrics.json records its sha256
     (``checkpoint_sha256``); a file that differs is damaged (a disk, a copy, an edit), said as such."""
@@ -69,20 +59,3 @@ def check_trained_on(folder, metrics: dict, fingerprints: dict, root) -> None:
             f"than data.root={root} holds now (the {' and '.join(differ)} split differ). Give these images their "
             f"own experiment (name=...), or retrain the base model on them with roar-train overwrite=true."
         )
-
-
-def load_base_model(key, model_cfg, num_classes: int, image_shape) -> Classifier:
-    """The finished base model of ``key`` (a BaseKey), checked against the config's model (name and
-    params), class count and image shape, so a foreign checkpoint is never used silently."""
-    if not key.metrics.is_file() or not key.checkpoint.is_file():
-        raise RoarError(
-            f"No finished base model at {key.folder} ({key.metrics.name} and "
-            f"{key.checkpoint.relative_to(key.folder)}). "
-            f"Run roar-train with the same name/data/model/augment first."
-        )
-    from roar.utils.plain import to_plain
-
-    check_not_damaged(key.checkpoint, read_json(key.metrics) or {})
-    return load_classifier(
-        key.checkpoint, model=to_plain(model_cfg), num_classes=num_classes, image_shape=list(image_shape)
-    )

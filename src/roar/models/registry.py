@@ -15,7 +15,7 @@ def available():
 def build_model(name, num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **params):
     """The network ``name`` for inputs (in_channels, image_size, image_size) and ``num_classes`` outputs.
 
-    Inputs are normalized images; the LightningModule (``roar.models.module``) does the normalizing.
+    Inputs are normalized images; the LightningModule (``roar.classifier.module``) does the normalizing.
     """
     build = MODELS[name]
     try:

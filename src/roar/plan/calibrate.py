@@ -6,7 +6,7 @@ import time
 import lightning as L
 import torch
 
-from roar.models.module import Classifier
+from roar.classifier.module import Classifier
 from roar.tracking import cluster_plugins
 from roar.utils.plain import to_plain
 

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from roar.augment import BatchAugment
+from roar.classifier.module import Classifier
 from roar.data import DATASETS, ImageDataModule
 from roar.errors import RoarError, positive_int
 from roar.masking.at_load import LoadMasker
@@ -26,7 +27,6 @@ from roar.masking.fills import fill_of
 from roar.masking.masks import check_granularity
 from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
-from roar.models.module import Classifier
 from roar.store.io import atomic_write_bytes, atomic_write_json, folder_lock
 from roar.store.keys import RunKey
 from roar.store.resolve import retrain_variant, run_key
