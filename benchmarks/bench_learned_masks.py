@@ -9,7 +9,7 @@ import torch
 from timing import interleaved, verdict
 
 from roar.classifier.module import Classifier
-from roar.estimators.masks import learn_masks
+from roar.estimators.learned_masks import learn_masks
 
 
 def resnet8():

@@ -23,7 +23,7 @@ from roar.classifier.module import Classifier
 from roar.config import compose_config
 from roar.data import build_dataset
 from roar.data.base import TensorImageDataset
-from roar.data.masked import MaskedShards
+from roar.data.masked_shards import MaskedShards
 from roar.data.stats import compute_channel_stats
 from roar.masking.fills import bind_fill
 from roar.masking.shard_masker import ShardMasker, SourceShard

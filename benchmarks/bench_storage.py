@@ -24,10 +24,10 @@ from timing import fit_one_epoch, verdict
 from roar.attribution.run import attribute
 from roar.classifier.module import Classifier
 from roar.config import compose_config
-from roar.data.masked import MaskedShards
+from roar.data.masked_shards import MaskedShards
 from roar.data.shapes import save_image_folder
 from roar.masking.at_load import LoadMasker
-from roar.masking.write import write_masks
+from roar.masking.run import write_masks
 from roar.store.manifest import read_manifest
 from roar.store.resolve import shard_set_key
 from roar.training.run import train

@@ -24,7 +24,7 @@ import time
 from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.evaluate.run import evaluate
-from roar.report.build import build_report
+from roar.report.run import build_report
 from roar.tracking import quiet_lightning
 from roar.training.run import train
 

@@ -180,7 +180,7 @@ def test_gbs_maps_through_roar_attribute_carry_traces_and_rank_for_roar_mask(tin
     from conftest import QUIET, TINY_BASE
     from roar.attribution.run import attribute
     from roar.config import compose_config
-    from roar.masking.write import write_masks
+    from roar.masking.run import write_masks
     from roar.store.shards import read_shard
 
     root = tiny_base(tmp_path)
@@ -199,7 +199,7 @@ def test_gbs_maps_through_roar_attribute_carry_traces_and_rank_for_roar_mask(tin
     assert masked and all(m["estimator"] == "gbs" and m["mode"] == "keep" for m in masked)
     # roar-eval reads the SIS off the traces; the report shows them
     from roar.evaluate.run import evaluate
-    from roar.report.build import build_report
+    from roar.report.run import build_report
 
     eval_cfg = compose_config("eval", [*common, "eval.rankings=[gbs]", "eval.sis.subset=0.25", "eval.max_images=120"])
     sis = evaluate(eval_cfg)["gbs"]["sis"]
@@ -249,7 +249,7 @@ def test_sis_find_the_planted_shortcut_on_shapes(tmp_path):
     enriched = {r: sis["regions"][r]["sis_share"] / sis["regions"][r]["area_share"] for r in ("shortcut", "object")}
     assert enriched["shortcut"] > 5 and enriched["shortcut"] > 2 * enriched["object"]  # measured 10.1x and 3.1x
     assert marker["held"] > 0.25  # measured 0.43
-    from roar.report.build import build_report
+    from roar.report.run import build_report
 
     page = build_report(compose_config("report", common)).read_text()
     assert page.count("SIS pixels on shortcut") == 1 and page.count("SIS pixels on object") == 1

@@ -12,7 +12,7 @@ from roar.masking.buckets import (
     removed_from_buckets,
     unpack_buckets,
 )
-from roar.masking.masks import feature_ranks, removed_features, top_count
+from roar.masking.removal import feature_ranks, removed_features, top_count
 
 ROAR_GRID = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]
 

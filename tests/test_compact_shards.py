@@ -17,7 +17,7 @@ from roar.data.shapes import save_image_folder
 from roar.errors import RoarError
 from roar.evaluate.leakage import mask_recoverability
 from roar.masking.fills import FILLS
-from roar.masking.write import write_masks
+from roar.masking.run import write_masks
 from roar.store.experiment import set_folder, verify_all
 from roar.store.maps import iter_maps
 from roar.store.resolve import run_key
@@ -250,7 +250,7 @@ def test_uint8_and_encoded_sources_equal_npy_on_8_bit_photos(tmp_path):
 
 
 def test_the_planner_prices_a_bucket_set_as_written(root):
-    from roar.plan.bill import make_plan
+    from roar.plan.run import make_plan
 
     plan = make_plan(cfg(root, "attribute.estimators=[grad]", "mask.estimators=[grad]", GRID, config="pipeline"))
     shards = root / "default" / "shards" / BASE
@@ -343,7 +343,7 @@ def test_token_drop_at_load_passes_the_patch_mask_on_and_paints_nothing():
 
     from roar.masking.at_load import LoadMasker
     from roar.masking.buckets import bucket_bits, grid_boundaries, pack_buckets, rank_buckets
-    from roar.masking.masks import removed_features, removed_pixels
+    from roar.masking.removal import removed_features, removed_pixels
 
     g = torch.Generator().manual_seed(0)
     images, features, fractions = torch.rand(4, 3, 8, 8, generator=g), 16, [0.0, 0.25, 0.5]

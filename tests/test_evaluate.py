@@ -225,7 +225,7 @@ def test_roar_eval_bad_input_is_named_before_any_work(fpa_digits):
 @pytest.mark.slow
 def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits):
     from roar.evaluate.run import evaluate
-    from roar.report.build import build_report
+    from roar.report.run import build_report
 
     root, common = fpa_digits
     evals = [

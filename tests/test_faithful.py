@@ -15,9 +15,9 @@ from roar.errors import RoarError
 from roar.estimators import EstimatorSuite
 from roar.evaluate.run import training_fill_mismatch
 from roar.masking.fills import FILLS, bind_fill
-from roar.masking.masks import check_granularity, feature_ranks, mask_images, ranking_scores, top_count
 from roar.masking.patches import patch_keep
 from roar.masking.ranking import rank_features
+from roar.masking.removal import check_granularity, feature_ranks, mask_images, ranking_scores, top_count
 from roar.store.names import parse_ranking, ranking_name
 from test_estimators import batch, model  # noqa: F401  (the estimator tests' ResNet-8 and batch: shared fixtures)
 

@@ -72,7 +72,7 @@ def test_resident_batches_equal_the_dataloaders_for_seed_epoch_and_rank(make_cfg
 
 
 def test_resident_shard_batches_replay_the_shard_readers_order(tiny_pipeline):
-    from roar.data.masked import MaskedShards
+    from roar.data.masked_shards import MaskedShards
     from roar.store.manifest import read_manifest
 
     root = tiny_pipeline[0]

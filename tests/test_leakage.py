@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from roar.data import build_dataset
 from roar.evaluate.leakage import recoverability
 from roar.masking.fills import bind_fill
-from roar.masking.masks import feature_ranks, mask_images
+from roar.masking.removal import feature_ranks, mask_images
 from roar.report.leakage_audit import consistency
 
 

@@ -5,9 +5,9 @@ import torch
 
 from roar.errors import RoarError
 from roar.estimators import EstimatorSuite, parse
-from roar.estimators.masks import learn_masks, mask_tv, total_variation
+from roar.estimators.learned_masks import learn_masks, mask_tv, total_variation
 from roar.evaluate.soundness import label_curves, p_grid, summarize
-from roar.masking.masks import feature_ranks
+from roar.masking.removal import feature_ranks
 from roar.store.names import parse_ranking
 
 
@@ -154,7 +154,7 @@ def test_masks_through_the_stages_on_shapes_tv_buys_soundness(tmp_path):
     from roar.attribution.run import attribute
     from roar.config import compose_config
     from roar.evaluate.run import evaluate
-    from roar.report.build import build_report
+    from roar.report.run import build_report
     from roar.store.io import read_json
     from roar.store.resolve import base_key, eval_key, maps_key
     from roar.training.run import train

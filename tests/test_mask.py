@@ -15,11 +15,11 @@ from conftest import TINY_BASE, base_name
 from roar.attribution.run import attribute
 from roar.config import compose_config
 from roar.data import build_dataset
-from roar.data.masked import MaskedShards
+from roar.data.masked_shards import MaskedShards
 from roar.errors import RoarError
 from roar.estimators import reduce_maps
 from roar.masking import gaussian_blur
-from roar.masking.write import write_masks
+from roar.masking.run import write_masks
 from roar.store.experiment import verify_all
 from roar.store.manifest import verify_manifest
 from roar.store.maps import iter_maps
@@ -348,7 +348,7 @@ def test_bad_input_fails_before_writing(root, overrides, message):
 
 
 def test_attribution_maps_not_matching_the_data_name_file_and_sample(root, tmp_path):
-    from roar.masking.write import read_attribution_shard
+    from roar.masking.run import read_attribution_shard
 
     tar = root / "default" / "attributions" / BASE / "grad" / "test-000000.tar"
     ids = build_dataset(OmegaConf.create({"name": "digits"}), "test").ids[:400]

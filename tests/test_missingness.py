@@ -91,7 +91,7 @@ def test_another_models_order_consistency_and_the_report(tmp_path):
     from roar.config import compose_config
     from roar.errors import RoarError
     from roar.evaluate.run import evaluate
-    from roar.report.build import build_report
+    from roar.report.run import build_report
     from roar.store.resolve import base_key
     from roar.training.run import train
 

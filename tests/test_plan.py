@@ -9,7 +9,7 @@ import pytest
 
 from roar.config import compose_config
 from roar.errors import RoarError
-from roar.plan.bill import check_space, make_plan
+from roar.plan.run import check_space, make_plan
 from roar.stages.pipeline import run_pipeline
 from roar.stages.preflight import grid_jobs
 

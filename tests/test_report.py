@@ -10,7 +10,7 @@ import pytest
 
 from roar.config import compose_config
 from roar.errors import RoarError
-from roar.report.build import build_report
+from roar.report.run import build_report
 
 GRID = ["grid.estimators=[grad,sobel,random]", "grid.fractions=[0.3,0.6,0.9]", "grid.seeds=3"]
 # Accuracy per (estimator, fraction), seed offsets added: grad falls far below random, sobel follows random.

@@ -123,7 +123,7 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")  # inside Lightning, not ours to fix
-    # retrain runs split their samples by worker themselves (roar.data.masked), which this warning cannot see
+    # retrain runs split their samples by worker themselves (roar.data.masked_shards), which this warning cannot see
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     # short runs (fast recipes, tests) have fewer batches than the logging interval: nothing to act on
     warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")

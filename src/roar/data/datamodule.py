@@ -3,7 +3,7 @@
 import lightning as L
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, default_collate
 
-from roar.data.masked import open_shard_set
+from roar.data.masked_shards import open_shard_set
 from roar.data.registry import build_dataset
 from roar.data.resident import ResidentLoader, decode, sampler_order, wants_resident
 from roar.data.stats import channel_stats

@@ -30,7 +30,7 @@ from roar.utils.seeding import per_sample
 # fn(model, x, fill, ids, params) -> (maps (B, C, H, W), trace (B, T) or None); passes(params, pixels);
 # tokens: with no fill image (fill=token_drop) it drops a ViT's tokens instead (roar.estimators.lime);
 # sis: it returns a confidence trace, so roar-eval reads sufficient input subsets off it;
-# distractors: it needs a pool of training images (``params["pool"]``, roar.estimators.masks);
+# distractors: it needs a pool of training images (``params["pool"]``, roar.estimators.learned_masks);
 # family: the entry answers to a name pattern (``mask-tv<lambda_TV>``, the suite's ``iterative_of``); the
 # trait lists the names registered as options (``estimator=mask-tv0.01``).
 # Every call gets ``params["name"]`` (the estimator's name) and ``params["target"]`` (the class explained).

@@ -7,7 +7,7 @@ around it (``sg-ig``, ``sg_sq-ig``, ``vargrad-ig``), the SmoothGrad map times th
 ``shortcut``), or an iterative ranking that shares no passes (``gbs``, ``bs``: backward selection,
 roar.estimators.backselect, its per-image confidence trace left in ``suite.traces``; ``lime``: LIME over
 patches, roar.estimators.lime; ``mask-tv<lambda_TV>``: masks learned against training-image
-distractors, roar.estimators.masks).
+distractors, roar.estimators.learned_masks).
 
 The reference (``baseline``): ``black`` (raw 0, ROAR's code and the FPA paper's text) or ``fill``
 (the image the configured fill paints over every pixel; FPA's code multiplies by the *normalized*
@@ -31,7 +31,7 @@ from roar.estimators import lime  # noqa: F401  (registers lime)
 from roar.estimators.backselect import ITERATIVE
 from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
-from roar.estimators.masks import PAPER_NAMES, mask_tv
+from roar.estimators.learned_masks import PAPER_NAMES, mask_tv
 from roar.utils.seeding import per_sample
 
 ENSEMBLES = ("sg", "sg_sq", "vargrad", "sg_x_input")  # each made from the same J noisy estimates

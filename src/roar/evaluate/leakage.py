@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
-from roar.data.masked import MaskedShards
+from roar.data.masked_shards import MaskedShards
 from roar.masking.at_load import LoadMasker
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import AUDIT

@@ -26,7 +26,7 @@ from roar.evaluate.curves import (
 )
 from roar.evaluate.sis import REGIONS, SisStats, check_sis
 from roar.masking.donors import donor_images
-from roar.masking.masks import check_fractions, feature_ranks, ranking_scores
+from roar.masking.removal import check_fractions, feature_ranks, ranking_scores
 from roar.store.maps import iter_maps
 from roar.store.resolve import ranking_patch
 

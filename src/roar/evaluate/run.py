@@ -36,7 +36,7 @@ from roar.evaluate.rankings import RankingPass
 from roar.evaluate.sis import check_sis
 from roar.evaluate.soundness import check_soundness, run_soundness
 from roar.masking.fills import bind_fill, check_fill, fill_of
-from roar.masking.masks import MODES, check_fractions, check_granularity, check_patch
+from roar.masking.removal import MODES, check_fractions, check_granularity, check_patch
 from roar.store.experiment import trained_bases
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import MapsKey

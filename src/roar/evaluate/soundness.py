@@ -32,7 +32,7 @@ import torch
 from roar.errors import RoarError, as_list, positive_int
 from roar.evaluate.stats import curve_area
 from roar.masking.donors import donor_images
-from roar.masking.masks import feature_ranks, ranking_scores, top_count
+from roar.masking.removal import feature_ranks, ranking_scores, top_count
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import MapsKey
 from roar.store.manifest import MANIFEST

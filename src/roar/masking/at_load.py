@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from roar.masking.buckets import check_on_grid, removed_from_buckets, unpack_buckets
 from roar.masking.fills import bind_fill
-from roar.masking.masks import removed_pixels
+from roar.masking.removal import removed_pixels
 from roar.utils.seeding import sample_seed
 
 

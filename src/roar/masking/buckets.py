@@ -1,6 +1,6 @@
 """Rank buckets: one compact map per (image, ranking) that reproduces every (mode, fraction) of a grid
 exactly (issue: ImageNet-scale storage): ``mask.format=buckets``, written by roar-mask
-(roar.masking.write) and turned into masks at load (roar.masking.at_load).
+(roar.masking.run) and turned into masks at load (roar.masking.at_load).
 
 ROAR masks exactly k = round(t F) features (``top_count``): ``remove`` those of rank < k, ``keep`` those
 of rank >= F - k. Every mask of the grid is therefore a cut of the rank order at one of the boundaries
@@ -13,7 +13,7 @@ ROAR's grid: 5 boundaries, 6 buckets; 4 up to 15 boundaries; at most 8), stored 
 import torch
 
 from roar.errors import RoarError
-from roar.masking.masks import MODES, top_count
+from roar.masking.removal import MODES, top_count
 
 
 def grid_boundaries(fractions, num_features: int) -> list:

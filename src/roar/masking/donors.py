@@ -20,7 +20,7 @@ def donor_images(train_set, ids, seed: int) -> torch.Tensor:
 
 def donor_pool(train_set, size: int, seed: int) -> torch.Tensor:
     """(min(size, N), C, H, W) training images chosen per maps seed without replacement, in dataset order:
-    the distractors learned masks are superimposed on (roar.estimators.masks)."""
+    the distractors learned masks are superimposed on (roar.estimators.learned_masks)."""
     n = len(train_set)
     if int(size) < 1:
         raise RoarError(f"attribute.params.mask_pool={size}: the distractor pool needs at least one training image.")

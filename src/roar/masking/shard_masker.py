@@ -1,4 +1,4 @@
-"""Writing one source shard's samples into the sets of roar-mask (roar.masking.write plans which): the image
+"""Writing one source shard's samples into the sets of roar-mask (roar.masking.run plans which): the image
 set's shard (the source images), rank buckets, or masked samples for every (mode, fraction) at once."""
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ import torch
 
 from roar.masking.buckets import pack_buckets, rank_buckets
 from roar.masking.donors import donor_images
-from roar.masking.masks import feature_ranks, mask_images, ranking_scores, removed_features, removed_pixels
+from roar.masking.removal import feature_ranks, mask_images, ranking_scores, removed_features, removed_pixels
 from roar.store.masked import bucket_sample, image_sample, masked_sample
 from roar.store.sharded import OutputSet, open_shard, seal_shard, write_sealed
 

@@ -1,4 +1,4 @@
-"""``roar-mask``: ranked-masked shards per estimator, mode, fill and fraction (roar.masking.write).
+"""``roar-mask``: ranked-masked shards per estimator, mode, fill and fraction (roar.masking.run).
 
 roar-mask experiment=roar_digits mask.estimators=[grad,random] mask.modes=[remove,keep]
 roar-mask verify experiment=roar_digits     # every manifest of the experiment (exit 1 on a mismatch)
@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from roar.config import CONFIG_DIR
 from roar.errors import RoarError, reported
 from roar.evaluate.leakage import audit_sets
-from roar.masking.write import write_masks
+from roar.masking.run import write_masks
 from roar.store.experiment import experiments_with_sets, has_sets, shards_dir, verify_all
 from roar.store.resolve import experiment_dir
 

@@ -26,11 +26,11 @@ from roar.evaluate.run import check_config as check_eval
 from roar.evaluate.run import evaluate
 from roar.evaluate.toy import mean_curves, run_toy
 from roar.masking.fills import check_fill
-from roar.masking.write import check_config as check_mask
-from roar.masking.write import write_masks
-from roar.plan.bill import check_space, format_plan, make_plan
-from roar.report.build import build_report
+from roar.masking.run import check_config as check_mask
+from roar.masking.run import write_masks
+from roar.plan.run import check_space, format_plan, make_plan
 from roar.report.collect import summarize
+from roar.report.run import build_report
 from roar.store.experiment import runs_dir
 from roar.store.grid import retrain_jobs, retrain_settings
 from roar.store.io import atomic_write_json

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from roar.config import CONFIG_DIR
 from roar.errors import reported
-from roar.plan.bill import plan_and_print
+from roar.plan.run import plan_and_print
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="plan")

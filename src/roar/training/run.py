@@ -24,7 +24,7 @@ from roar.data import DATASETS, ImageDataModule
 from roar.errors import RoarError, positive_int
 from roar.masking.at_load import LoadMasker
 from roar.masking.fills import fill_of
-from roar.masking.masks import check_granularity
+from roar.masking.removal import check_granularity
 from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
 from roar.store.io import atomic_write_bytes, atomic_write_json, folder_lock

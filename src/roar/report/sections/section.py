@@ -25,7 +25,7 @@ def nothing(*_) -> list:
 
 @dataclass(frozen=True)
 class Section:
-    """One part of the report page. Every function takes the report's data (roar.report.build.gather), where
+    """One part of the report page. Every function takes the report's data (roar.report.run.gather), where
     this section's own rows are ``data[name]`` (what ``gather`` returned).
 
     - ``gather(data)``: the section's rows, from the common data (runs, summary, evaluations, ...), or None;

@@ -20,7 +20,7 @@ from pathlib import Path
 from roar.errors import RoarError, as_list
 from roar.estimators import EstimatorSuite
 from roar.masking.buckets import bucket_bits, grid_boundaries
-from roar.masking.write import num_features
+from roar.masking.run import num_features
 from roar.plan.calibrate import calibrate, parameters
 from roar.plan.facts import bucket_bytes, data_facts, map_bytes, sample_bytes
 from roar.store.grid import retrain_jobs

@@ -7,7 +7,7 @@ model, as the source holds them, in its image set (ImageSetKey, ``shards/<base>/
 shards the bucket sets' shards match one for one.
 
 For each estimator the stored maps are reduced (``reduce=``), pooled into patches with
-``granularity=patch`` (roar.masking.masks), ranked once per image (one sort serves
+``granularity=patch`` (roar.masking.removal), ranked once per image (one sort serves
 every fraction; ties broken per (``maps_seed``, sample id) by roar.masking.ranking), and for every
 (mode, fraction) the masked images are written to the shard set of its ShardSetKey
 (``shards/<base>/<ranking>/<mode>/<fill>/<fraction>/``) in the masked-sample format
@@ -27,7 +27,7 @@ from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
 from roar.masking.buckets import bucket_bits, grid_boundaries
 from roar.masking.fills import bind_fill, check_fill, fill_of
-from roar.masking.masks import (
+from roar.masking.removal import (
     MODES,
     check_fractions,
     check_granularity,
