@@ -113,6 +113,24 @@ def test_bucket_batches_equal_materialized_batches_bit_for_bit(root, fill):
     drop_materialized(root, fill)
 
 
+def test_the_report_reads_one_masked_image_from_any_format(root):
+    """ROAR Fig. 1's cells come from the set a retrain run reads: the bucket set gives, masked and filled at
+    load, the image the materialized set stores (it vanished from the report with buckets before)."""
+    from omegaconf import OmegaConf
+
+    from roar.masking.at_load import first_test_image
+
+    fill = OmegaConf.create({"name": "channel_mean"})
+    materialize(root, "channel_mean")
+    key = run_key(cfg(root, "estimator=grad", "mode=remove", "fraction=0.7")).shards
+    stored = first_test_image(key.folder, fill, "remove", 0.7)
+    at_load = first_test_image(key.buckets.folder, fill, "remove", 0.7)
+    unmasked = first_test_image(key.buckets.folder, fill, "remove", 0.0)
+    drop_materialized(root, "channel_mean")
+    assert stored is not None and torch.equal(at_load, stored) and not torch.equal(unmasked, stored)
+    assert first_test_image(key.buckets.folder, fill, "remove", 0.3) is None  # off the bucket set's grid
+
+
 def test_rounding_boundary_counts_on_both_splits_resident_and_streamed(root):
     """At t = 6.5/64 both modes mask round(6.5) = 7 of digits' 64 pixels (remove: the top 7, keep: the bottom 7),
     every image of both splits, from device-resident and from streamed bucket batches."""
@@ -324,6 +342,7 @@ def test_the_pipeline_on_buckets_gives_the_npy_pipelines_numbers(tiny_pipeline, 
     shards = next((tmp_path / "roar_digits" / "shards").iterdir())
     assert sorted(p.name for p in shards.iterdir()) == ["grad", "images", "random"]
     assert [p.name for p in (shards / "grad").iterdir()] == ["buckets"]
+    assert (tmp_path / "roar_digits" / "report" / "images.png").is_file()  # ROAR Fig. 1 from the bucket set
 
 
 def test_a_sweep_over_a_fraction_the_bucket_set_lacks_is_stopped_before_launch(root):

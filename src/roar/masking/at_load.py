@@ -70,3 +70,30 @@ class LoadMasker:
         if self.fill.drops_tokens:  # the mask travels on to the ViT, as from a materialized token-drop set
             out["removed"] = removed
         return out
+
+
+def first_test_image(folder, fill_cfg, mode: str, fraction: float) -> torch.Tensor | None:
+    """The first test image of the set in ``folder`` as a retrain run on it sees it: a materialized set's image
+    as stored, a set masked at load masked and filled here (a bucket set serves every mode, fill and fraction
+    of its grid: ``fill_cfg``, ``mode`` and ``fraction`` pick one). None when the set, its test split or the
+    fraction on its grid is not there."""
+    from torch.utils.data import default_collate
+
+    from roar.data.masked_shards import MaskedShards
+    from roar.errors import RoarError
+    from roar.store.manifest import read_manifest
+    from roar.store.masked import AT_LOAD
+
+    manifest = read_manifest(folder)
+    if manifest is None or "test" not in manifest.get("counts", {}):
+        return None
+    sample = next(iter(MaskedShards(folder, "test", manifest)), None)
+    if sample is None:
+        return None
+    batch = default_collate([sample])
+    if manifest.get("format") in AT_LOAD:
+        try:
+            batch = LoadMasker(manifest, fill_cfg, mode, fraction)(batch)
+        except RoarError:  # a fraction off the bucket set's grid
+            return None
+    return batch["image"][0]

@@ -106,6 +106,7 @@ def gather(cfg) -> dict:
     data["audit_steps"] = sorted({a["steps"] for a in audits if a.get("steps") is not None})
     data["base_keys"] = {r["base"]: key for r in rows if (key := base_of(exp, r))}
     data["ranking_order"] = [str(r) for r in cfg.eval.rankings]
+    data["fill_cfg"] = cfg.fill
     for section in SECTIONS:
         if section.gather is not None:
             data[section.name] = section.gather(data)

@@ -3,16 +3,15 @@ its verdict against random (roar.report.analysis, roar.report.verdict_tables), a
 laid out like ROAR Fig. 4, the same rankings with and without retraining (Fig. 3), one test image as each
 ranking masks it (Fig. 1)."""
 
+from roar.masking.at_load import first_test_image
 from roar.masking.fills import fill_named
 from roar.report import analysis
 from roar.report.plots import FAMILIES, band, family, plt, save
 from roar.report.sections.section import Section, Table, keep
 from roar.report.verdict_tables import VERDICT_CSV, verdict_note, verdict_rows, verdict_section
+from roar.store.experiment import set_folder
 from roar.store.keys import ShardSetKey
-from roar.store.manifest import shard_name
-from roar.store.masked import decode_masked_sample
-from roar.store.names import fraction_name, ranking_name, split_feature
-from roar.store.shards import read_shard
+from roar.store.names import fill_label, fraction_name, ranking_name, split_feature
 
 
 def figures(data, out, palette) -> list:
@@ -44,7 +43,9 @@ def figures(data, out, palette) -> list:
             "accuracy falls even for random.",
         )
         key = data["base_keys"].get(base)
-        path = image_grid(key, summary, baselines.get(fill), "remove", fill, out / f"images{tag}.png") if key else None
+        path = (
+            image_grid(key, summary, baselines.get(fill), data["fill_cfg"], out / f"images{tag}.png") if key else None
+        )
         keep(
             drawn,
             path,
@@ -156,9 +157,11 @@ def retrain_vs_no_retrain(summary, baselines, evaluations, fill: str, path, pale
     return save(fig, path)
 
 
-def image_grid(base, summary, baseline, mode: str, fill: str, path):
+def image_grid(base, summary, baseline, fill_cfg, path, mode: str = "remove"):
     """ROAR Fig. 1: the first test image masked by every ranking at every fraction (t = 0, the
-    unmodified image, first), the mean test accuracy after retraining above each."""
+    unmodified image, first), the mean test accuracy after retraining above each; each image read from the
+    set a retrain run reads, in any ``mask.format`` (``first_test_image``). ``fill_cfg``: the report's fill."""
+    fill = fill_label(fill_cfg)
     keys = [k for k in analysis.curves_of(summary) if k[2] == mode and k[3] == fill]
     fractions = [0.0] + sorted(
         {s["fraction"] for s in summary if s["n"] and s["mode"] == mode and s["fill"] == fill and s["fraction"] > 0}
@@ -167,9 +170,10 @@ def image_grid(base, summary, baseline, mode: str, fill: str, path):
     for k in keys:
         for t in fractions:
             reduce, patch = split_feature(k[1])
-            tar = ShardSetKey(base, k[0], reduce, mode, fill, t, patch).folder / shard_name("test", 0)
-            if tar.is_file():
-                cells[k, t] = decode_masked_sample(next(iter(read_shard(tar))), with_mask=False)["image"]
+            folder = set_folder(ShardSetKey(base, k[0], reduce, mode, fill, t, patch))
+            image = first_test_image(folder, fill_cfg, mode, t)
+            if image is not None:
+                cells[k, t] = image
     if not cells:
         return None
     acc = {
