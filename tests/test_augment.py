@@ -130,7 +130,7 @@ def test_fpa_square_must_fit_the_image():
 
 
 def test_bad_fill_is_named():
-    with pytest.raises(RoarError, match="augment.fill='grey'"):
+    with pytest.raises(RoarError, match="augment.fill='grey': use one of blur, channel_mean, constant, linear, zero"):
         BatchAugment(
             OmegaConf.create(
                 {"name": "fpa", "fill": "grey", "params": {"p": 0.5, "p1_max": 0.2, "p2": 0.1, "s_max": 2}}

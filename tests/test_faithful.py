@@ -200,15 +200,15 @@ def test_fpa_fills_per_dataset_and_a_mismatch_is_named():
     assert (
         cifar.fill.name == "constant" and list(cifar.fill.value) == [0.5] * 3 and list(cifar.augment.fill) == [0.5] * 3
     )
-    assert training_fill_mismatch(cifar, bind_fill(cifar.fill, 3, MEAN), MEAN, token_model=False) is None
+    assert training_fill_mismatch(cifar, bind_fill(cifar.fill, 3, MEAN), token_model=False) is None
     food = compose_config("eval", ["experiment=fpa_food101"])
     assert food.fill.name == "channel_mean" and food.augment.fill == "channel_mean"
-    assert training_fill_mismatch(food, bind_fill(food.fill, 3, MEAN), MEAN, token_model=False) is None
+    assert training_fill_mismatch(food, bind_fill(food.fill, 3, MEAN), token_model=False) is None
     zero = compose_config("eval", ["experiment=fpa_food101", "fill=zero"])
-    line = training_fill_mismatch(zero, bind_fill(zero.fill, 3, MEAN), MEAN, token_model=False)
+    line = training_fill_mismatch(zero, bind_fill(zero.fill, 3, MEAN), token_model=False)
     assert "trained with augment=fpa filling with channel_mean" in line and "fill=zero" in line
     plain = compose_config("eval", ["fill=zero"])
-    assert training_fill_mismatch(plain, bind_fill(plain.fill, 3, MEAN), MEAN, False) is None
+    assert training_fill_mismatch(plain, bind_fill(plain.fill, 3, MEAN), False) is None
 
 
 # --- the oracle controls ---

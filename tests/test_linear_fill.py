@@ -129,7 +129,6 @@ def test_fpa_can_train_with_the_linear_fill_it_is_evaluated_with():
     draws), known pixels untouched; roar-eval with fill=linear then sees the same perturbation."""
     from roar.augment import BatchAugment
     from roar.evaluate.run import training_fill_mismatch
-    from roar.masking.fills import FILLS
 
     cfg = OmegaConf.create(
         {"name": "fpa", "fill": "linear", "params": {"p": 1.0, "p1_max": 0.5, "p2": 0.0, "s_max": 2}}
@@ -145,6 +144,6 @@ def test_fpa_can_train_with_the_linear_fill_it_is_evaluated_with():
     again, _ = BatchAugment(cfg, MEAN, seed=1)(x)
     assert torch.equal(out, again)  # seeded
     both = OmegaConf.create({"augment": cfg, "fill": {"name": "linear"}})
-    assert training_fill_mismatch(both, FILLS["linear"], MEAN, token_model=False) is None
+    assert training_fill_mismatch(both, bind_fill(both.fill, 3, MEAN), token_model=False) is None
     other = OmegaConf.create({"augment": cfg, "fill": {"name": "channel_mean"}})
-    assert "filling with linear" in training_fill_mismatch(other, FILLS["channel_mean"], MEAN, token_model=False)
+    assert "filling with linear" in training_fill_mismatch(other, bind_fill(other.fill, 3, MEAN), token_model=False)

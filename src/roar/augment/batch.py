@@ -1,31 +1,14 @@
 """The training-time augmentation of a batch: optional crop and flip, then one perturbation."""
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from roar.augment.perturbations import AUGMENTS, generators
 from roar.errors import RoarError, check_probability
-from roar.masking.imputation import linear_fill
+from roar.masking.fills import augment_fill
 from roar.masking.patches import patch_keep
-
-
-def fill_value(fill, mean) -> torch.Tensor:
-    """The raw pixel value (1, C, 1, 1) that ``fill`` names: ``channel_mean``, ``zero`` or a list of values."""
-    c = len(mean)
-    if fill == "channel_mean":
-        values = list(mean)
-    elif fill == "zero":
-        values = [0.0] * c
-    elif not isinstance(fill, str) and isinstance(fill, Sequence) and len(fill) in (1, c):  # a list or a ListConfig
-        values = [float(v) for v in fill] * (c // len(fill))
-    else:
-        raise RoarError(
-            f"augment.fill={fill!r}: use channel_mean, zero, linear, or a list of {c} pixel values in [0, 1]."
-        )
-    return torch.tensor(values, dtype=torch.float32).view(1, c, 1, 1)
 
 
 def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, g: torch.Generator) -> torch.Tensor:
@@ -109,9 +92,8 @@ class BatchAugment:
         if self.name == "fpa":
             self.params["s_max"] = int(self.params["s_max"])
         self.perturb = entry.fn if entry.perturbs else None
-        fill = cfg.get("fill", "channel_mean")
-        self.linear = fill == "linear"  # ROAD's noisy linear imputation, its default settings, noise from self.rng
-        self.fill, self.mean = (None if self.linear else fill_value(fill, mean)), [float(m) for m in mean]
+        # the fill of the removed pixels, from the fill registry (linear's noise: from self.rng's draws)
+        self.fill = augment_fill(cfg.get("fill", "channel_mean"), mean)
         resized = cfg.get("resized_crop")
         if resized is not None:
             resized = {
@@ -180,6 +162,4 @@ class BatchAugment:
         if self.name == "missingness" and self.token_patch:
             mine = patch_keep(dropped, self.token_patch)
             return x, mine if keep is None else keep & mine
-        if self.linear:
-            return linear_fill(x, dropped, {}, self.mean, None, 0, generator=self.rng.device), keep
-        return torch.where(dropped, self.fill.to(x.device, x.dtype), x), keep
+        return self.fill.apply(x, dropped, generator=self.rng.device), keep

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from roar.augment import AUGMENTS, fill_value
+from roar.augment import AUGMENTS
 from roar.classifier.load import load_base_model
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
@@ -35,7 +34,7 @@ from roar.evaluate.curves import CURVE_MODES, step_fractions
 from roar.evaluate.rankings import RankingPass
 from roar.evaluate.sis import check_sis
 from roar.evaluate.soundness import check_soundness, run_soundness
-from roar.masking.fills import bind_fill, check_fill, fill_of
+from roar.masking.fills import augment_fill_config, bind_fill, check_fill, fill_of, same_painting
 from roar.masking.removal import MODES, check_fractions, check_granularity, check_patch
 from roar.store.experiment import trained_bases
 from roar.store.io import atomic_write_json, read_json
@@ -85,22 +84,16 @@ def check_config(cfg) -> list:
     return rankings
 
 
-def training_fill_mismatch(cfg, fill, mean, token_model: bool):
+def training_fill_mismatch(cfg, fill, token_model: bool):
     """A line saying the base model was trained with another perturbation than roar-eval masks with,
-    or None: FPA's premise is that the two are the same (FPA section 2), so a mismatch is worth a word."""
+    or None: FPA's premise is that the two are the same (FPA section 2), so a mismatch is worth a word.
+    ``fill``: the BoundFill roar-eval masks with; both are fills of one registry, compared as configs."""
     augment = AUGMENTS[cfg.augment.name]
     if not augment.perturbs or fill.drops_tokens or (cfg.augment.name == "missingness" and token_model):
         return None
-    augment_fill = cfg.augment.get("fill", "channel_mean")
-    if "linear" in (augment_fill, fill.name):  # not a constant: the same imputation, or not
-        if augment_fill == fill.name:
-            return None
-    else:
-        trained = fill_value(augment_fill, mean)
-        probe = torch.full_like(trained, 0.123)
-        painted = fill.apply(probe, torch.ones_like(probe, dtype=torch.bool), ["probe"], donors=probe)
-        if torch.allclose(painted, trained, atol=1e-6):
-            return None
+    trained = augment_fill_config(cfg.augment.get("fill", "channel_mean"))
+    if same_painting(trained, to_plain(cfg.fill), len(fill.mean)):
+        return None
     return (
         f"[roar-eval] warning: the base model was trained with augment={cfg.augment.name} filling with "
         f"{cfg.augment.get('fill', 'channel_mean')}, and is evaluated with fill={fill_label(cfg.fill)}: "
@@ -228,7 +221,7 @@ def evaluate(cfg: DictConfig) -> dict:
     check_granularity(fill_of(cfg.fill), ranking_patch(cfg), getattr(model.net, "patch_size", None))
     mean = channel_stats(train_set, cfg.data, cfg.paths.cache_dir)["mean"]
     fill = bind_fill(cfg.fill, test_set[0]["image"].shape[0], mean, int(cfg.maps_seed))
-    mismatch = training_fill_mismatch(cfg, fill, mean, model.accepts_keep)
+    mismatch = training_fill_mismatch(cfg, fill, model.accepts_keep)
     if mismatch:
         print(mismatch)
     ckpt_sha = sha256_file(key.checkpoint)

@@ -13,15 +13,20 @@ Stages and the report ask for traits, never compare names:
 - ``fallback``: what a fill writes where an image has no known pixel left (its samples' json names it);
 - ``depends_on_mask``: a pixel's fill depends on which other pixels are removed (an imputation), so
   painting everything at once is not painting a subset (backward selection refuses it: its selection
-  and its SIS re-check must fill alike).
+  and its SIS re-check must fill alike);
+- ``per_sample``: it draws its values per sample id (a training augmentation, which has no ids, cannot use it).
+A training augmentation's ``augment.fill`` names a fill of this registry too (``augment_fill``), so training
+and evaluation speak one vocabulary.
 ``removed`` is (B, 1 or C, H, W) boolean.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from roar.errors import RoarError
 from roar.masking.imputation import check_linear, linear_fill
@@ -38,6 +43,7 @@ FILLS = Registry(
         "check": None,
         "fallback": None,
         "depends_on_mask": False,
+        "per_sample": False,
     },
 )
 
@@ -47,6 +53,7 @@ class FillContext(NamedTuple):
     donors: torch.Tensor | None = None  # (B, C, H, W) other training images (needs_donors)
     ids: list | None = None  # the batch's sample ids (per-sample noise)
     seed: int = 0  # the maps seed
+    generator: torch.Generator | None = None  # a training augmentation's own draws (its noise, not per sample)
 
 
 def gaussian_blur(images: torch.Tensor, kernel: int = 21, sigma: float = 10.0) -> torch.Tensor:
@@ -133,7 +140,7 @@ def _per_sample_noise(ctx, stream: str, shape, images) -> torch.Tensor:
     return per_sample(ctx.seed, ctx.ids, stream, shape).to(images.device, images.dtype)
 
 
-@FILLS.register("random_colour_image")
+@FILLS.register("random_colour_image", per_sample=True)
 def random_colour_image(images, removed, cfg, ctx):
     """One uniform random RGB colour per image, drawn per (maps seed, sample id) (missingness paper,
     C.4's "random" baseline: the colour differs between images, not within one)."""
@@ -141,7 +148,7 @@ def random_colour_image(images, removed, cfg, ctx):
     return torch.where(removed, colour, images)
 
 
-@FILLS.register("random_colour_pixel")
+@FILLS.register("random_colour_pixel", per_sample=True)
 def random_colour_pixel(images, removed, cfg, ctx):
     """An independent uniform value per pixel and channel, drawn per (maps seed, sample id)
     (missingness paper, C.4: noise as the baseline)."""
@@ -158,7 +165,7 @@ def random_colour_pixel(images, removed, cfg, ctx):
 def linear(images, removed, cfg, ctx):
     """ROAD's noisy linear imputation: each masked pixel the weighted mean of its neighbours, plus
     N(0, noise^2), seeded per (maps seed, sample id) (roar.masking.imputation)."""
-    return linear_fill(images, removed, cfg, ctx.mean, ctx.ids, ctx.seed)
+    return linear_fill(images, removed, cfg, ctx.mean, ctx.ids, ctx.seed, generator=ctx.generator)
 
 
 @FILLS.register("token_drop", drops_tokens=True)
@@ -202,10 +209,11 @@ class BoundFill:
     mean: Any = None
     maps_seed: int = 0
 
-    def apply(self, images, removed, ids=None, donors=None):
+    def apply(self, images, removed, ids=None, donors=None, generator=None):
         """Masked images. ``ids``: the batch's sample ids (fills that draw noise per sample); ``donors``
-        (B, C, H, W): the other training images of a fill that needs donors."""
-        ctx = FillContext(self.mean, donors, None if ids is None else list(ids), int(self.maps_seed))
+        (B, C, H, W): the other training images of a fill that needs donors; ``generator``: a training
+        augmentation's own draws for a fill's noise."""
+        ctx = FillContext(self.mean, donors, None if ids is None else list(ids), int(self.maps_seed), generator)
         return self.entry(images, removed, self.cfg, ctx)
 
     def __getattr__(self, trait):  # the registered traits (never the fields: unpickling asks before they exist)
@@ -217,6 +225,43 @@ class BoundFill:
 def bind_fill(cfg, channels: int, mean=None, maps_seed: int = 0) -> BoundFill:
     """The fill of ``cfg``, checked against the images' channel count and bound to its mean and maps seed."""
     return BoundFill(cfg, check_fill(cfg, channels), mean, int(maps_seed))
+
+
+def augment_fill_config(fill) -> dict:
+    """``augment.fill`` as a fill config: a fill's name (``channel_mean``, ``zero``, ``linear``, ``blur``) or
+    a list of pixel values (``constant``), with the fill's default settings."""
+    if not isinstance(fill, str) and isinstance(fill, Sequence):  # a list or a ListConfig
+        return {"name": "constant", "value": [float(v) for v in fill]}
+    name = str(fill)
+    return {"name": name, **(FILLS[name].params if name in FILLS else {})}
+
+
+def augment_fill(fill, mean) -> BoundFill:
+    """The bound fill a training augmentation paints its removed pixels with (``augment.fill``): a fill of the
+    registry that needs no donors and no sample ids (an augmentation has neither) and paints pixels."""
+    usable = [n for n in FILLS.names() if fill_usable_in_training(FILLS[n])]
+    cfg = augment_fill_config(fill)
+    if cfg["name"] not in FILLS or not fill_usable_in_training(FILLS[cfg["name"]]):
+        raise RoarError(f"augment.fill={fill!r}: use one of {', '.join(usable)}, or a list of pixel values in [0, 1].")
+    return bind_fill(OmegaConf.create(cfg), len(mean), [float(m) for m in mean])
+
+
+def fill_usable_in_training(entry) -> bool:
+    return not (entry.needs_donors or entry.drops_tokens or entry.leakage_control or entry.per_sample)
+
+
+def same_painting(a, b, channels: int) -> bool:
+    """Whether two fill configs paint alike: the same fill with the same settings, defaults filled in and a
+    constant's one value taken for every channel."""
+
+    def plain(cfg):
+        out = {**FILLS[cfg["name"]].params, **dict(cfg)}
+        if out["name"] == "constant":
+            values = [float(v) for v in out["value"]]
+            out["value"] = values * (channels // len(values)) if len(values) == 1 else values
+        return out
+
+    return plain(a) == plain(b)
 
 
 def fill_named(label: str):
