@@ -38,7 +38,7 @@ for case, (net, shape, n) in CASES.items():
         max_epochs=1,
     ).eval()
     images, fill = torch.rand(n, *shape), bind_fill(FILL, c, [0.5] * c)
-    ranks = feature_ranks(torch.randn(n, h * w), [f"i{k}" for k in range(n)], seed=0)
+    ranks = feature_ranks(torch.randn(n, h * w), [f"i{k}" for k in range(n)], maps_seed=0)
 
     @torch.no_grad()
     def per_step():

@@ -143,10 +143,10 @@ def test_sobel_ranks_a_step_edge_first():
 
 def test_ranking_breaks_ties_by_seeded_permutation():
     scores = torch.tensor([[0.0, 5.0, 0.0, 0.0, 3.0, 0.0]])
-    order = rank_features(scores, ["x"], seed=0)
+    order = rank_features(scores, ["x"], maps_seed=0)
     assert order[0, :2].tolist() == [1, 4] and sorted(order[0, 2:].tolist()) == [0, 2, 3, 5]
-    assert torch.equal(order, rank_features(scores, ["x"], seed=0))
-    others = {tuple(rank_features(scores, ["x"], seed=s)[0, 2:].tolist()) for s in range(10)}
+    assert torch.equal(order, rank_features(scores, ["x"], maps_seed=0))
+    others = {tuple(rank_features(scores, ["x"], maps_seed=s)[0, 2:].tolist()) for s in range(10)}
     assert len(others) > 1  # ties are not resolved by position
 
 

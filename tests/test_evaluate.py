@@ -71,7 +71,7 @@ def test_mif_removes_the_highest_ranked_features_first_and_lif_the_lowest():
     from omegaconf import OmegaConf
 
     image = torch.tensor([4.0, 3.0, 2.0, 1.0]).view(1, 1, 2, 2)
-    ranks = feature_ranks(image.flatten(1), ["a"], seed=0)  # the scores are the pixel values: 4 ranks first
+    ranks = feature_ranks(image.flatten(1), ["a"], maps_seed=0)  # the scores are the pixel values: 4 ranks first
     t = step_fractions(0.25)
     grid = MaskGrid(["remove", "keep"], t)
     logits = masked_logits(SumModel(), image, ranks, grid, bind_fill(OmegaConf.create({"name": "zero"}), 1))
@@ -88,7 +88,7 @@ def test_masked_logits_batching_does_not_change_results():
 
     torch.manual_seed(0)
     images, scores = torch.rand(5, 3, 4, 4), torch.randn(5, 16)
-    ranks = feature_ranks(scores, list("abcde"), seed=0)
+    ranks = feature_ranks(scores, list("abcde"), maps_seed=0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
     fill = bind_fill(OmegaConf.create({"name": "channel_mean"}), 3, [0.5, 0.4, 0.3])
     run = lambda rows: masked_logits(  # noqa: E731
@@ -263,7 +263,7 @@ def test_token_drop_curves_drop_the_tokens_of_masked_patches():
 
     model = untrained_classifier("vit_tiny", {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2}, [3, 16, 16])
     images = torch.rand(2, 3, 16, 16)
-    ranks = feature_ranks(torch.randn(2, 16), ["a", "b"], seed=0)  # 16 patches of 4x4, ranked
+    ranks = feature_ranks(torch.randn(2, 16), ["a", "b"], maps_seed=0)  # 16 patches of 4x4, ranked
     fill = bind_fill(OmegaConf.create({"name": "token_drop"}), 3)
     logits = masked_logits(model, images, ranks, MaskGrid(["remove"], [0.0, 0.5], patch=4), fill)
     with torch.no_grad():

@@ -32,7 +32,7 @@ MEAN = [0.2, 0.4, 0.6]
 def test_patch_rankings_remove_round_t_p_whole_patches(t, mode):
     images, ids = torch.rand(6, 3, 32, 32), [f"s{i}" for i in range(6)]
     maps = torch.rand(6, 3, 32, 32)  # the random control's maps
-    ranks = feature_ranks(ranking_scores(maps, "abs_sum", 4), ids, seed=0)
+    ranks = feature_ranks(ranking_scores(maps, "abs_sum", 4), ids, maps_seed=0)
     assert ranks.shape == (6, 64)
     _, removed = mask_images(
         images, ranks, mode, t, bind_fill(OmegaConf.create({"name": "channel_mean"}), 3, MEAN), patch=4
@@ -47,7 +47,7 @@ def test_patch_rankings_remove_round_t_p_whole_patches(t, mode):
 
 def test_pixel_rankings_with_token_drop_are_refused_with_the_way_out():
     """The bug: pixel rankings drop any touched patch (82% of the tokens at t = 0.1). Refused now."""
-    ranks = feature_ranks(torch.rand(4, 32 * 32), list("abcd"), seed=0)
+    ranks = feature_ranks(torch.rand(4, 32 * 32), list("abcd"), maps_seed=0)
     _, removed = mask_images(
         torch.rand(4, 3, 32, 32), ranks, "remove", 0.1, bind_fill(OmegaConf.create({"name": "zero"}), 3)
     )
@@ -226,7 +226,7 @@ def test_oracle_ranks_the_object_first_and_shortcut_the_marker():
         assert suite.needs == [key]
         truth = torch.stack([s[key] for s in samples])
         maps = suite(None, x, None, ids, extras={key: truth})[name]
-        ranks = feature_ranks(ranking_scores(maps, "abs_sum"), ids, seed=0)
+        ranks = feature_ranks(ranking_scores(maps, "abs_sum"), ids, maps_seed=0)
         for k in range(8):
             n = int(truth[k].sum())
             t = n / truth[k].numel()

@@ -22,8 +22,8 @@ from roar.masking.removal import removed_pixels
 from roar.utils.seeding import sample_seed
 
 
-def batch_donors(images: torch.Tensor, ids, seed: int, mean) -> torch.Tensor:
-    """Each image's donor: another image of its batch, the shift drawn per (seed, sample id). A batch of
+def batch_donors(images: torch.Tensor, ids, maps_seed: int, mean) -> torch.Tensor:
+    """Each image's donor: another image of its batch, the shift drawn per (maps_seed, sample id). A batch of
     one has no other image: its donor is the channel-mean image (nothing of the image leaks through)."""
     b = images.shape[0]
     if b == 1:
@@ -32,7 +32,7 @@ def batch_donors(images: torch.Tensor, ids, seed: int, mean) -> torch.Tensor:
             .view(1, -1, 1, 1)
             .expand_as(images)
         )
-    shift = torch.tensor([1 + sample_seed(seed, sid, "batch-donor") % (b - 1) for sid in ids])
+    shift = torch.tensor([1 + sample_seed(maps_seed, sid, "batch-donor") % (b - 1) for sid in ids])
     index = (torch.arange(b) + shift) % b
     return images.index_select(0, index.to(images.device))
 
@@ -46,8 +46,8 @@ class LoadMasker:
     def __init__(self, manifest: dict, fill, mode: str | None = None, fraction: float | None = None):
         self.format = manifest["format"]
         self.fill_cfg = OmegaConf.create(manifest["fill"]) if self.format == "uint8" else fill
-        self.patch, self.mean, self.seed = manifest.get("patch"), manifest["mean"], int(manifest["maps_seed"])
-        self.fill = bind_fill(self.fill_cfg, int(manifest["image_shape"][0]), self.mean, self.seed)
+        self.patch, self.mean, self.maps_seed = manifest.get("patch"), manifest["mean"], int(manifest["maps_seed"])
+        self.fill = bind_fill(self.fill_cfg, int(manifest["image_shape"][0]), self.mean, self.maps_seed)
         if self.format == "buckets":
             check_on_grid(manifest["fractions"], fraction, mode)  # refused now, not at the first batch
             self.mode, self.fraction = mode, float(fraction)
@@ -64,7 +64,7 @@ class LoadMasker:
     def __call__(self, batch: dict) -> dict:
         images, ids = batch["image"], list(batch["id"])
         removed = self.removed(batch)
-        donors = batch_donors(images, ids, self.seed, self.mean) if self.fill.needs_donors else None
+        donors = batch_donors(images, ids, self.maps_seed, self.mean) if self.fill.needs_donors else None
         out = {k: v for k, v in batch.items() if k not in ("buckets", "removed")}
         out["image"] = self.fill.apply(images, removed, ids, donors)
         if self.fill.drops_tokens:  # the mask travels on to the ViT, as from a materialized token-drop set

@@ -2,7 +2,7 @@
 
 Each fill is one registered function ``fill(images, removed, cfg, ctx) -> images`` with its declared
 traits; ``ctx`` (a FillContext) holds the training split's channel ``mean``, the ``donors`` of a fill
-that needs them, and the batch's sample ``ids`` and ``seed`` for fills that draw noise per sample.
+that needs them, and the batch's sample ``ids`` and ``maps_seed`` for fills that draw noise per sample.
 Stages and the report ask for traits, never compare names:
 - ``params``: its config keys and their defaults (``fill=<name>`` on the command line gets them);
 - ``needs_donors``: it takes pixels of other training images (``roar.masking.donors``);
@@ -52,7 +52,7 @@ class FillContext(NamedTuple):
     mean: list | None = None  # the training split's per-channel mean
     donors: torch.Tensor | None = None  # (B, C, H, W) other training images (needs_donors)
     ids: list | None = None  # the batch's sample ids (per-sample noise)
-    seed: int = 0  # the maps seed
+    maps_seed: int = 0
     generator: torch.Generator | None = None  # a training augmentation's own draws (its noise, not per sample)
 
 
@@ -137,7 +137,7 @@ def random_image(images, removed, cfg, ctx):
 def _per_sample_noise(ctx, stream: str, shape, images) -> torch.Tensor:
     if ctx.ids is None:
         raise RoarError(f"{stream} draws per sample id: pass the batch's ids.")
-    return per_sample(ctx.seed, ctx.ids, stream, shape).to(images.device, images.dtype)
+    return per_sample(ctx.maps_seed, ctx.ids, stream, shape).to(images.device, images.dtype)
 
 
 @FILLS.register("random_colour_image", per_sample=True)
@@ -165,7 +165,7 @@ def random_colour_pixel(images, removed, cfg, ctx):
 def linear(images, removed, cfg, ctx):
     """ROAD's noisy linear imputation: each masked pixel the weighted mean of its neighbours, plus
     N(0, noise^2), seeded per (maps seed, sample id) (roar.masking.imputation)."""
-    return linear_fill(images, removed, cfg, ctx.mean, ctx.ids, ctx.seed, generator=ctx.generator)
+    return linear_fill(images, removed, cfg, ctx.mean, ctx.ids, ctx.maps_seed, generator=ctx.generator)
 
 
 @FILLS.register("token_drop", drops_tokens=True)

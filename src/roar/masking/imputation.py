@@ -90,9 +90,9 @@ def solve_linear(images: torch.Tensor, removed: torch.Tensor, tol: float = 1e-5,
     return filled.to(images.dtype), it
 
 
-def linear_fill(images, removed, cfg, mean, ids, seed: int, generator=None) -> torch.Tensor:  # noqa: PLR0913 (the solve's inputs (augment.fill calls it without a bound fill))
+def linear_fill(images, removed, cfg, mean, ids, maps_seed: int, generator=None) -> torch.Tensor:  # noqa: PLR0913 (the solve's inputs (augment.fill calls it without a bound fill))
     """The ``linear`` fill: solve, fall back to the channel mean where nothing is known, add the seeded
-    noise: drawn per (seed, sample id), or from ``generator`` (a training augmentation's own draws)."""
+    noise: drawn per (maps_seed, sample id), or from ``generator`` (a training augmentation's own draws)."""
     b, c, h, w = images.shape
     filled, _ = solve_linear(images, removed, float(cfg.get("tol", 1e-5)), int(cfg.get("max_iter", 2000)))
     mask = removed.expand(b, c, h, w)
@@ -109,6 +109,6 @@ def linear_fill(images, removed, cfg, mean, ids, seed: int, generator=None) -> t
     elif sigma > 0:
         if ids is None:
             raise RoarError("fill=linear adds noise drawn per sample id: pass the batch's ids.")
-        noise = per_sample(seed, ids, "linear-fill", (c, h, w), fn=torch.randn).to(images.device, images.dtype)
+        noise = per_sample(maps_seed, ids, "linear-fill", (c, h, w), fn=torch.randn).to(images.device, images.dtype)
         filled = torch.where(mask, filled + sigma * noise, filled)
     return filled

@@ -21,9 +21,9 @@ _GOLDEN, _MIX1, _MIX2 = (
 )  # splitmix64's odd constants as int64
 
 
-def tie_break_keys(ids, num_features: int, seed: int, device=None) -> torch.Tensor:
-    """(B, F) int64 keys, a function of (seed, sample id, feature index) alone."""
-    seeds = torch.tensor([sample_seed(seed, i, "tie-break") for i in ids], dtype=torch.int64, device=device)
+def tie_break_keys(ids, num_features: int, maps_seed: int, device=None) -> torch.Tensor:
+    """(B, F) int64 keys, a function of (maps_seed, sample id, feature index) alone."""
+    seeds = torch.tensor([sample_seed(maps_seed, i, "tie-break") for i in ids], dtype=torch.int64, device=device)
     x = seeds[:, None] + (torch.arange(1, num_features + 1, dtype=torch.int64, device=device) * _GOLDEN)[None]
     x = (x ^ (x >> 30)) * _MIX1
     x = (x ^ (x >> 27)) * _MIX2
@@ -37,9 +37,9 @@ def _descending_bits(scores: torch.Tensor) -> torch.Tensor:
     return 0xFFFFFFFF - ascending
 
 
-def rank_features(scores: torch.Tensor, ids, seed: int = 0) -> torch.Tensor:
+def rank_features(scores: torch.Tensor, ids, maps_seed: int = 0) -> torch.Tensor:
     """(B, F) feature indices, most important (highest score) first, ties in seeded random order."""
-    keys = tie_break_keys(ids, scores.shape[1], seed, scores.device) & 0xFFFFFFFF
+    keys = tie_break_keys(ids, scores.shape[1], maps_seed, scores.device) & 0xFFFFFFFF
     scores = scores.float() + 0.0  # -0.0 + 0.0 is +0.0: a zero is a zero, whatever its sign (IEEE 754)
     packed = (_descending_bits(scores) - 2**31) * 2**32 + keys  # spans int64 without overflow
     return torch.argsort(packed, dim=1, stable=True)

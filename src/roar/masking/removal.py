@@ -73,9 +73,9 @@ def ranking_scores(maps: torch.Tensor, reduce: str, patch: int | None = None) ->
     return F.avg_pool2d(reduced.float(), int(patch)).flatten(1)
 
 
-def feature_ranks(scores: torch.Tensor, ids, seed: int) -> torch.Tensor:
+def feature_ranks(scores: torch.Tensor, ids, maps_seed: int) -> torch.Tensor:
     """(B, F) rank of every feature, 0 = most important: one sort per image for every fraction."""
-    order = rank_features(scores, ids, seed)
+    order = rank_features(scores, ids, maps_seed)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     return ranks
