@@ -22,7 +22,7 @@ from roar.errors import RoarError
 from roar.store.experiment import image_set_folder, set_folder
 from roar.store.keys import METRICS
 from roar.store.manifest import MANIFEST, read_manifest, shard_files, verify_manifest
-from roar.store.masked import AT_LOAD, decode_masked_sample
+from roar.store.masked import FORMATS, decode_masked_sample
 from roar.store.shards import decode_key, read_shard
 
 ON_ERROR = ("raise", "skip")
@@ -193,7 +193,7 @@ class MaskedShards(IterableDataset):
     @property
     def masked_at_load(self) -> bool:
         """The set holds source images and compact masks: the batch is masked on the device (roar.masking.at_load)."""
-        return self.format in AT_LOAD
+        return FORMATS[self.format].at_load
 
 
 def shuffled(stream, size: int, rng: random.Random):

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from roar.masking.buckets import check_on_grid, removed_from_buckets, unpack_buckets
 from roar.masking.fills import bind_fill
 from roar.masking.removal import removed_pixels
+from roar.store.masked import FORMATS
 from roar.utils.seeding import sample_seed
 
 
@@ -44,18 +45,18 @@ class LoadMasker:
     fill's and uses the one it records."""
 
     def __init__(self, manifest: dict, fill, mode: str | None = None, fraction: float | None = None):
-        self.format = manifest["format"]
-        self.fill_cfg = OmegaConf.create(manifest["fill"]) if self.format == "uint8" else fill
+        self.format = FORMATS[manifest["format"]]  # a per-ranking set serves every fill; another records its own
+        self.fill_cfg = fill if self.format.per_ranking else OmegaConf.create(manifest["fill"])
         self.patch, self.mean, self.maps_seed = manifest.get("patch"), manifest["mean"], int(manifest["maps_seed"])
         self.fill = bind_fill(self.fill_cfg, int(manifest["image_shape"][0]), self.mean, self.maps_seed)
-        if self.format == "buckets":
+        if self.format.per_ranking:
             check_on_grid(manifest["fractions"], fraction, mode)  # refused now, not at the first batch
             self.mode, self.fraction = mode, float(fraction)
             self.fractions, self.boundaries = list(manifest["fractions"]), list(manifest["boundaries"])
             self.bits, self.num_features = int(manifest["bits"]), int(manifest["num_features"])
 
     def removed(self, batch) -> torch.Tensor:
-        if self.format != "buckets":
+        if not self.format.per_ranking:
             return batch["removed"]
         buckets = unpack_buckets(batch["buckets"], self.num_features, self.bits)
         flat = removed_from_buckets(buckets, self.boundaries, self.fractions, self.fraction, self.mode)
@@ -82,7 +83,7 @@ def first_test_image(folder, fill_cfg, mode: str, fraction: float) -> torch.Tens
     from roar.data.masked_shards import MaskedShards
     from roar.errors import RoarError
     from roar.store.manifest import read_manifest
-    from roar.store.masked import AT_LOAD
+    from roar.store.masked import FORMATS
 
     manifest = read_manifest(folder)
     if manifest is None or "test" not in manifest.get("counts", {}):
@@ -91,7 +92,7 @@ def first_test_image(folder, fill_cfg, mode: str, fraction: float) -> torch.Tens
     if sample is None:
         return None
     batch = default_collate([sample])
-    if manifest.get("format") in AT_LOAD:
+    if FORMATS[manifest.get("format", "npy")].at_load:
         try:
             batch = LoadMasker(manifest, fill_cfg, mode, fraction)(batch)
         except RoarError:  # a fraction off the bucket set's grid

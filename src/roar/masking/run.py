@@ -146,16 +146,16 @@ def output_sets(cfg, est: str, made: dict, fill, fractions, images=None) -> list
 
 
 def check_eight_bit(cfg, train_set) -> None:
-    if cfg.mask.format == "uint8" and eight_bit(train_set[0]["image"]) is None:
+    if FORMATS[cfg.mask.format].eight_bit and eight_bit(train_set[0]["image"]) is None:
         raise RoarError(
-            f"mask.format=uint8 stores 8-bit pixels, but data={cfg.data.name}'s are not 8-bit (the first training "
-            f"image "
-            f"has values off k/255): use mask.format=npy (exact for any data) or buckets (keeps the source's pixels)."
+            f"mask.format={cfg.mask.format} stores 8-bit pixels, but data={cfg.data.name}'s are not 8-bit (the first "
+            f"training image has values off k/255): use mask.format=npy (exact for any data) or buckets (keeps the "
+            f"source's pixels)."
         )
 
 
 def describe(cfg, sources, outs, fractions, patch) -> str:
-    if cfg.mask.format == "buckets":
+    if FORMATS[cfg.mask.format].per_ranking:
         at = ", ".join(format(t, "g") for t in fractions)
         what = f"{len(sources)} bucket sets (every mode and fill at t = {at}) and the image set"
     else:
@@ -183,7 +183,7 @@ def write_masks(cfg: DictConfig) -> dict:
     check_eight_bit(cfg, train_set)
     common = common_settings(cfg, train_set, stats, patch)
     outs, plan, total = {}, [], 0
-    images = image_set(cfg, sources, common, fingerprints) if cfg.mask.format == "buckets" else None
+    images = image_set(cfg, sources, common, fingerprints) if FORMATS[cfg.mask.format].per_ranking else None
     if images is not None:
         outs[images.folder] = images
         mine = plan_shards([images], counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)

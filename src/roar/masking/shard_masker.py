@@ -8,7 +8,7 @@ import torch
 from roar.masking.buckets import pack_buckets, rank_buckets
 from roar.masking.donors import donor_images
 from roar.masking.removal import feature_ranks, mask_images, ranking_scores, removed_features, removed_pixels
-from roar.store.masked import bucket_sample, image_sample, masked_sample
+from roar.store.masked import FORMATS, bucket_sample, image_sample, masked_sample
 from roar.store.sharded import OutputSet, open_shard, seal_shard, write_sealed
 
 
@@ -66,14 +66,14 @@ class ShardMasker:
         batch_ids, patch = shard.ids[a : a + self.batch_size], todo[0].settings["patch"]
         scores = ranking_scores(shard.maps[a : a + self.batch_size], self.reduce, patch)
         ranks = feature_ranks(scores, batch_ids, self.fill.maps_seed)
-        if self.fmt == "buckets":  # the ranks alone: the images are in the image set
+        if FORMATS[self.fmt].per_ranking:  # the ranks alone: the images are in the image set
             st = todo[0].settings
             packed = pack_buckets(rank_buckets(ranks, st["boundaries"]), st["bits"]).numpy()
             for k, sid in enumerate(batch_ids):
                 writers[todo[0].folder].write(bucket_sample(sid, packed[k]))
             self.bar.update(len(batch_ids))
             return
-        at_load = self.fmt == "uint8"  # the source image and the mask; the fill is made at load
+        at_load = FORMATS[self.fmt].at_load  # the source image and the mask; the fill is made at load
         ds, lo = shard.ds, shard.lo + a
         samples = [ds[lo + k] for k in range(len(batch_ids))]
         images, labels = torch.stack([x["image"] for x in samples]), [int(x["label"]) for x in samples]

@@ -10,7 +10,7 @@ import torch
 from roar.data import build_dataset
 from roar.errors import RoarError
 from roar.store.maps import map_sample
-from roar.store.masked import bucket_sample, image_sample, masked_sample
+from roar.store.masked import FORMATS, bucket_sample, image_sample, masked_sample
 
 # official split sizes and image sides of the datasets read from data.root (when the data are not here)
 KNOWN = {"cifar10": (50000, 10000, 32, 10), "cifar100": (50000, 10000, 32, 100), "food101": (75750, 25250, None, 101)}
@@ -88,9 +88,10 @@ def sample_bytes(facts: dict, fmt: str) -> float:
     c, h, w = facts["shape"]
     removed = np.zeros((1, h, w), dtype=bool)
     meta = {"estimator": "sg_sq-grad", "reduce": "abs_sum", "mode": "remove", "fill": "channel_mean", "fraction": 0.5}
-    if fmt == "png" and facts["images"] is None:
+    real = fmt == "images" or FORMATS[fmt].compressed or FORMATS[fmt].stores_source  # bytes follow the pixels
+    if fmt != "images" and FORMATS[fmt].compressed and facts["images"] is None:
         return float("nan")
-    images = facts["images"] if fmt != "npy" and facts["images"] is not None else [torch.zeros(c, h, w)]
+    images = facts["images"] if real and facts["images"] is not None else [torch.zeros(c, h, w)]
     encoded = facts.get("encoded") or [None] * len(images)
     if fmt == "images":
         samples = [image_sample(facts["id"], x, facts["label"], e) for x, e in zip(images, encoded)]

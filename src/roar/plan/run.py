@@ -24,6 +24,7 @@ from roar.masking.run import num_features
 from roar.plan.calibrate import calibrate, parameters
 from roar.plan.facts import bucket_bytes, data_facts, map_bytes, sample_bytes
 from roar.store.grid import retrain_jobs
+from roar.store.masked import FORMATS
 from roar.store.resolve import experiment_dir, ranking_patch
 from roar.utils.plain import to_plain
 
@@ -38,7 +39,7 @@ def disk_bytes(cfg, facts: dict, counts: dict) -> dict:
     reduced = str(cfg.attribute.get("store", "full")) == "reduced"
     disk = {
         "maps": map_bytes(facts, reduced) * counts["attributed"] * counts["estimators"],
-        **{f"shards_{fmt}": sample_bytes(facts, fmt) * masked * sets for fmt in ("npy", "png", "uint8")},
+        **{f"shards_{fmt}": sample_bytes(facts, fmt) * masked * sets for fmt in FORMATS.where(per_ranking=False)},
         "shards_buckets": (sample_bytes(facts, "images") + bucket_bytes(facts, features, bits) * rankings) * masked,
         "checkpoints": counts["trainings"] * counts["parameters"] * 4 * 2,  # weights and momentum, float32
     }

@@ -19,6 +19,7 @@ from roar.masking.buckets import check_on_grid
 from roar.store.experiment import set_folder
 from roar.store.grid import retrain_jobs
 from roar.store.manifest import read_manifest
+from roar.store.masked import FORMATS
 from roar.store.resolve import is_retrain, run_key
 
 GRID_KEYS = ("estimator", "mode", "fraction", "seed")
@@ -75,7 +76,7 @@ def missing_shards(configs) -> list:
             manifest = read_manifest(folder)
             if manifest is None:
                 what = str(folder)
-            elif manifest.get("format") == "buckets":
+            elif FORMATS[manifest.get("format", "npy")].per_ranking:
                 try:
                     check_on_grid(manifest["fractions"], key.fraction, key.mode)
                     continue

@@ -24,28 +24,25 @@ import torch
 from PIL import Image
 
 from roar.errors import RoarError
+from roar.registry import Registry
 from roar.store.shards import decode_key, encode_key, json_bytes, load_npy, npy_bytes
 
-FORMATS = ("npy", "png", "uint8", "buckets")
-AT_LOAD = ("uint8", "buckets")  # formats whose mask and fill are made at load
+# mask.format: each entry encodes a sample's fields; its traits say how the stages treat its sets.
+# - at_load: the mask and the fill are made at load, on the model's device (roar.masking.at_load);
+# - per_ranking: one set per ranking serves every mode, fill and fraction (else one set per setting);
+# - stores_source: the source image is stored as the source holds it (its bytes follow the source files);
+# - compressed: a sample's bytes depend on the pixels (the planner encodes real images);
+# - eight_bit: it is for 8-bit data only.
+FORMATS = Registry(
+    "mask.format",
+    defaults={"at_load": False, "per_ranking": False, "stores_source": False, "compressed": False, "eight_bit": False},
+)
 
 
 def eight_bit(images: torch.Tensor) -> torch.Tensor | None:
     """``images`` as uint8 when every pixel is k/255 exactly (decoding gives them back bit for bit), else None."""
     pixels = torch.round(images * 255).to(torch.uint8)
     return pixels if torch.equal(pixels.float() / 255, images) else None
-
-
-def encode_image(image: torch.Tensor, fmt: str) -> dict:
-    """{"image.npy": float32 bytes} or {"image.png": 8-bit PNG bytes} of a (C, H, W) image in [0, 1]."""
-    if fmt == "npy":
-        return {"image.npy": npy_bytes(image.numpy().astype(np.float32))}
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(
-        buf, format="PNG", compress_level=1
-    )  # fast, lossless
-    return {"image.png": buf.getvalue()}
 
 
 def source_fields(image: torch.Tensor, encoded: tuple | None = None) -> dict:
@@ -62,15 +59,40 @@ def pack_bits(removed: np.ndarray) -> bytes:
     return np.packbits(removed.reshape(-1)).tobytes()
 
 
+@FORMATS.register("npy")
+def npy_fields(image: torch.Tensor, removed: np.ndarray, encoded=None) -> dict:
+    """The filled image as float32 and the removed features."""
+    return {"image.npy": npy_bytes(image.numpy().astype(np.float32)), "mask.npy": npy_bytes(removed)}
+
+
+@FORMATS.register("png", compressed=True)
+def png_fields(image: torch.Tensor, removed: np.ndarray, encoded=None) -> dict:
+    """The filled image as an 8-bit PNG (fast, lossless) and the removed features."""
+    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, format="PNG", compress_level=1)
+    return {"image.png": buf.getvalue(), "mask.npy": npy_bytes(removed)}
+
+
+@FORMATS.register("uint8", at_load=True, stores_source=True, eight_bit=True)
+def uint8_fields(image: torch.Tensor, removed: np.ndarray, encoded=None) -> dict:
+    """The source image and the removed features' bits; the set records its one fill, made at load."""
+    return {**source_fields(image, encoded), "mask.bits": pack_bits(removed)}
+
+
+@FORMATS.register("buckets", at_load=True, per_ranking=True, stores_source=True)
+def bucket_fields(packed: np.ndarray) -> dict:
+    """The packed bucket map's raw bytes (bits x ceil(F / 8) of them, ``pack_buckets``); the image and label
+    are in the base model's image set, read beside it."""
+    return {"buckets": np.ascontiguousarray(packed, dtype=np.uint8).tobytes()}
+
+
 def masked_sample(  # noqa: PLR0913 (a sample's fields)
     sample_id: str, image: torch.Tensor, removed: np.ndarray, label: int, fmt: str, meta: dict, encoded=None
 ) -> dict:
-    """One sample of a materialized set: the filled ``image`` (npy, png), or with ``uint8`` the source
-    ``image`` and the mask's bits."""
-    if fmt == "uint8":
-        fields = {**source_fields(image, encoded), "mask.bits": pack_bits(removed)}
-    else:
-        fields = {**encode_image(image, fmt), "mask.npy": npy_bytes(removed)}
+    """One sample of a set of one setting (``fmt`` a format that is not per ranking): the fields its format
+    encodes, the label and the sample's json."""
+    fields = FORMATS[fmt](image, removed, encoded)
     return {
         "__key__": encode_key(sample_id),
         **fields,
@@ -87,7 +109,7 @@ def image_sample(sample_id: str, image: torch.Tensor, label: int, encoded=None) 
 def bucket_sample(sample_id: str, packed: np.ndarray) -> dict:
     """One sample of a bucket set: the packed bucket map's raw bytes alone (bits x ceil(F / 8) of them,
     ``pack_buckets``); the image and label are in the image set, read beside it."""
-    return {"__key__": encode_key(sample_id), "buckets": np.ascontiguousarray(packed, dtype=np.uint8).tobytes()}
+    return {"__key__": encode_key(sample_id), **FORMATS["buckets"](packed)}
 
 
 def decode_masked_sample(sample: dict, with_mask: bool, decode_source=None, mask_shape=None) -> dict:
