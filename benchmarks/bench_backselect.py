@@ -22,7 +22,8 @@ from timing import verdict
 from roar.classifier.load import load_classifier
 from roar.config import compose_config
 from roar.data import build_dataset
-from roar.estimators.backselect import ITERATIVE, exact_backselect, gradient_backselect, sis_mask
+from roar.estimators.backselect import exact_backselect, gradient_backselect, sis_mask
+from roar.estimators.registry import ITERATIVE
 from roar.store.resolve import base_key
 from roar.tracking import quiet_lightning
 from roar.training.run import train

@@ -211,3 +211,12 @@ def test_fpa_augmentations_follow_the_paper_and_the_roar_experiments_state_their
 def test_bad_names_and_values_fail_before_any_compute(override, message):
     with pytest.raises(RoarError, match=message.replace("[", r"\[").replace("]", r"\]")):
         validate(compose_config("train", override.split()))
+
+
+def test_the_attribute_params_yaml_lists_the_registered_defaults():
+    """attribute.params documents every estimator parameter; its values are those the registry declares
+    (the shared ones and each iterative estimator's own), so the two cannot drift apart."""
+    from roar.estimators.registry import default_params
+    from roar.utils.plain import to_plain
+
+    assert to_plain(compose_config("attribute", []).attribute.params) == default_params()

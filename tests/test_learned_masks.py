@@ -5,7 +5,8 @@ import torch
 
 from roar.errors import RoarError
 from roar.estimators import EstimatorSuite, parse
-from roar.estimators.learned_masks import learn_masks, mask_tv, total_variation
+from roar.estimators.learned_masks import learn_masks, total_variation
+from roar.estimators.registry import mask_tv
 from roar.evaluate.soundness import label_curves, p_grid, summarize
 from roar.masking.removal import feature_ranks
 from roar.store.names import parse_ranking

@@ -19,7 +19,7 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite, reduce_maps
-from roar.estimators.suite import iterative_of, params_for, stores_steps
+from roar.estimators.registry import iterative_of, params_for, stores_steps
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.models.checkpoint import check_trained_on

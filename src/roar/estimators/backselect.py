@@ -23,8 +23,9 @@ import math
 import torch
 
 from roar.errors import RoarError
-from roar.registry import Registry
+from roar.estimators.registry import ITERATIVE
 from roar.utils.seeding import per_sample
+
 
 # iterative estimators, which run the model on images painted with the fill and share no passes:
 # fn(model, x, fill, ids, params) -> (maps (B, C, H, W), trace (B, T) or None); passes(params, pixels);
@@ -34,12 +35,6 @@ from roar.utils.seeding import per_sample
 # family: the entry answers to a name pattern (``mask-tv<lambda_TV>``, the suite's ``iterative_of``); the
 # trait lists the names registered as options (``estimator=mask-tv0.01``).
 # Every call gets ``params["name"]`` (the estimator's name) and ``params["target"]`` (the class explained).
-ITERATIVE = Registry(
-    "iterative estimator",
-    defaults={"passes": lambda params, pixels: 0, "tokens": False, "sis": False, "distractors": False, "family": None},
-)
-
-
 @torch.no_grad()
 def predicted(model, x) -> torch.Tensor:
     return model(x).argmax(1)
@@ -76,7 +71,9 @@ def _steps_map(step, x):
     return step.view(x.shape[0], 1, *x.shape[2:]).to(x.dtype).expand_as(x).contiguous()
 
 
-@ITERATIVE.register("gbs", sis=True, passes=lambda params, pixels: math.ceil(pixels / gbs_k(params, pixels)) + 1)
+@ITERATIVE.register(
+    "gbs", sis=True, passes=lambda params, pixels: math.ceil(pixels / gbs_k(params, pixels)) + 1, params={"sis_k": None}
+)
 def gradient_backselect(model, x, fill, ids, params):
     b, _, h, w = x.shape
     p, k = h * w, gbs_k(params, h * w)
@@ -102,7 +99,9 @@ def gradient_backselect(model, x, fill, ids, params):
     return _steps_map(step, x), torch.stack(trace, 1)
 
 
-@ITERATIVE.register("bs", sis=True, passes=lambda params, pixels: pixels * (pixels + 1) // 2)
+@ITERATIVE.register(
+    "bs", sis=True, passes=lambda params, pixels: pixels * (pixels + 1) // 2, params={"bs_max_evals": 100000}
+)
 @torch.no_grad()
 def exact_backselect(model, x, fill, ids, params):
     b, ch, h, w = x.shape

@@ -21,24 +21,13 @@ The map is M (larger = kept = more important), the same for every channel: a ran
 """
 
 import math
-import re
 
 import torch
 import torch.nn.functional as F
 
 from roar.errors import RoarError
-from roar.estimators.backselect import ITERATIVE
+from roar.estimators.registry import ITERATIVE, PAPER_NAMES, mask_tv
 from roar.utils.seeding import per_sample
-
-NAME = re.compile(r"^mask-tv(\d+(?:\.\d*)?(?:e-?\d+)?)$")
-PAPER_NAMES = tuple(f"mask-tv{v}" for v in ("0", "0.001", "0.01", "0.1"))  # Tables 2, 4, 6: the registered options
-
-
-def mask_tv(name: str):
-    """lambda_TV of a ``mask-tv<lambda>`` name (``mask-tv0.01`` -> 0.01), or None for other names."""
-    found = NAME.match(str(name))
-    return float(found.group(1)) if found else None
-
 
 PENALTIES = ("sum", "mean")
 
@@ -113,7 +102,21 @@ def mask_passes(params, pixels: int) -> int:
     return int(params.get("mask_steps", 2000)) * int(params.get("mask_distractors", 10))
 
 
-@ITERATIVE.register("mask", passes=mask_passes, distractors=True, family=PAPER_NAMES)
+@ITERATIVE.register(
+    "mask",
+    passes=mask_passes,
+    distractors=True,
+    family=PAPER_NAMES,
+    params={
+        "mask_l1": 0.001,
+        "mask_scale": 1,
+        "mask_steps": 2000,
+        "mask_distractors": 10,
+        "mask_lr": 0.05,
+        "mask_pool": 1024,
+        "mask_penalty": "sum",
+    },
+)
 def learned_mask(model, x, fill, ids, params):
     """(maps (B, C, H, W), None): the learned mask of ``params['name']`` (``mask-tv0.01``) for
     ``params['target']``, repeated over channels. ``fill`` is unused: distractors replace the fill."""

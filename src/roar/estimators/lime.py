@@ -22,7 +22,8 @@ import math
 import torch
 
 from roar.errors import RoarError
-from roar.estimators.backselect import ITERATIVE, predicted
+from roar.estimators.backselect import predicted
+from roar.estimators.registry import ITERATIVE
 from roar.utils.patches import expand_patches
 from roar.utils.seeding import per_sample
 
@@ -67,7 +68,12 @@ def lime_solve(z, pi, y, alpha: float = 1.0):
     return beta[:-1], beta[-1]
 
 
-@ITERATIVE.register("lime", passes=lambda params, pixels: int(params.get("lime_samples", 1000)) + 1, tokens=True)
+@ITERATIVE.register(
+    "lime",
+    passes=lambda params, pixels: int(params.get("lime_samples", 1000)) + 1,
+    tokens=True,
+    params={"lime_samples": 1000, "lime_patch": None, "lime_kernel": 0.25, "lime_alpha": 1.0},
+)
 @torch.no_grad()
 def lime(model, x, fill, ids, params):
     """(maps (B, C, H, W), None). ``fill`` None: the model drops the off patches' tokens (``keep``)."""

@@ -26,105 +26,15 @@ Sharing (ROAR section 4.1 definitions):
 
 import torch
 
-from roar.errors import RoarError, unknown_name
-from roar.estimators import lime  # noqa: F401  (registers lime)
-from roar.estimators.backselect import ITERATIVE
+from roar.errors import RoarError
+from roar.estimators import backselect, learned_masks, lime  # noqa: F401  (register the iterative estimators)
 from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
-from roar.estimators.learned_masks import PAPER_NAMES, mask_tv
+from roar.estimators.registry import ENSEMBLES, available, default_params, iterative_of, parse
 from roar.utils.seeding import per_sample
 
-ENSEMBLES = ("sg", "sg_sq", "vargrad", "sg_x_input")  # each made from the same J noisy estimates
 BASELINES = ("black", "fill")
-DEFAULT_PARAMS = {
-    "ig_steps": 25,
-    "ig_method": "gausslegendre",
-    "baseline": "black",
-    "samples": 15,
-    "noise": 0.15,
-    "max_rows": 64,
-    "seed": 0,
-    "sis_k": None,
-    "bs_max_evals": 100000,
-    "lime_samples": 1000,
-    "lime_patch": None,
-    "lime_kernel": 0.25,
-    "lime_alpha": 1.0,
-    "mask_l1": 0.001,
-    "mask_scale": 1,
-    "mask_steps": 2000,
-    "mask_distractors": 10,
-    "mask_lr": 0.05,
-    "mask_pool": 1024,
-    "mask_penalty": "sum",
-}
-
-
-# parameters only some estimators read: the other estimators' maps do not depend on them, so they stay out
-# of those maps' identity (adding an estimator's parameter never invalidates the others' maps)
-PARAM_OWNERS = {
-    "sis_k": ("gbs",),
-    "bs_max_evals": ("bs",),
-    "lime_samples": ("lime",),
-    "lime_patch": ("lime",),
-    "lime_kernel": ("lime",),
-    "lime_alpha": ("lime",),
-    **{f"mask_{k}": ("mask",) for k in ("l1", "scale", "steps", "distractors", "lr", "pool", "penalty")},
-}
-
-
-def owner(name: str) -> str:
-    """The registered entry an estimator name belongs to: its own, or its family's (``mask-tv0.01`` -> mask)."""
-    return "mask" if mask_tv(name) is not None else name
-
-
-def iterative_of(name: str):
-    """The ITERATIVE entry of an iterative estimator (``owner``)."""
-    return ITERATIVE[owner(name)]
-
-
-def stores_steps(name: str) -> bool:
-    """Backward selection's maps are removal steps (whole numbers a sufficient input subset is read
-    from), not scores: stored exactly, and filled alike when selected and when re-checked."""
-    return parse(name)[0] == "iterative" and iterative_of(name).sis
-
-
-def params_for(name: str, params: dict) -> dict:
-    """The estimator parameters ``name``'s maps depend on (its identity): all but other estimators' own."""
-    mine = owner(name)
-    return {k: v for k, v in params.items() if mine in PARAM_OWNERS.get(k, (mine,))}
-
-
-def available():
-    names = [
-        *BASES,
-        *(f"{b}_sq" for b in BASES),
-        *(f"{e}-{b}" for e in ENSEMBLES for b in BASES),
-        *CONTROLS,
-        *(m for n in ITERATIVE for m in (ITERATIVE[n].family or (n,))),
-    ]
-    return sorted(names)
-
-
-def parse(name: str):
-    """(kind, base) of an estimator name: kind is 'base', 'sq', one of ENSEMBLES, 'control' or 'iterative'."""
-    if name in CONTROLS:
-        return "control", None
-    if (name in ITERATIVE and ITERATIVE[name].family is None) or mask_tv(name) is not None:
-        return "iterative", None
-    if name in BASES:
-        return "base", name
-    if name.endswith("_sq") and name[:-3] in BASES:
-        return "sq", name[:-3]
-    ensemble, _, base = name.partition("-")
-    if ensemble in ENSEMBLES and base in BASES:
-        return ensemble, base
-    if name.startswith("mask"):
-        raise RoarError(
-            f"Unknown estimator {name!r}: learned masks are named mask-tv<lambda_TV> (any lambda_TV >= 0), "
-            f"e.g. {', '.join(PAPER_NAMES)}."
-        )
-    raise unknown_name("estimator", name, available())
+DEFAULT_PARAMS = default_params()  # every iterative estimator registered above
 
 
 def noisy_inputs(x, ids, params):

@@ -14,7 +14,7 @@ import torch
 
 from roar.errors import RoarError
 from roar.estimators import parse
-from roar.estimators.suite import iterative_of
+from roar.estimators.registry import iterative_of
 from roar.evaluate.curves import (
     CURVE_MODES,
     MaskGrid,

@@ -27,7 +27,7 @@ from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
 from roar.estimators.reduce import REDUCTIONS
-from roar.estimators.suite import stores_steps
+from roar.estimators.registry import stores_steps
 from roar.evaluate.consistency import run_consistency
 from roar.evaluate.context import EvalContext
 from roar.evaluate.curves import CURVE_MODES, step_fractions
