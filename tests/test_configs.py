@@ -219,4 +219,5 @@ def test_the_attribute_params_yaml_lists_the_registered_defaults():
     from roar.estimators.registry import default_params
     from roar.utils.plain import to_plain
 
-    assert to_plain(compose_config("attribute", []).attribute.params) == default_params()
+    registered = {k: v for k, v in default_params().items() if k != "seed"}  # the stage passes maps_seed
+    assert to_plain(compose_config("attribute", []).attribute.params) == registered
