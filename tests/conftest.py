@@ -42,17 +42,9 @@ def tiny_base(tmp_path_factory):
     return copy
 
 
-# roar-train's keys of the tiny retrain experiment; the pipeline also gets attribute.params.samples
-TINY = [
-    "experiment=roar_digits",
-    "grid.estimators=[grad,random]",
-    "grid.fractions=[0.5]",
-    "grid.seeds=2",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=4",
-    "logger=csv",
-    "trainer.enable_progress_bar=false",
-]
+# the tiny retrain experiment (conf/debug/tiny.yaml: two rankings, t = 0.5, two seeds, 2 epochs of 4 batches,
+# CSV logs); the pipeline also gets attribute.params.samples
+TINY = ["experiment=roar_digits", "debug=tiny"]
 
 
 @pytest.fixture(scope="session")
