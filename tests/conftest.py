@@ -1,10 +1,15 @@
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+TESTS = Path(__file__).resolve().parent  # tests/: unit/ (per package), stages/ (one stage's work), e2e/ (commands)
+REPO = TESTS.parent
+pytest_plugins = ["stages.masksets"]  # the roar-mask tests' sets (the fixture root), shared by their modules
 
 QUIET = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
 TINY_BASE = ("trainer.max_epochs=3",)  # the shared base model's settings (tiny_base)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, base_name
+from conftest import TESTS, TINY, base_name
 from slurm_cluster import SlurmCluster, ensure_installed
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -30,7 +30,7 @@ max_num_timeout: 3
 def cluster(tmp_path_factory):
     ensure_installed()
     c = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
-    c.env["PYTHONPATH"] = str(Path(__file__).parent)  # the jobs import the test-only callback (hold.py)
+    c.env["PYTHONPATH"] = str(TESTS)  # the jobs import the test-only callback (hold.py)
     yield c
     c.stop()
 

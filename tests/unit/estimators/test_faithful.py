@@ -6,6 +6,7 @@ import pytest
 import torch
 from captum.attr import InputXGradient, IntegratedGradients
 from omegaconf import OmegaConf
+from test_estimators import batch, model  # noqa: F401  (the estimator tests' ResNet-8 and batch: shared fixtures)
 
 from roar.augment import BatchAugment
 from roar.augment.batch import random_resized_crop
@@ -19,7 +20,6 @@ from roar.masking.patches import patch_keep
 from roar.masking.ranking import rank_features
 from roar.masking.removal import check_granularity, feature_ranks, mask_images, ranking_scores, top_count
 from roar.store.names import parse_ranking, ranking_name
-from test_estimators import batch, model  # noqa: F401  (the estimator tests' ResNet-8 and batch: shared fixtures)
 
 MEAN = [0.2, 0.4, 0.6]
 

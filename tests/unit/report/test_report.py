@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from roar.config import compose_config
 from roar.errors import RoarError
 from roar.report.run import build_report
@@ -219,7 +220,6 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(synthetic)
 
 def test_cli_errors_are_one_paragraph_and_exit_2(tmp_path):
     import sys
-    from pathlib import Path
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "ROAR_OUTPUTS": str(tmp_path)}
@@ -290,7 +290,7 @@ def test_wandb_sync_without_an_answering_server_gives_up_with_a_message(syntheti
                 return
 
     threading.Thread(target=hold, daemon=True).start()
-    repo = Path(__file__).resolve().parent.parent
+    repo = REPO
     env = {**os.environ, "WANDB_BASE_URL": f"http://127.0.0.1:{server.getsockname()[1]}", "WANDB_API_KEY": "x" * 40}
     env.pop("WANDB_MODE", None)
     started = time.time()

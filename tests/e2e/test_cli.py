@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
+
 BIN = Path(sys.executable).parent
 APPS = ("roar-train", "roar-attribute", "roar-mask", "roar-eval", "roar-report", "roar-pipeline")
 
@@ -54,7 +56,7 @@ def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
     import shutil
 
     root = tmp_path / "project"  # a copy: building in the checkout would leave build/ there
-    here = Path(__file__).resolve().parents[1]
+    here = REPO
     shutil.copytree(here / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(here / name, root / name)

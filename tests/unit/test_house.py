@@ -4,7 +4,9 @@ import ast
 import re
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "roar"
+from conftest import REPO
+
+SRC = REPO / "src" / "roar"
 FILES = ("metrics.json", "identity.json", "manifest.json", "audit.json", "last.ckpt")  # anywhere in a string
 FOLDERS = ("attributions", "checkpoints", "shards", "runs", "base", "eval", "toy")  # as a part of a path: "runs/x"
 ALONE = ("attributions", "runs")  # folder names that name nothing else in roar (``base``, ``eval`` are stages too)
