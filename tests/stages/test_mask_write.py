@@ -16,6 +16,7 @@ from roar.data import build_dataset
 from roar.errors import RoarError
 from roar.estimators import reduce_maps
 from roar.masking import gaussian_blur
+from roar.masking.fills import FILLS
 from roar.masking.run import write_masks
 from roar.store.experiment import verify_all
 from roar.store.manifest import verify_manifest
@@ -116,6 +117,31 @@ def test_every_fill(root, fill):
         else:
             assert torch.allclose(image[removed.expand_as(image)], expected[removed.expand_as(image)], atol=1e-6)
             assert torch.equal(image[~removed.expand_as(image)], original[~removed.expand_as(image)])
+
+
+@pytest.mark.parametrize("fill", [n for n in FILLS.names() if not FILLS[n].drops_tokens])
+def test_every_registered_fill_is_written_as_the_registry_paints_it(root, fill):
+    """Every painting fill of the registry (a new one included, with no test of its own): the shards hold the
+    test images painted by the fill bound to the training mean and the maps seed, with the sample's own
+    donors; known pixels are kept (but by the leakage control, whose image is the mask)."""
+    from roar.data.stats import channel_stats
+    from roar.masking.donors import donor_images
+    from roar.masking.fills import bind_fill
+
+    c = cfg(root, *fill_overrides(fill), "mask.estimators=[grad]", "mask.fractions=[0.5]", "mask.splits=[test]")
+    write_masks(c)
+    test, train_set = (build_dataset(OmegaConf.create({"name": "digits"}), split) for split in ("test", "train"))
+    bound = bind_fill(c.fill, 1, channel_stats(train_set, c.data, c.paths.cache_dir)["mean"], int(c.maps_seed))
+    got = list(samples(leaf(root, fill=fill_overrides(fill), fraction=0.5)).items())[:8]
+    ids = [sid for sid, _ in got]
+    images = torch.stack([test[test.ids.index(sid)]["image"] for sid in ids])
+    removed = torch.stack([torch.from_numpy(load_npy(s["mask.npy"])) for _, s in got])
+    donors = donor_images(train_set, ids, int(c.maps_seed)) if bound.needs_donors else None
+    written = torch.stack([torch.from_numpy(load_npy(s["image.npy"])) for _, s in got])
+    assert removed.any() and torch.allclose(written, bound.apply(images, removed, ids, donors), atol=1e-6)
+    if not bound.leakage_control:
+        kept = ~removed.expand_as(images)
+        assert torch.equal(written[kept], images[kept])
 
 
 def test_killed_mask_run_resumes_to_verified_identical_shards(root, monkeypatch):
