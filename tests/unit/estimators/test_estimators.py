@@ -124,6 +124,26 @@ def test_maps_do_not_depend_on_batch_size(model, batch):
     assert not torch.equal(suite(model, x, t, ["z0", "z1", "z2", "z3"])["random"], whole["random"])
 
 
+SMALL = {"samples": 2, "ig_steps": 4, "lime_samples": 24, "lime_patch": 4, "mask_steps": 3, "mask_distractors": 2}
+
+
+@pytest.mark.parametrize("name", [n for n in available() if n not in ("oracle", "shortcut")])
+def test_every_registered_estimator_gives_finite_maps_of_the_image_independent_of_the_batch(model, batch, name):
+    """Every estimator of the registries (a new one included): maps of the image's shape, finite, and the same
+    for an image alone as in its batch (noise and tie-breaks drawn per sample id). The controls that read
+    ground truth (oracle, shortcut) have their own tests."""
+    x, t = batch
+    ids = ["s0", "s1", "s2", "s3"]
+    suite = EstimatorSuite([name], **SMALL)
+    fill = torch.full_like(x, 0.5) if suite.needs_fill else None
+    pool = torch.rand(4, *x.shape[1:], generator=torch.Generator().manual_seed(2), dtype=x.dtype)
+    pool = pool if suite.needs_pool else None
+    maps = suite(model, x, t, ids, fill=fill, pool=pool)[name]
+    assert maps.shape[0] == 4 and maps.shape[-2:] == x.shape[-2:] and torch.isfinite(maps).all()
+    alone = suite(model, x[2:3], t[2:3], ids[2:3], fill=None if fill is None else fill[2:3], pool=pool)[name]
+    torch.testing.assert_close(alone[0], maps[2])
+
+
 def test_random_control_is_uniform_and_reproducible():
     x = torch.zeros(64, 3, 16, 16)
     ids = [f"id{i}" for i in range(64)]
