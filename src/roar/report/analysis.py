@@ -71,10 +71,10 @@ def of_base(rows, base) -> list:
     return [r for r in rows if r["base"] == base]
 
 
-def folder_of(base: str) -> str:
-    """The base model's folder of a group label (a retrain variant is ``<base> retrained as <variant>``):
-    its shard sets' audits and its no-retrain curves are the base model's."""
-    return base.split(" retrained as ")[0]
+def base_folders(rows) -> dict:
+    """{group label: the base model's folder name} of the runs (a retrain variant's group, ``<base> retrained
+    as <variant>``, reads the base model's shard sets' audits and no-retrain curves); each run records both."""
+    return {r["base"]: r.get("base_folder", r["base"]) for r in rows}
 
 
 def seed_areas(rows, estimator, reduce, mode, fill, fractions) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 from roar.evaluate.leakage import CONFOUNDED
 from roar.evaluate.stats import ALPHA, curve_area, spearman_permutation, welch_p
 from roar.masking.fills import fill_named
-from roar.report.analysis import folder_of, of_base
+from roar.report.analysis import base_folders, of_base
 from roar.store.names import ranking_name
 
 
@@ -100,7 +100,7 @@ def audit_verdicts(verdicts, audits, rows, evaluations, num_classes, alpha: floa
     permutation ``consistency_p`` (no-retrain curves of the same base and fill) and ``leakage``
     (``leakage_label``)."""
     chance = 1.0 / num_classes if num_classes else math.nan
-    rho = consistency(evaluations)
+    rho, folders = consistency(evaluations), base_folders(rows)
     out = []
     for v in verdicts:
         fractions = set(v.get("fractions") or [])
@@ -108,7 +108,7 @@ def audit_verdicts(verdicts, audits, rows, evaluations, num_classes, alpha: floa
             a["balanced_accuracy"]
             for a in audits
             if (a["base"], ranking_name(a["estimator"], a["reduce"]), a["mode"], a["fill"])
-            == (folder_of(v["base"]), v["estimator"], v["mode"], v["fill"])
+            == (folders.get(v["base"], v["base"]), v["estimator"], v["mode"], v["fill"])
             and a["fraction"] in fractions
         ]
         recoverability = float(np.mean(rec)) if rec else None
@@ -120,7 +120,7 @@ def audit_verdicts(verdicts, audits, rows, evaluations, num_classes, alpha: floa
             if fill_named(r["fill"]).leakage_control
             and (ranking_name(r["estimator"], r["reduce"]), r["mode"]) == (v["estimator"], v["mode"])
         ]
-        c = rho.get((folder_of(v["base"]), v["fill"]), {})
+        c = rho.get((folders.get(v["base"], v["base"]), v["fill"]), {})
         out.append(
             {
                 **v,

@@ -32,7 +32,8 @@ def figures(data, out, palette) -> list:
                     f"{label}{of}: test accuracy after retraining vs fraction masked (fill={f}); bands: 95% CI over "
                     "seeds; random and sobel dashed, oracle dotted.",
                 )
-        evaluations = analysis.of_base(data["evaluations"], analysis.folder_of(base))
+        folder = analysis.base_folders(data["rows"]).get(base, base)
+        evaluations = analysis.of_base(data["evaluations"], folder)
         path = retrain_vs_no_retrain(
             summary, baselines, evaluations, fill, out / f"retrain-vs-no-retrain{tag}.png", palette
         )
