@@ -37,8 +37,29 @@ NOT_WEIGHTS = (
 )  # trainer keys that train nothing
 
 
+class RunFiles:
+    """The files of a training run's folder (``self.folder``): a base model's or a retrain run's."""
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / CHECKPOINTS
+
+    @property
+    def checkpoint(self) -> Path:
+        """The last checkpoint: a run that has one and no metrics resumes from it."""
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / METRICS
+
+    @property
+    def identity_file(self) -> Path:
+        return self.folder / IDENTITY
+
+
 @dataclass(frozen=True)
-class BaseKey:
+class BaseKey(RunFiles):
     """The base model: trained by roar-train on the source dataset."""
 
     experiment_dir: Path
@@ -58,18 +79,6 @@ class BaseKey:
     @property
     def folder(self) -> Path:
         return Path(self.experiment_dir) / "base" / self.name
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.folder / CHECKPOINTS / "last.ckpt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / METRICS
-
-    @property
-    def identity_file(self) -> Path:
-        return self.folder / IDENTITY
 
     @property
     def maps_root(self) -> Path:
@@ -208,7 +217,7 @@ class BucketSetKey:
 
 
 @dataclass(frozen=True)
-class RunKey:
+class RunKey(RunFiles):
     """A training run: the base model (``shards`` None) or a retrain run on a shard set."""
 
     base: BaseKey
@@ -226,23 +235,6 @@ class RunKey:
             return self.base.folder
         setting = Path(self.base.experiment_dir) / "runs" / self.shards.relative
         return (setting / self.retrained_as if self.retrained_as else setting) / f"seed={self.seed}"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.folder / CHECKPOINTS
-
-    @property
-    def checkpoint(self) -> Path:
-        """The last checkpoint: a run that has one and no metrics resumes from it."""
-        return self.checkpoints / "last.ckpt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / METRICS
-
-    @property
-    def identity_file(self) -> Path:
-        return self.folder / IDENTITY
 
     @property
     def group(self) -> str:
