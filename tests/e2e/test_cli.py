@@ -57,8 +57,9 @@ def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
 
     root = tmp_path / "project"  # a copy: building in the checkout would leave build/ there
     here = REPO
-    shutil.copytree(here / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
+    for tree in ("src", "conf"):  # the configs live at the top level; setup.py ships them as roar/conf
+        shutil.copytree(here / tree, root / tree, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(here / name, root / name)
     build = subprocess.run(
         [

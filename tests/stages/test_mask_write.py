@@ -119,8 +119,19 @@ def test_every_fill(root, fill):
             assert torch.equal(image[~removed.expand_as(image)], original[~removed.expand_as(image)])
 
 
+@pytest.fixture(scope="module")
+def fills_experiment(root):
+    """The module's base model and maps in an experiment of their own ("fills"), so that the sets each fill
+    writes do not join the default experiment's (other tests count those)."""
+    import shutil
+
+    for part in ("base", "attributions"):
+        shutil.copytree(root / "default" / part, root / "fills" / part, dirs_exist_ok=True)
+    return root
+
+
 @pytest.mark.parametrize("fill", [n for n in FILLS.names() if not FILLS[n].drops_tokens])
-def test_every_registered_fill_is_written_as_the_registry_paints_it(root, fill):
+def test_every_registered_fill_is_written_as_the_registry_paints_it(fills_experiment, fill):
     """Every painting fill of the registry (a new one included, with no test of its own): the shards hold the
     test images painted by the fill bound to the training mean and the maps seed, with the sample's own
     donors; known pixels are kept (but by the leakage control, whose image is the mask)."""
@@ -128,11 +139,13 @@ def test_every_registered_fill_is_written_as_the_registry_paints_it(root, fill):
     from roar.masking.donors import donor_images
     from roar.masking.fills import bind_fill
 
-    c = cfg(root, *fill_overrides(fill), "mask.estimators=[grad]", "mask.fractions=[0.5]", "mask.splits=[test]")
+    root = fills_experiment
+    settings = ("mask.estimators=[grad]", "mask.fractions=[0.5]", "mask.splits=[test]", "name=fills")
+    c = cfg(root, *fill_overrides(fill), *settings)
     write_masks(c)
     test, train_set = (build_dataset(OmegaConf.create({"name": "digits"}), split) for split in ("test", "train"))
     bound = bind_fill(c.fill, 1, channel_stats(train_set, c.data, c.paths.cache_dir)["mean"], int(c.maps_seed))
-    got = list(samples(leaf(root, fill=fill_overrides(fill), fraction=0.5)).items())[:8]
+    got = list(samples(leaf(root, fill=fill_overrides(fill), fraction=0.5, name="fills")).items())[:8]
     ids = [sid for sid, _ in got]
     images = torch.stack([test[test.ids.index(sid)]["image"] for sid in ids])
     removed = torch.stack([torch.from_numpy(load_npy(s["mask.npy"])) for _, s in got])
