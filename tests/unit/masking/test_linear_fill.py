@@ -44,7 +44,7 @@ def fill(noise=0.0, **extra):
     return OmegaConf.create({"name": "linear", "noise": noise, **extra})
 
 
-def apply_fill(images, removed, cfg, mean, ids=None, seed=0):
+def paint(images, removed, cfg, mean, ids=None, seed=0):
     return bind_fill(cfg, images.shape[1], mean, seed).apply(images, removed, ids)
 
 
@@ -53,7 +53,7 @@ def test_equals_a_sparse_direct_solve_and_keeps_known_pixels_bit_for_bit(t):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(4, 3, 16, 16, generator=g)
     removed = torch.rand(4, 1, 16, 16, generator=g) < t
-    out = apply_fill(images, removed, fill(), MEAN)
+    out = paint(images, removed, fill(), MEAN)
     for k in range(4):
         ref = spsolve_reference(images[k].double().numpy(), removed[k, 0].numpy())
         np.testing.assert_allclose(out[k].numpy(), ref, atol=1e-4)
@@ -69,7 +69,7 @@ def test_constant_and_linear_ramps_are_reproduced_inside_holes():
     removed[..., 3:9, 2:7] = True  # an interior hole: the stencil is exact on linear functions
     removed[..., 5, 9] = True
     for image in (ramp, constant):
-        torch.testing.assert_close(apply_fill(image, removed, fill(tol=1e-10), MEAN), image, rtol=0, atol=1e-6)
+        torch.testing.assert_close(paint(image, removed, fill(tol=1e-10), MEAN), image, rtol=0, atol=1e-6)
 
 
 def test_noise_only_on_filled_pixels_seeded_per_sample_and_batch_independent():
@@ -77,15 +77,15 @@ def test_noise_only_on_filled_pixels_seeded_per_sample_and_batch_independent():
     images = torch.rand(32, 3, 8, 8, generator=g)
     removed = torch.rand(32, 1, 8, 8, generator=g) < 0.5
     ids = [f"s{i}" for i in range(32)]
-    noisy = apply_fill(images, removed, fill(0.01), MEAN, ids=ids, seed=3)
-    clean = apply_fill(images, removed, fill(0.0), MEAN)
+    noisy = paint(images, removed, fill(0.01), MEAN, ids=ids, seed=3)
+    clean = paint(images, removed, fill(0.0), MEAN)
     keep = ~removed.expand_as(images)
     assert torch.equal(noisy[keep], images[keep])
     spread = (noisy - clean)[~keep]
     assert 0.008 < float(spread.std()) < 0.012 and abs(float(spread.mean())) < 0.002
-    alone = apply_fill(images[7:8], removed[7:8], fill(0.01), MEAN, ids=ids[7:8], seed=3)
+    alone = paint(images[7:8], removed[7:8], fill(0.01), MEAN, ids=ids[7:8], seed=3)
     torch.testing.assert_close(alone[0], noisy[7], rtol=0, atol=1e-6)  # the same image alone and in a batch of 32
-    other = apply_fill(images, removed, fill(0.01), MEAN, ids=ids, seed=4)
+    other = paint(images, removed, fill(0.01), MEAN, ids=ids, seed=4)
     assert not torch.equal(other, noisy)
 
 
@@ -94,7 +94,7 @@ def test_nothing_known_falls_back_to_the_channel_mean():
     removed = torch.zeros(2, 1, 6, 6, dtype=torch.bool)
     removed[0] = True
     removed[1, :, :3] = True
-    out = apply_fill(images, removed, fill(), MEAN)
+    out = paint(images, removed, fill(), MEAN)
     assert torch.equal(out[0], torch.tensor(MEAN).view(3, 1, 1).expand(3, 6, 6))
     assert not torch.allclose(out[1, :, :3], torch.tensor(MEAN).view(3, 1, 1).expand(3, 3, 6))
 
@@ -114,7 +114,7 @@ def test_bad_settings_are_refused_and_a_solve_that_stops_short_is_reported():
     with pytest.raises(
         RoarError, match="did not reach fill.tol=1e-05 in fill.max_iter=3 iterations .worst relative residual"
     ):
-        apply_fill(images, removed, fill(max_iter=3), MEAN)
+        paint(images, removed, fill(max_iter=3), MEAN)
 
 
 def test_iterations_grow_with_the_hole():
