@@ -142,17 +142,21 @@ def fpa_digits(tmp_path_factory):
     return root, common
 
 
+# the no-retrain evaluation of FPA Table 1's rankings on the fpa_digits base models
+FPA_EVALS = [
+    "eval.rankings=[grad,grad_x_input.sum,random]",
+    "eval.max_images=120",
+    "eval.step=0.1",
+    "eval.fractions=[0,0.5,0.9]",
+]
+
+
 @pytest.mark.slow
 def test_roar_eval_writes_curves_fidelity_and_deletion_per_base_model(fpa_digits):
     from roar.evaluate.run import evaluate
 
     root, common = fpa_digits
-    evals = [
-        "eval.rankings=[grad,grad_x_input.sum,random]",
-        "eval.max_images=120",
-        "eval.step=0.1",
-        "eval.fractions=[0,0.5,0.9]",
-    ]
+    evals = FPA_EVALS
     results = {
         aug: evaluate(compose_config("eval", [*common, f"augment={aug}", *evals]))
         for aug in ("none", "fpa", "rectangle")
@@ -228,12 +232,7 @@ def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits)
     from roar.report.run import build_report
 
     root, common = fpa_digits
-    evals = [
-        "eval.rankings=[grad,grad_x_input.sum,random]",
-        "eval.max_images=120",
-        "eval.step=0.1",
-        "eval.fractions=[0,0.5,0.9]",
-    ]
+    evals = FPA_EVALS
     for aug in ("none", "fpa", "rectangle"):
         evaluate(compose_config("eval", [*common, f"augment={aug}", *evals]))
     build_report(compose_config("report", [*common, evals[0]]))

@@ -43,6 +43,11 @@ class Section:
     table_names: tuple = field(default=())
 
 
+def drawn_if(path: Path | None, caption: str) -> list:
+    """[(path, caption)] of a figure that was drawn, else [] (a plot function returns None without data)."""
+    return [(path, caption)] if path else []
+
+
 def keep(figures: list, path: Path | None, caption: str) -> None:
     """Add a figure that was drawn (a plot function returns None where it has no data)."""
     if path:

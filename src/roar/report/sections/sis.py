@@ -6,7 +6,7 @@ import numpy as np
 
 from roar.report import html
 from roar.report.plots import plt, save
-from roar.report.sections.section import Section, Table, keep
+from roar.report.sections.section import Section, Table, drawn_if
 
 SIS_SIZE = {
     "base": "base model",
@@ -120,14 +120,11 @@ def render(data) -> str:
 
 
 def figures(data, out, palette) -> list:
-    drawn = []
-    keep(
-        drawn,
+    return drawn_if(
         sis_heatmaps(data["evaluations"], out / "sis-heatmap.png"),
         "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds "
         "each pixel.",
     )
-    return drawn
 
 
 def tables(data) -> list:

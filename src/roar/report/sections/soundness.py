@@ -4,7 +4,7 @@ the runner-up a' (roar.evaluate.soundness)."""
 
 from roar.report import html
 from roar.report.plots import plt, save
-from roar.report.sections.section import Section, Table, keep
+from roar.report.sections.section import Section, Table, drawn_if
 
 SOUNDNESS_COLUMNS = {
     "base": "base model",
@@ -61,15 +61,12 @@ def soundness_rows(results) -> list:
 
 
 def figures(data, out, palette) -> list:
-    drawn = []
-    keep(
-        drawn,
+    return drawn_if(
         soundness_curves(data["soundness_results"], out / "soundness-curves.png"),
         "Masking-explanations paper Figs. 9, 12: the probability of the label as the top p of the map is kept and "
         "the rest replaced, for the prediction a and the runner-up a' (mean over images); the score averages p "
         "in the shaded range.",
     )
-    return drawn
 
 
 SECTION = Section(
