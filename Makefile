@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-SOURCES := src tests benchmarks scripts setup.py
+SOURCES := src tests benchmarks scripts setup.py examples
 
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true

@@ -9,5 +9,5 @@ setup(
     # namespaces: hydra_plugins.roar_sweeper (Hydra takes sweepers only from that namespace)
     packages=[*find_namespace_packages("src", include=["roar*", "hydra_plugins*"]), *CONF],
     package_dir={"": "src", "roar.conf": "conf"},
-    package_data={name: ["*.yaml"] for name in CONF},
+    package_data={"roar": ["py.typed"], **{name: ["*.yaml"] for name in CONF}},
 )

@@ -5,7 +5,9 @@ registries, and composing configs outside a Hydra app (tests, scripts, notebooks
   ``run`` (the run's folder), ``run_logs`` (Hydra's files of that run), ``base`` (the base model's name),
   ``experiment``, ``logs``, ``report``.
 - ``fill=<name>`` and ``estimator=<name>`` are made from the fill and estimator registries, so a
-  registered fill or estimator is a config option with no YAML file to keep in sync.
+  registered fill or estimator is a config option with no YAML file to keep in sync; so are ``model=<name>`` and
+  ``data=<name>`` for a registered model or dataset that has no YAML file of its own (a plug-in's).
+- The plug-ins (roar.plugins) are imported first, so that what they register is among the options.
 """
 
 import os
@@ -17,9 +19,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from roar.data.registry import DATASETS
 from roar.errors import RoarError
 from roar.estimators import available as estimators_available
 from roar.masking.fills import FILLS
+from roar.models.registry import MODELS
+from roar.plugins import load_plugins
 from roar.store import resolve
 from roar.store.grid import with_zero
 
@@ -68,20 +73,38 @@ OmegaConf.register_new_resolver(
 OmegaConf.register_new_resolver("roar.unique", lambda: f"{os.getpid()}-{uuid.uuid4().hex[:6]}", replace=True)
 
 
+DATA_DEFAULTS = {"batch_size": 64, "num_workers": 0}  # what every data config has (conf/data/*.yaml)
+
+
 def register_options() -> None:
     """``fill=<name>`` (the fill's settings with their defaults) and ``estimator=<name>`` for every
-    registered fill and estimator."""
+    registered fill and estimator; ``model=<name>`` and ``data=<name>`` for a registered model or dataset
+    without a YAML file (its registered ``params`` as defaults). Called again after a registration in Python
+    (roar.api), replacing what it stored before."""
     store = ConfigStore.instance()
+    for group, registry in (("fill", FILLS), ("estimator", None), ("model", MODELS), ("data", DATASETS)):
+        names = set(estimators_available() if registry is None else registry.names())
+        for stale in [k for k in store.repo.get(group, {}) if k.removesuffix(".yaml") not in names]:
+            del store.repo[group][stale]  # unregistered since (a test's temporary entry)
     for name in FILLS:
         store.store(group="fill", name=name, node={"name": name, **FILLS[name].params})
     for name in estimators_available():
         store.store(group="estimator", name=name, node={"estimator": name}, package="_global_")
+    for name in MODELS:
+        if not (CONFIG_DIR / "model" / f"{name}.yaml").exists():
+            store.store(group="model", name=name, node={"name": name, "params": dict(MODELS[name].params)})
+    for name in DATASETS:
+        if not (CONFIG_DIR / "data" / f"{name}.yaml").exists():
+            store.store(group="data", name=name, node={"name": name, **DATA_DEFAULTS, **DATASETS[name].params})
 
 
+load_plugins()
 register_options()
 
 
 def compose_config(config_name: str = "train", overrides=()) -> DictConfig:
-    """The config ``roar-<stage> overrides...`` would run with, without starting a run."""
+    """The config ``roar-<stage> overrides...`` would run with, without starting a run (what was registered
+    in Python since roar.config was imported is among the options)."""
+    register_options()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))

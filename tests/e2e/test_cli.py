@@ -90,6 +90,7 @@ def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
         target / "roar" / "conf" / "sections" / "mask.yaml"
     ).is_file()
     assert (target / "hydra_plugins" / "roar_sweeper" / "grid_sweeper.py").is_file()
+    assert (target / "roar" / "py.typed").is_file()  # type checkers read the API's hints (PEP 561)
     probe = (
         "import roar.config, sys; print(roar.config.CONFIG_DIR); sys.argv = ['roar-train', '--cfg', 'job']; "
         "from roar.stages.train import main; main()"

@@ -19,7 +19,7 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite, reduce_maps
-from roar.estimators.registry import iterative_of, params_for, stores_steps
+from roar.estimators.registry import code_of, iterative_of, params_for, stores_steps
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.models.checkpoint import check_trained_on
@@ -104,6 +104,7 @@ def settings_for(cfg, estimator: str, ckpt_sha: str, fingerprints: dict, referen
     return {
         "estimator": estimator,
         "estimator_params": params_for(estimator, to_plain(cfg.attribute.params)),
+        **({"estimator_code": code_of(estimator)} if code_of(estimator) else {}),  # a user's: its source digest
         **({"reference": reference.identity} if reference is not None else {}),
         **({"fill": to_plain(cfg.fill)} if fill else {}),
         **({"reduced_by": stored_reduction(cfg)} if stored_reduction(cfg) else {}),  # full maps: as before

@@ -3,7 +3,7 @@
 from roar.errors import RoarError
 from roar.registry import Registry
 
-DATASETS = Registry("data")
+DATASETS = Registry("data", defaults={"params": {}})  # params: a plug-in's data config defaults
 register_dataset = DATASETS.register
 SPLITS = ("train", "test")
 

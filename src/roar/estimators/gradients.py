@@ -99,7 +99,9 @@ def guided_backprop(model, x, target, params):
 
 # Estimator bases: fn(model, x, target, params) -> maps, and ``passes``: forward+backward passes per
 # image given the params. A registered base gets its squared form and its three ensembles for free.
-BASES = Registry("estimator base", defaults={"passes": lambda p: 1})
+# ``code``: a digest of a user-registered base's source (roar.api.register), part of its maps' identity, so
+# that editing the function redoes its maps; None for roar's own (their identity is roar's version of them).
+BASES = Registry("estimator base", defaults={"passes": lambda p: 1, "code": None})
 BASES.add("grad", grad)
 BASES.add("grad_x_input", grad_x_input)
 BASES.add("ig", integrated_gradients, passes=lambda p: int(p.get("ig_steps", 25)))

@@ -35,9 +35,11 @@ ITERATIVE = Registry(
         "sis": False,
         "distractors": False,
         "family": None,
+        "check": None,  # a family's check of a member's name (captum-<Class>: a class captum.attr has)
         "params": {},
     },
 )
+CAPTUM_PREFIX = "captum-"  # captum-<Class>: any Captum attribution class (roar.estimators.captum_methods)
 MASK_NAME = re.compile(r"^mask-tv(\d+(?:\.\d*)?(?:e-?\d+)?)$")
 PAPER_NAMES = tuple(f"mask-tv{v}" for v in ("0", "0.001", "0.01", "0.1"))  # Tables 2, 4, 6: the registered options
 
@@ -54,8 +56,11 @@ def default_params() -> dict:
 
 
 def owner(name: str) -> str:
-    """The registered entry an estimator name belongs to: its own, or its family's (``mask-tv0.01`` -> mask)."""
-    return "mask" if mask_tv(name) is not None else name
+    """The registered entry an estimator name belongs to: its own, or its family's (``mask-tv0.01`` -> mask,
+    ``captum-Occlusion`` -> captum)."""
+    if mask_tv(name) is not None:
+        return "mask"
+    return "captum" if str(name).startswith(CAPTUM_PREFIX) else name
 
 
 def iterative_of(name: str):
@@ -67,6 +72,13 @@ def stores_steps(name: str) -> bool:
     """Backward selection's maps are removal steps (whole numbers a sufficient input subset is read
     from), not scores: stored exactly, and filled alike when selected and when re-checked."""
     return parse(name)[0] == "iterative" and iterative_of(name).sis
+
+
+def code_of(name: str):
+    """The source digest of the user-registered base ``name`` is made from (``BASES``' trait ``code``), or
+    None for roar's own estimators."""
+    kind, base = parse(name)
+    return BASES[base].code if base is not None else None
 
 
 def params_for(name: str, params: dict) -> dict:
@@ -93,6 +105,9 @@ def parse(name: str):
     if name in CONTROLS:
         return "control", None
     if (name in ITERATIVE and ITERATIVE[name].family is None) or mask_tv(name) is not None:
+        return "iterative", None
+    if name.startswith(CAPTUM_PREFIX) and "captum" in ITERATIVE:
+        ITERATIVE["captum"].check(name)  # a class captum.attr has, or the valid ones listed
         return "iterative", None
     if name in BASES:
         return "base", name

@@ -27,7 +27,7 @@ Sharing (ROAR section 4.1 definitions):
 import torch
 
 from roar.errors import RoarError
-from roar.estimators import backselect, learned_masks, lime  # noqa: F401  (register the iterative estimators)
+from roar.estimators import backselect, captum_methods, learned_masks, lime  # noqa: F401  (register the iterative ones)
 from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
 from roar.estimators.registry import ENSEMBLES, available, default_params, iterative_of, parse
@@ -92,7 +92,8 @@ class EstimatorSuite:
         """Forward(+backward) passes per image; iterative rankings count only when ``pixels`` is given."""
         cost = {b: BASES[b].passes(self.params) for b in BASES}
         shared = sum(cost[b] for b in self.plain) + int(self.params["samples"]) * sum(cost[b] for b in self.noisy)
-        return shared + (sum(iterative_of(n).passes(self.params, pixels) for n in self.iterative) if pixels else 0)
+        own = sum(iterative_of(n).passes({**self.params, "name": n}, pixels) for n in self.iterative) if pixels else 0
+        return shared + own
 
     @property
     def passes_per_image(self) -> int:

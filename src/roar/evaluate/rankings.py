@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from roar.errors import RoarError
-from roar.estimators import parse
-from roar.estimators.registry import iterative_of
+from roar.estimators.registry import stores_steps
 from roar.evaluate.curves import (
     CURVE_MODES,
     MaskGrid,
@@ -97,13 +96,13 @@ class Refill:
 
 
 class Tally:
-    """What one ranking accumulates over the batches."""
+    """What one ranking accumulates over the batches; ``sis``: eval.sis's settings for a ranking of removal
+    steps (backward selection, ``stores_steps``), else None."""
 
-    def __init__(self, name: str, estimator: str, reduce: str, sis: dict):
+    def __init__(self, name: str, estimator: str, reduce: str, sis: dict | None = None):
         self.name, self.estimator, self.reduce = name, estimator, reduce
         self.normalized, self.predicted, self.correct = [], [], []
-        iterative = parse(estimator)[0] == "iterative" and iterative_of(estimator).sis
-        self.sis = SisStats(**sis) if iterative else None
+        self.sis = SisStats(**sis) if sis is not None else None
 
     def add(self, logits, target, measures: Measures, labels) -> None:
         steps = logits[:, :, measures.at(measures.steps)]
@@ -177,7 +176,8 @@ class RankingPass:
         estimator, reduce); ``folders``: {estimator: maps folder}."""
         cfg = self.ctx.cfg
         measures, wanted, size = Measures.of(cfg), set(self.ctx.indices), int(cfg.eval.batch_size)
-        tallies = [Tally(name, est, red, check_sis(cfg.eval.sis)) for name, est, red in rankings]
+        sis = check_sis(cfg.eval.sis)
+        tallies = [Tally(name, est, red, sis if stores_steps(est) else None) for name, est, red in rankings]
         streams = {est: iter_maps(folders[est], "test") for est in sorted({est for _, est, _ in rankings})}
         chunk = []
         for i, sid in enumerate(self.test_set.ids):

@@ -63,6 +63,11 @@ class FastNet(nn.Module):
         # the global max-pool as a reduction: deterministic on CUDA, unlike AdaptiveMaxPool2d's backward
         return self.head(self.body(self.whiten(x)).amax(dim=(2, 3))) * self.scale
 
+    @property
+    def feature_layer(self) -> nn.Module:
+        """The last feature block (Grad-CAM's layer: captum-LayerGradCam)."""
+        return self.body[-1]
+
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the frozen first layer from normalized training ``images`` (N, C, H, W): the eigenvectors of

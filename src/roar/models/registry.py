@@ -4,7 +4,7 @@
 from roar.errors import RoarError
 from roar.registry import Registry
 
-MODELS = Registry("model")
+MODELS = Registry("model", defaults={"params": {}})  # params: a plug-in's model.params defaults
 register_model = MODELS.register
 
 

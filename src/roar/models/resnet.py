@@ -53,6 +53,11 @@ class SmallResNet(nn.Module):
     def forward(self, x):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
+    @property
+    def feature_layer(self) -> nn.Module:
+        """The last feature block (Grad-CAM's layer: captum-LayerGradCam)."""
+        return self.layers[-1]
+
 
 @register_model("resnet8")
 def build_resnet8(num_classes, in_channels, image_size, width: int = 16):

@@ -125,6 +125,7 @@ def test_maps_do_not_depend_on_batch_size(model, batch):
 
 
 SMALL = {"samples": 2, "ig_steps": 4, "lime_samples": 24, "lime_patch": 4, "mask_steps": 3, "mask_distractors": 2}
+SMALL["captum"] = {"n_steps": 4, "n_samples": 2}  # captum-IntegratedGradients, captum-GradientShap
 
 
 @pytest.mark.parametrize("name", [n for n in available() if n not in ("oracle", "shortcut")])
