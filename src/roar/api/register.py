@@ -48,6 +48,16 @@ def source_digest(fn) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _decorator(registry, what: str, name: str, params: dict):
+    """The decorator registering a function in ``registry`` under a checked ``name``, with its ``params``."""
+
+    def wrap(fn):
+        registry.add(_checked(name, what, registry), fn, params=dict(params))
+        return fn
+
+    return wrap
+
+
 def register_estimator(name: str, *, passes=1, version: str | None = None):
     """Decorator: register ``fn(model, x, target, params) -> maps`` as an estimator.
 
@@ -88,11 +98,7 @@ def register_model(name: str, **params):
         The decorator; it returns the function unchanged.
     """
 
-    def wrap(fn):
-        MODELS.add(_checked(name, "model", MODELS), fn, params=dict(params))
-        return fn
-
-    return wrap
+    return _decorator(MODELS, "model", name, params)
 
 
 def register_dataset(name: str, **params):
@@ -109,11 +115,7 @@ def register_dataset(name: str, **params):
         The decorator; it returns the function unchanged.
     """
 
-    def wrap(fn):
-        DATASETS.add(_checked(name, "data", DATASETS), fn, params=dict(params))
-        return fn
-
-    return wrap
+    return _decorator(DATASETS, "data", name, params)
 
 
 def register_fill(name: str, **params):
@@ -130,8 +132,4 @@ def register_fill(name: str, **params):
         The decorator; it returns the function unchanged.
     """
 
-    def wrap(fn):
-        FILLS.add(_checked(name, "fill", FILLS), fn, params=dict(params))
-        return fn
-
-    return wrap
+    return _decorator(FILLS, "fill", name, params)
