@@ -3,6 +3,7 @@ plug-in that fails to import is one line naming it (exit status 2), then runs it
 plug-ins' names among the config options."""
 
 import importlib
+import sys
 
 from roar.errors import reported
 from roar.plugins import load_plugins
@@ -23,7 +24,9 @@ def _command(command: str):
         with reported(f"roar-{command}"):
             load_plugins()
         stage = importlib.import_module(f"roar.stages.{COMMANDS[command]}")  # roar.config: loads plug-ins too
-        importlib.import_module("roar.config").register_options()  # what they registered, whatever they imported
+        config = importlib.import_module("roar.config")
+        config.register_options()  # what they registered, whatever they imported
+        config.register_named(sys.argv[1:])  # estimator=imported-<name>, estimator=captum-<any class>
         return stage.main()
 
     main.__name__ = f"{command}_main"

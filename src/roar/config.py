@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from roar.data.registry import DATASETS
 from roar.errors import RoarError
 from roar.estimators import available as estimators_available
+from roar.estimators.registry import parse as parse_estimator
 from roar.masking.fills import FILLS
 from roar.models.registry import MODELS
 from roar.plugins import load_plugins
@@ -98,13 +99,44 @@ def register_options() -> None:
             store.store(group="data", name=name, node={"name": name, **DATA_DEFAULTS, **DATASETS[name].params})
 
 
+def register_named(overrides) -> None:
+    """``estimator=<name>`` for the names of ``overrides`` that are estimators without a listed option: an
+    imported ranking (``imported-<name>``) or a Captum class beyond the listed ones (``captum-<Class>``). A name
+    that is no estimator is left to Hydra, which lists the options."""
+    store = ConfigStore.instance()
+    for override in overrides:
+        key, _, value = str(override).lstrip("+~").partition("=")
+        if key != "estimator":
+            continue
+        for name in value.split(","):  # a sweep's estimator=a,b
+            if f"{name}.yaml" in store.repo.get("estimator", {}):
+                continue
+            try:
+                parse_estimator(name)
+            except RoarError:
+                continue
+            store.store(group="estimator", name=name, node={"estimator": name}, package="_global_")
+
+
 load_plugins()
 register_options()
+
+
+def search_path(config_dir) -> str:
+    """The override that adds a folder of the user's own configs (``experiment/<name>.yaml``, ...) to Hydra's search
+    path: what ``--config-dir <folder>`` does for a Hydra app, for roar-pipeline and ``roar.run``."""
+    folder = Path(str(config_dir)).expanduser().resolve()
+    if not folder.is_dir():
+        raise RoarError(
+            f"--config-dir {config_dir}: no such folder (it holds your configs, e.g. experiment/mine.yaml)."
+        )
+    return f"hydra.searchpath=[file://{folder}]"
 
 
 def compose_config(config_name: str = "train", overrides=()) -> DictConfig:
     """The config ``roar-<stage> overrides...`` would run with, without starting a run (what was registered
     in Python since roar.config was imported is among the options)."""
     register_options()
+    register_named(overrides)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))

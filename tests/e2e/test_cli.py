@@ -143,3 +143,19 @@ def test_a_refused_run_leaves_no_run_folder_behind(tmp_path):
     assert out.returncode == 2 and "data.batch_size=0 must be a whole number" in out.stderr
     assert not (tmp_path / "default" / "base").exists()  # Hydra's own files went to logs/runs/
     assert list((tmp_path / "default" / "logs" / "runs" / "base").glob("*/.hydra/config.yaml"))
+
+
+def test_an_experiment_of_ones_own_is_found_with_config_dir(tmp_path):
+    """examples/configs/experiment/my_digits.yaml, outside the package: roar-train (Hydra's own --config-dir) and
+    roar-pipeline (which turns it into the same search path) compose it; a missing folder is one error line."""
+    from roar.config import compose_config
+    from roar.stages.pipeline import with_config_dir
+
+    folder = REPO / "examples" / "configs"
+    train = run("roar-train", "--config-dir", str(folder), "--cfg", "job", "experiment=my_digits")
+    assert train.returncode == 0 and "name: my_digits" in train.stdout and "captum-Saliency" in train.stdout
+    cfg = compose_config("pipeline", with_config_dir([f"--config-dir={folder}", "experiment=my_digits"]))
+    assert cfg.name == "my_digits" and list(cfg.grid.estimators) == ["grad", "captum-Saliency", "random"]
+    assert cfg.trainer.max_epochs == 10  # the rest from roar_digits, the experiment it starts from
+    missing = run("roar-pipeline", "--config-dir", str(tmp_path / "absent"), "experiment=my_digits")
+    assert missing.returncode == 2 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roar.config import compose_config, register_options
+from roar.config import compose_config, register_options, search_path
 from roar.report.files import read_csv
 from roar.stages.pipeline import run_pipeline
 from roar.store.resolve import experiment_dir, report_dir
@@ -28,21 +28,23 @@ class RunResult:
     folder: Path
 
 
-def run(experiment: str, overrides=(), progress: bool = False) -> RunResult:
+def run(experiment: str, overrides=(), progress: bool = False, config_dir=None) -> RunResult:
     """Run (or resume) the pipeline of ``experiment`` with Hydra's compose API: the same config, the same
     folders and the same skipping of finished work as ``roar-pipeline experiment=<experiment> overrides...``.
 
     Args:
-        experiment: the experiment config's name (``roar_digits``; your own with ``hydra.searchpath`` or the
-            configs under ``conf/experiment``).
+        experiment: the experiment config's name (``roar_digits``, one of ``conf/experiment``; or your own,
+            ``<config_dir>/experiment/<name>.yaml``).
         overrides: ``key=value`` strings, as on the command line (``["grid.seeds=3", "fill=linear"]``).
         progress: show the retraining sweep's progress bar.
+        config_dir: a folder of your own configs, searched beside roar's (the commands' ``--config-dir``).
 
     Returns:
         A RunResult. Estimators, models, datasets and fills registered in Python before the call are options.
     """
     register_options()
-    args = [f"experiment={experiment}", *overrides, "trainer.enable_progress_bar=false"]
+    extra = [search_path(config_dir)] if config_dir is not None else []
+    args = [*extra, f"experiment={experiment}", *overrides, "trainer.enable_progress_bar=false"]
     runs = run_pipeline(args, progress)
     cfg = compose_config("pipeline", args)
     out = report_dir(cfg)

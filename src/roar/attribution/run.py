@@ -19,11 +19,12 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite, reduce_maps
-from roar.estimators.registry import code_of, iterative_of, params_for, stores_steps
+from roar.estimators.registry import code_of, iterative_of, params_for, parse, stores_steps
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.models.checkpoint import check_trained_on
 from roar.store.io import read_json
+from roar.store.manifest import MANIFEST
 from roar.store.maps import map_sample
 from roar.store.resolve import base_key, maps_key
 from roar.store.sharded import OutputSet, finish, plan_shards, samples_in, write_sealed
@@ -34,10 +35,12 @@ from roar.utils.plain import to_plain
 TARGETS = ("predicted", "label", "second")  # second: the runner-up class a' (soundness, masking-explanations D)
 
 
-def check_config(cfg) -> EstimatorSuite:
-    """The estimator suite of ``attribute.estimators``, after checking every attribute.* value."""
+def check_config(cfg) -> EstimatorSuite | None:
+    """The estimator suite of ``attribute.estimators`` (None when every one is imported), after checking every
+    attribute.* value."""
     a = cfg.attribute
-    suite = EstimatorSuite(as_list(a.estimators, "attribute.estimators"), **to_plain(a.params), seed=int(cfg.maps_seed))
+    computed = [n for n in as_list(a.estimators, "attribute.estimators") if parse(n)[0] != "imported"]
+    suite = EstimatorSuite(computed, **to_plain(a.params), seed=int(cfg.maps_seed)) if computed else None
     positive_int(a.batch_size, "attribute.batch_size")
     positive_int(a.shard_size, "attribute.shard_size")
     if a.target not in TARGETS:
@@ -56,7 +59,7 @@ def check_config(cfg) -> EstimatorSuite:
     bad = set(as_list(a.splits, "attribute.splits")) - {"train", "test"}
     if bad:
         raise RoarError(f"attribute.splits has {sorted(bad)}; valid splits: train, test.")
-    selectors = [n for n in suite.iterative if stores_steps(n)]
+    selectors = [n for n in suite.iterative if stores_steps(n)] if suite else []
     if selectors and fill_of(cfg.fill).depends_on_mask:
         raise RoarError(
             f"{', '.join(selectors)} select pixels with one image filled everywhere (the reference), and an SIS is "
@@ -205,7 +208,11 @@ def check_data(cfg, suite, probe) -> bool:
             f"Use a dataset with masks (data=shapes) or drop it."
         )
     token_drop = suite.needs_fill and fill_of(cfg.fill).drops_tokens  # lime drops a ViT's tokens instead
-    painters = [n for n in suite.iterative if not (iterative_of(n).tokens or iterative_of(n).distractors)]
+    painters = [
+        n
+        for n in suite.iterative
+        if iterative_of(n).paints and not (iterative_of(n).tokens or iterative_of(n).distractors)
+    ]
     if token_drop and painters:
         raise RoarError(
             f"{', '.join(painters)} paint removed pixels with the fill; fill=token_drop paints nothing. "
@@ -218,8 +225,8 @@ def output_sets(cfg, suite, reference, ckpt_sha: str, fingerprints: dict) -> dic
     """{estimator: its maps' OutputSet}, each with the settings its maps depend on: the reference where the
     maps are made with it (a fill baseline, or an iterative ranking that paints with the fill)."""
 
-    def paints(name):  # an iterative ranking that masks with the fill (learned masks use distractors instead)
-        return name in suite.iterative and not iterative_of(name).distractors
+    def paints(name):  # an iterative ranking that masks with the fill (learned masks use distractors, CAMs nothing)
+        return name in suite.iterative and iterative_of(name).paints and not iterative_of(name).distractors
 
     size, outs = int(cfg.attribute.shard_size), {}
     for n in suite.names:
@@ -230,9 +237,25 @@ def output_sets(cfg, suite, reference, ckpt_sha: str, fingerprints: dict) -> dic
     return outs
 
 
+def imported_maps(cfg) -> dict:
+    """{estimator: manifest} of the imported rankings of ``attribute.estimators``, refused when one has none."""
+    found = {}
+    for name in [n for n in as_list(cfg.attribute.estimators, "attribute.estimators") if parse(n)[0] == "imported"]:
+        found[name] = read_json(maps_key(cfg, name).folder / MANIFEST)
+        if found[name] is None:
+            raise RoarError(
+                f"{name} has no maps at {maps_key(cfg, name).folder}: import them first (roar-attribute "
+                f"import=<path> import_name={name.removeprefix('imported-')}), or drop {name} from the estimators."
+            )
+    return found
+
+
 def attribute(cfg: DictConfig) -> dict:
-    """Compute this task's shards; returns {estimator: manifest or None while shards are missing}."""
-    suite = check_config(cfg)
+    """Compute this task's shards; returns {estimator: manifest or None while shards are missing}. Imported
+    rankings among the estimators are not computed: their maps must be there (``imported_maps``)."""
+    suite, imported = check_config(cfg), imported_maps(cfg)
+    if suite is None:
+        return imported
     device = resolve_device(cfg.trainer.accelerator)
     datasets = {split: build_dataset(cfg.data, split) for split in cfg.attribute.splits}
     probe = datasets[cfg.attribute.splits[0]]
@@ -271,4 +294,4 @@ def attribute(cfg: DictConfig) -> dict:
             written = attributor.compute_shard(shard_suite, ds, s * size, min((s + 1) * size, len(ds)))
             for o in todo:
                 write_sealed(o, split, s, written[by_folder[o.folder]])
-    return {n: finish(o, counts) for n, o in outs.items()}
+    return {**imported, **{n: finish(o, counts) for n, o in outs.items()}}

@@ -36,10 +36,13 @@ ITERATIVE = Registry(
         "distractors": False,
         "family": None,
         "check": None,  # a family's check of a member's name (captum-<Class>: a class captum.attr has)
+        "paints": True,  # whether its maps depend on the fill (it paints removed pixels with it; CAMs do not)
         "params": {},
     },
 )
 CAPTUM_PREFIX = "captum-"  # captum-<Class>: any Captum attribution class (roar.estimators.captum_methods)
+CAM_PREFIX = "cam-"  # cam-<Class>: a pytorch-grad-cam class (roar.estimators.cam_methods, the extra roar[cam])
+IMPORTED = re.compile(r"^imported-([A-Za-z0-9_]+)$")  # maps made elsewhere (roar-attribute import=...)
 MASK_NAME = re.compile(r"^mask-tv(\d+(?:\.\d*)?(?:e-?\d+)?)$")
 PAPER_NAMES = tuple(f"mask-tv{v}" for v in ("0", "0.001", "0.01", "0.1"))  # Tables 2, 4, 6: the registered options
 
@@ -57,10 +60,13 @@ def default_params() -> dict:
 
 def owner(name: str) -> str:
     """The registered entry an estimator name belongs to: its own, or its family's (``mask-tv0.01`` -> mask,
-    ``captum-Occlusion`` -> captum)."""
+    ``captum-Occlusion`` -> captum, ``cam-GradCAM`` -> cam)."""
     if mask_tv(name) is not None:
         return "mask"
-    return "captum" if str(name).startswith(CAPTUM_PREFIX) else name
+    for family, prefix in (("captum", CAPTUM_PREFIX), ("cam", CAM_PREFIX)):
+        if str(name).startswith(prefix):
+            return family
+    return name
 
 
 def iterative_of(name: str):
@@ -101,13 +107,21 @@ def available():
 
 
 def parse(name: str):
-    """(kind, base) of an estimator name: kind is 'base', 'sq', one of ENSEMBLES, 'control' or 'iterative'."""
+    """(kind, base) of an estimator name: kind is 'base', 'sq', one of ENSEMBLES, 'control', 'iterative' or
+    'imported' (``imported-<name>``: maps computed elsewhere, roar.attribution.imported)."""
+    if IMPORTED.match(str(name)):
+        return "imported", None
+    if name.startswith("imported"):
+        raise RoarError(
+            f"Unknown estimator {name!r}: imported maps are named imported-<name>, <name> of letters, digits and "
+            f"'_' (roar-attribute import=<path> import_name=<name>)."
+        )
     if name in CONTROLS:
         return "control", None
     if (name in ITERATIVE and ITERATIVE[name].family is None) or mask_tv(name) is not None:
         return "iterative", None
-    if name.startswith(CAPTUM_PREFIX) and "captum" in ITERATIVE:
-        ITERATIVE["captum"].check(name)  # a class captum.attr has, or the valid ones listed
+    if owner(name) in ("captum", "cam") and owner(name) in ITERATIVE:
+        ITERATIVE[owner(name)].check(name)  # a class the library has, or the valid ones listed
         return "iterative", None
     if name in BASES:
         return "base", name

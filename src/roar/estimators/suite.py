@@ -27,7 +27,7 @@ Sharing (ROAR section 4.1 definitions):
 import torch
 
 from roar.errors import RoarError
-from roar.estimators import backselect, captum_methods, learned_masks, lime  # noqa: F401  (register the iterative ones)
+from roar.estimators import backselect, cam_methods, captum_methods, learned_masks, lime  # noqa: F401  (register them)
 from roar.estimators.controls import CONTROLS
 from roar.estimators.gradients import BASES
 from roar.estimators.registry import ENSEMBLES, available, default_params, iterative_of, parse
@@ -67,6 +67,12 @@ class EstimatorSuite:
                 f"image the fill paints, FPA)."
             )
         self.kinds = {n: parse(n) for n in self.names}
+        imported = [n for n, (k, _) in self.kinds.items() if k == "imported"]
+        if imported:
+            raise RoarError(
+                f"{', '.join(imported)}: imported maps are read from a file, not computed (roar-attribute "
+                f"import=<path> import_name=<name>)."
+            )
         self.plain = sorted({b for k, b in self.kinds.values() if k in ("base", "sq")})
         self.noisy = sorted({b for k, b in self.kinds.values() if k in ENSEMBLES})
         self.needs = sorted({CONTROLS[n].needs for n, (k, _) in self.kinds.items() if k == "control"} - {None})
@@ -81,7 +87,7 @@ class EstimatorSuite:
     @property
     def needs_fill(self) -> bool:
         """Whether a call needs the fill painted over the image (iterative rankings mask with it)."""
-        return any(not iterative_of(n).distractors for n in self.iterative)
+        return any(iterative_of(n).paints and not iterative_of(n).distractors for n in self.iterative)
 
     @property
     def needs_pool(self) -> bool:
@@ -127,7 +133,7 @@ class EstimatorSuite:
         self.traces = {}
         for n in self.iterative:
             entry = iterative_of(n)
-            if fill is None and not (entry.tokens or entry.distractors):
+            if fill is None and entry.paints and not (entry.tokens or entry.distractors):
                 raise RoarError(f"{n} masks with the configured fill: pass the fill image (fill=...).")
             painted = None if fill is None else fill.to(x.device, x.dtype)
             out[n], trace = entry(model, x, painted, ids, {**p, "name": n, "target": target, "pool": pool})

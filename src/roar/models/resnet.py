@@ -4,6 +4,7 @@ import torch.nn as nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
 
+from roar.errors import RoarError
 from roar.models.registry import register_model
 
 
@@ -67,3 +68,23 @@ def build_resnet8(num_classes, in_channels, image_size, width: int = 16):
 @register_model("resnet20")
 def build_resnet20(num_classes, in_channels, image_size, width: int = 16):
     return SmallResNet(num_classes, in_channels, blocks_per_stage=3, width=width)
+
+
+@register_model("torchvision", params={"arch": "resnet18"})
+def build_torchvision(num_classes, in_channels, image_size, arch: str = "resnet18"):
+    """Any torchvision classification architecture by name, randomly initialized (weights are never
+    downloaded): with ``base_checkpoint=<a local weights file>`` a pretrained base model (e.g. arch=resnet50,
+    vit_b_16). A ViT is built for ``image_size``."""
+    from torchvision.models import get_model, list_models
+
+    valid = list_models(module=__import__("torchvision").models)
+    if arch not in valid:
+        raise RoarError(
+            f"model.params.arch={arch!r} is not a torchvision classification model; valid: {', '.join(valid)}."
+        )
+    if in_channels != 3:
+        raise RoarError(
+            f"model=torchvision takes 3-channel images; data has {in_channels} (use model=resnet18 or resnet8)."
+        )
+    size = {"image_size": image_size} if arch.startswith("vit_") else {}
+    return get_model(arch, weights=None, num_classes=num_classes, **size)

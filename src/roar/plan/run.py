@@ -19,6 +19,7 @@ from pathlib import Path
 
 from roar.errors import RoarError, as_list
 from roar.estimators import EstimatorSuite
+from roar.estimators.registry import parse
 from roar.masking.buckets import bucket_bits, grid_boundaries
 from roar.masking.run import num_features
 from roar.plan.calibrate import calibrate, parameters
@@ -70,7 +71,9 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
     n_train, n_test, shape = facts["num_train"], facts["num_test"], facts["shape"]
     jobs = retrain_jobs(cfg.grid)
     estimators = as_list(cfg.attribute.estimators, "attribute.estimators")
-    per_image = EstimatorSuite(estimators, **to_plain(cfg.attribute.params)).passes_for(shape[1] * shape[2])
+    computed = [e for e in estimators if parse(e)[0] != "imported"]  # imported maps cost no pass
+    suite = EstimatorSuite(computed, **to_plain(cfg.attribute.params)) if computed else None
+    per_image = suite.passes_for(shape[1] * shape[2]) if suite else 0
     split_sizes = {"train": n_train, "test": n_test}
     splits = [str(s) for s in as_list(cfg.attribute.splits, "attribute.splits")]
     rankings = len(as_list(cfg.mask.estimators, "mask.estimators"))

@@ -29,6 +29,7 @@ FAMILIES = {
     "sg_sq": "SmoothGrad-squared and VarGrad",
     "vargrad": "SmoothGrad-squared and VarGrad",
     "sg_x_input": "SmoothGrad",
+    "imported": "Imported maps",
 }  # ROAR Fig. 4
 CURVE_TITLES = {"mif": "MIF: most important first", "lif": "LIF: least important first"}
 

@@ -2,11 +2,13 @@
 
 roar-attribute experiment=roar_digits attribute.estimators=[grad,sg-grad,sg_sq-grad]
 roar-attribute experiment=roar_imagenet attribute.shard_id=3 attribute.num_shards=8   # one task of a job array
+roar-attribute experiment=roar_digits import=my_maps/ import_name=mine    # maps made elsewhere: imported-mine
 """
 
 import hydra
 from omegaconf import DictConfig
 
+from roar.attribution.imported import import_maps
 from roar.attribution.run import attribute
 from roar.config import CONFIG_DIR
 from roar.errors import reported
@@ -16,6 +18,6 @@ from roar.store.resolve import base_key
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attribute")
 def main(cfg: DictConfig):
     with reported("roar-attribute"):
-        manifests = attribute(cfg)
+        manifests = import_maps(cfg) if cfg.get("import") is not None else attribute(cfg)
     done = [n for n, m in manifests.items() if m]
     print(f"[roar-attribute] complete: {len(done)}/{len(manifests)} estimators -> {base_key(cfg).maps_root}")

@@ -17,9 +17,10 @@ import time
 
 from tqdm import tqdm
 
+from roar.attribution.imported import import_maps
 from roar.attribution.run import attribute
 from roar.attribution.run import check_config as check_attribute
-from roar.config import compose_config
+from roar.config import compose_config, search_path
 from roar.errors import RoarError, as_list, positive_int, reported
 from roar.evaluate.leakage import audit_sets
 from roar.evaluate.run import check_config as check_eval
@@ -42,6 +43,7 @@ from roar.training.run import train, validate
 HELP = """roar-pipeline: the whole ROAR chain for one experiment, each stage skipped when its outputs verify.
 
   roar-pipeline experiment=roar_digits [key=value ...]
+  roar-pipeline --config-dir my_configs experiment=mine    (your own my_configs/experiment/mine.yaml)
 
 train the base model -> attribute (grid.estimators) -> mask (grid.modes x grid.fractions, t = 0 too)
 -> retrain grid.seeds seeds per setting -> roar-eval (no retraining) -> roar-report.
@@ -90,6 +92,8 @@ def run_pipeline(overrides, progress: bool = True) -> list:
         f"{list(cfg.attribute.estimators)}",
         flush=True,
     )
+    if cfg.get("import") is not None:  # maps made elsewhere, among grid.estimators as imported-<name>
+        import_maps(cfg)
     attribute(cfg)
     print(f"[roar-pipeline] {cfg.name}: masked shards", flush=True)
     audit_sets(write_masks(cfg), int(cfg.mask.audit_steps), int(cfg.maps_seed))
@@ -161,6 +165,8 @@ def main():
     if any(a in ("-m", "--multirun") for a in args):
         print("roar-pipeline: error: the pipeline sweeps its own grid (grid.*); drop -m.", file=sys.stderr)
         sys.exit(2)
+    with reported("roar-pipeline"):
+        args = with_config_dir(args)
     if any(a.startswith("--") for a in args):
         print(
             f"roar-pipeline: error: {next(a for a in args if a.startswith('--'))} is not an option of roar-pipeline "
@@ -172,6 +178,22 @@ def main():
     signal.signal(signal.SIGTERM, interrupted)
     with reported("roar-pipeline"):
         run_pipeline(args + ["trainer.enable_progress_bar=false"])
+
+
+def with_config_dir(args: list) -> list:
+    """``--config-dir <folder>`` (or ``--config-dir=<folder>``, ``-cd``) as the search-path override Hydra's own
+    apps make of it, so roar-pipeline finds the user's experiments as roar-train does."""
+    out, rest = [], list(args)
+    while rest:
+        arg = rest.pop(0)
+        flag, eq, value = arg.partition("=")
+        if flag in ("--config-dir", "-cd"):
+            if not eq and not rest:
+                raise RoarError(f"{flag} needs a folder: roar-pipeline --config-dir my_configs experiment=mine")
+            out.insert(0, search_path(value if eq else rest.pop(0)))
+        else:
+            out.append(arg)
+    return out
 
 
 def interrupted(signum, frame):

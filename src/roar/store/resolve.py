@@ -6,12 +6,14 @@ seed is not the base model's) find it as the one finished base of their data, mo
 by ``base=<its folder name>`` (``find_base``).
 """
 
+import functools
 from pathlib import Path
 
 from roar.errors import RoarError, check_probability
 from roar.store.io import read_json
 from roar.store.keys import IDENTITY, NOT_WEIGHTS, BaseKey, BucketSetKey, EvalKey, MapsKey, RunKey, ShardSetKey
 from roar.store.names import check_name, fill_label, parse_ranking, ranking_name, settings_hash
+from roar.store.shards import sha256_file
 from roar.utils.plain import to_plain
 
 
@@ -44,23 +46,48 @@ def retrained_as(cfg) -> str | None:
     return f"as-{variant['model']['name']}-{variant['augment']['name']}-{settings_hash(variant)[:8]}"
 
 
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def pretrained_sha256(cfg) -> str | None:
+    """The sha256 of ``base_checkpoint=`` (a model trained elsewhere as the base model), or None; read once
+    per file version."""
+    given = cfg.get("base_checkpoint")
+    if given is None:
+        return None
+    path = Path(str(given)).expanduser()
+    if not path.is_file():
+        raise RoarError(f"base_checkpoint={given}: no such file. Give the path of the trained model's weights file.")
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
 def training_settings(cfg, run: bool = False) -> dict:
     """Everything besides a run's key that changes what it trains: optimizer and schedule, model and
     augmentation parameters, data settings (not where the data lie), the Trainer's epochs, precision,
     limits and devices. ``run``: the settings this run trains with (a retrain variant's own model and
-    augmentation); otherwise the base model's."""
+    augmentation); otherwise the base model's. A base model from ``base_checkpoint=`` trains nothing: its
+    settings are the file's sha256, the model and the data."""
+    data = {k: v for k, v in to_plain(cfg.data).items() if k not in DATA_NOT_WEIGHTS}
+    if pretrained_sha256(cfg) and not (run and is_retrain(cfg)):
+        return {"pretrained_sha256": pretrained_sha256(cfg), "model": to_plain(cfg.model), "data": data}
     variant = retrain_variant(cfg) if run else None
     return {
         "optim": to_plain(cfg.optim),
         "model": variant["model"] if variant else to_plain(cfg.model),
         "augment": variant["augment"] if variant else to_plain(cfg.augment),
-        "data": {k: v for k, v in to_plain(cfg.data).items() if k not in DATA_NOT_WEIGHTS},
+        "data": data,
         "trainer": {k: v for k, v in to_plain(cfg.trainer).items() if k not in NOT_WEIGHTS},
     }
 
 
 def base_digest(cfg) -> str:
-    """The base model's digest: its training settings and its seed (a config that trains, roar-train's)."""
+    """The base model's digest: its training settings and its seed (a config that trains, roar-train's), or for
+    ``base_checkpoint=`` the file's sha256, the model and the data (no seed: nothing is drawn)."""
+    if pretrained_sha256(cfg):
+        return settings_hash({"training": training_settings(cfg)})[:8]
     return settings_hash({"training": training_settings(cfg), "seed": int(cfg.seed)})[:8]
 
 
@@ -71,8 +98,8 @@ def trains(cfg) -> bool:
 
 
 def base_key(cfg) -> BaseKey:
-    """The base model of ``cfg``: the one roar-train makes with it, the one ``base=`` names, or the one
-    finished base of the config's data, model and augment (``find_base``)."""
+    """The base model of ``cfg``: the one roar-train makes with it, the one ``base=`` names, the one
+    ``base_checkpoint=`` makes, or the one finished base of the config's data, model and augment (``find_base``)."""
     exp, data, model, augment = experiment_dir(cfg), str(cfg.data.name), str(cfg.model.name), str(cfg.augment.name)
     prefix = f"{data}-{model}-{augment}"
     if cfg.get("base"):
@@ -83,7 +110,7 @@ def base_key(cfg) -> BaseKey:
                 f"(their folders are named {prefix}-<digest>); pick one under {exp / 'base'}."
             )
         return BaseKey(exp, data, model, augment, chosen[len(prefix) + 1 :])
-    if trains(cfg) and not is_retrain(cfg):
+    if (trains(cfg) and not is_retrain(cfg)) or pretrained_sha256(cfg):
         return BaseKey(exp, data, model, augment, base_digest(cfg))
     return find_base(cfg, exp, data, model, augment)
 

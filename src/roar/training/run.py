@@ -27,6 +27,7 @@ from roar.masking.fills import fill_of
 from roar.masking.removal import check_granularity
 from roar.models import MODELS
 from roar.models.checkpoint import check_compatible, read_checkpoint
+from roar.models.pretrained import load_pretrained
 from roar.store.io import atomic_write_bytes, atomic_write_json, folder_lock
 from roar.store.keys import RunKey
 from roar.store.resolve import retrain_variant, run_key
@@ -192,10 +193,10 @@ def run_metrics(cfg, key: RunKey, data, model, trainer, measured: dict) -> dict:
     return metrics
 
 
-def fit_and_test(trainer, model, data, ckpt_path, key: RunKey) -> dict:
-    """Fit (an ensemble of trained members has nothing to fit: its checkpoint is saved as it is) and test;
-    {tested, train_acc}. An interrupted fit keeps last.ckpt and raises."""
-    fits = any(p.requires_grad for p in model.parameters())
+def fit_and_test(trainer, model, data, ckpt_path, key: RunKey, trained: bool = False) -> dict:
+    """Fit (an ensemble of trained members, or a model ``trained`` elsewhere, has nothing to fit: its checkpoint
+    is saved as it is) and test; {tested, train_acc}. An interrupted fit keeps last.ckpt and raises."""
+    fits = not trained and any(p.requires_grad for p in model.parameters())
     with exit_on_sigterm(trainer, key.folder):
         if fits:
             trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
@@ -223,8 +224,11 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
         print(note)
     shards_hash = shard_set_hash(key)
     model = build_classifier(cfg, data, key.seed)
-    ckpt_path = resume_path(cfg, key, data, quiet)
-    if ckpt_path is None and model.initializes_from_data:  # fastnet's whitening layer; a resumed run has it
+    pretrained = cfg.get("base_checkpoint") if key.shards is None else None  # a model trained elsewhere
+    if pretrained is not None:
+        load_pretrained(model.net, Path(str(pretrained)).expanduser(), str(cfg.model.name))
+    ckpt_path = None if pretrained is not None else resume_path(cfg, key, data, quiet)
+    if ckpt_path is None and pretrained is None and model.initializes_from_data:  # fastnet's whitening (resumed: kept)
         model.prepare(data.first_images(model.INIT_IMAGES))
     key.folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(key.folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
@@ -232,9 +236,12 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
     started = time.time()
     with finishing_wandb():
         trainer = make_trainer(cfg, key, callbacks)
-        measured = fit_and_test(trainer, model, data, ckpt_path, key)
+        measured = fit_and_test(trainer, model, data, ckpt_path, key, trained=pretrained is not None)
         measured.update(shards_hash=shards_hash, train_seconds=round(time.time() - started, 2))
         metrics = run_metrics(cfg, key, data, model, trainer, measured)
+        if pretrained is not None:  # its identity: the file's sha256 (roar.store.resolve.pretrained_sha256)
+            made = Path(str(pretrained)).expanduser().resolve()
+            metrics["pretrained"] = {"file": str(made), "sha256": identity["training"]["pretrained_sha256"]}
         if trainer.is_global_zero:
             atomic_write_json(key.metrics, metrics)
             for lg in trainer.loggers:

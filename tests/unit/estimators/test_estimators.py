@@ -182,7 +182,8 @@ def test_reductions():
 def test_unknown_estimator_lists_them():
     with pytest.raises(
         RoarError,
-        match="Unknown estimator 'shap'. Valid estimator names: bs, captum-Deconvolution, .*, gb, gb_sq, gbs, grad",
+        match="Unknown estimator .shap.. Valid estimator names: bs, cam-EigenCAM, .*, captum-Deconvolution, .*, gb, "
+        "gb_sq, gbs, grad",
     ):
         get_estimator("shap")
 

@@ -14,6 +14,10 @@ TINY = {"vit_tiny": {"dim": 32, "depth": 2, "heads": 2}, "vit_small": {"dim": 32
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_every_model_forward(name, in_channels):
     torch.manual_seed(0)
+    if name == "torchvision" and in_channels != 3:  # torchvision's stems are 3-channel: refused, naming the way out
+        with pytest.raises(RoarError, match="takes 3-channel images"):
+            build_model(name, num_classes=7, in_channels=in_channels, image_size=16)
+        return
     net = build_model(name, num_classes=7, in_channels=in_channels, image_size=16, **TINY.get(name, {}))
     out = net(torch.rand(2, in_channels, 16, 16))
     assert out.shape == (2, 7) and torch.isfinite(out).all()
@@ -89,6 +93,7 @@ def test_vit_patch_size_must_divide_image():
 def test_unknown_model_lists_valid_names():
     with pytest.raises(
         RoarError,
-        match="Valid model names: ensemble, fastnet, resnet18, resnet20, resnet50, resnet8, vit_small, vit_tiny",
+        match="Valid model names: ensemble, fastnet, resnet18, resnet20, resnet50, resnet8, torchvision, vit_small, "
+        "vit_tiny",
     ):
         build_model("vgg16")
