@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SOURCES := src tests benchmarks scripts setup.py examples
+# the PyTorch pin, written once in pyproject.toml ([tool.roar])
+TORCH  := $(shell $(PYTHON) -c 'import tomllib; t = tomllib.load(open("pyproject.toml", "rb"))["tool"]["roar"]; print("torch==" + t["torch"], "torchvision==" + t["torchvision"])')
 
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
@@ -19,7 +21,7 @@ install: $(STAMP)  ## create .venv and install roar with its dev extras (redone 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 || $(BIN)/python -m pip install --quiet torch torchvision
+	$(BIN)/python -m pip install --quiet $(TORCH) || $(BIN)/python -m pip install --quiet torch torchvision
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@

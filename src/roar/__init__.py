@@ -11,7 +11,12 @@ The Python API (roar.api), imported on first use so that ``import roar`` stays l
     def my_method(model, x, target, params): ...
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("roar")  # defined once, in pyproject.toml
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 API = {  # name -> the module of roar.api that holds it (a plug-in's registration imports no more than it needs)
     "no_retrain": "no_retrain",

@@ -59,7 +59,7 @@ def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
     here = REPO
     for tree in ("src", "conf"):  # the configs live at the top level; setup.py ships them as roar/conf
         shutil.copytree(here / tree, root / tree, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy(here / name, root / name)
     build = subprocess.run(
         [
