@@ -10,8 +10,9 @@ TORCH  := $(shell $(PYTHON) -c 'import tomllib; t = tomllib.load(open("pyproject
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 export HYDRA_FULL_ERROR ?= 1
+export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: help demo test test-fast lint format system bench install clean wandb-sync
+.PHONY: help demo test test-fast lint format system bench install clean wandb-sync docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +47,9 @@ test: $(STAMP) lint system  ## the whole test suite (a real one-node SLURM clust
 
 test-fast: $(STAMP)  ## the edit loop: no training longer than a few seconds, no SLURM (under 2 minutes)
 	$(BIN)/python -m pytest tests -m "not slow and not slurm" -q
+
+docs: $(STAMP)  ## build the documentation site into site/ (strict: a broken link or reference fails); open site/index.html
+	$(BIN)/mkdocs build --strict --quiet
 
 bench: $(STAMP)  ## run the benchmarks (ratios measured side by side)
 	$(BIN)/python benchmarks/run.py

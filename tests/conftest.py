@@ -88,3 +88,21 @@ def untrained_classifier(name: str, params: dict, image_shape, num_classes: int 
         std=[0.25] * image_shape[0],
         max_epochs=1,
     ).eval()
+
+
+def chromium() -> str:
+    """Debian's chromium, installed by `make test`'s set-up (scripts/setup-system.sh)."""
+    path = shutil.which("chromium")
+    assert path, "chromium is not installed: run `make system` (apt-get install chromium) or `make test`"
+    return path
+
+
+def dump_dom(page: Path) -> str:
+    """The DOM of ``page`` after its scripts ran, in headless Chromium (the report's and the docs' render tests)."""
+    import subprocess
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+    flags += ["--disable-background-networking", "--virtual-time-budget=10000", "--dump-dom"]
+    return subprocess.run(
+        [chromium(), *flags, page.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout

@@ -6,11 +6,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from conftest import REPO
 
@@ -78,7 +78,16 @@ def test_pip_install_into_a_fresh_environment_gives_working_commands(tmp_path):
     (purelib / "_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     out = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-build-isolation", "--no-index", str(project)],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-build-isolation",
+            "--no-index",
+            str(project),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

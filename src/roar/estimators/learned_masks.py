@@ -7,7 +7,7 @@ For image x and label a, W in R^{(h/s) x (w/s)}, M = sigma(W) upsampled bilinear
 
 minimized by Adam (lr 0.05) for 2000 steps with D = 10 distractors drawn afresh every step (appendix A,
 "sampling 10 distractor images at every step"). Choices the appendix leaves open, stated here and in the
-README: TV is anisotropic, sum |M[i+1, j] - M[i, j]| + |M[i, j+1] - M[i, j]|; TV and L1 are sums over the
+docs/methods.md: TV is anisotropic, sum |M[i+1, j] - M[i, j]| + |M[i, j+1] - M[i, j]|; TV and L1 are sums over the
 pixels (``mask_penalty=sum``, the default) because the paper scales lambda_1 with the inverse pixel count
 (0.001 at 32x32 on CIFAR, D.1; 2e-5 at 224x224 on ImageNet, D.3: lambda_1 h w = 1.0 both times), which only
 a summed norm needs; ``mask_penalty=mean`` divides both by h w instead; W starts at 0 (M = 0.5);

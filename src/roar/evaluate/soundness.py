@@ -2,7 +2,7 @@
 intrinsic deletion and insertion metrics beside them (its Tables 3, 5, 7).
 
 Our copy of the paper has its appendices only: the main text's Eq. (1) and definitions 3.3-3.7 are
-missing, so the aggregates below are a reconstruction (README, "Completeness and soundness"). What
+missing, so the aggregates below are a reconstruction (docs/methods.md, "Completeness and soundness"). What
 the appendices fix, and what is followed:
 
 - M(p): the discrete mask of the top p fraction of the features of a map (roar's ranking and tie rule,

@@ -10,7 +10,7 @@ roar-mask's materialized formats use, so a batch equals theirs bit for bit on th
 fill but ``random_image``). ``random_image`` takes its donors from the batch itself (each image's donor
 another image of its batch, drawn per (maps seed, sample id)): a donor from disk per image would cost a
 second image read per sample; materialized sets draw donors from the whole training split, so their
-``random_image`` images differ (README, "Deviations").
+``random_image`` images differ (docs/methods.md).
 """
 
 import torch

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, dump_dom
 from roar.config import compose_config
 from roar.errors import RoarError
 from roar.report.run import build_report
@@ -185,35 +185,11 @@ def test_report_goes_to_an_offline_wandb_run(synthetic):
     assert len(again) == 2 and len({p.name.rsplit("-", 1)[1] for p in again}) == 1  # one run id: one run once synced
 
 
-def chromium() -> str:
-    """Debian's chromium, installed by `make test`'s set-up (scripts/setup-system.sh)."""
-    path = shutil.which("chromium")
-    assert path, "chromium is not installed: run `make system` (apt-get install chromium) or `make test`"
-    return path
-
-
 def test_report_renders_in_headless_chromium_with_every_figure_loaded(synthetic):
     root, exp, _ = synthetic
     index = build_report(report_cfg(root))
     images = index.read_text().count("<img")
-    dom = subprocess.run(
-        [
-            chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            index.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    dom = dump_dom(index)
     assert images >= 2 and f'data-images-loaded="{images}/{images}"' in dom
     assert "better than random" in dom
 
