@@ -40,9 +40,11 @@ def group_table(group: str, registered: dict) -> list:
     rows = {p.stem: first_comment(p) for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
     for name, note in registered.items():
         rows.setdefault(name, note)
-    return [f"### `{group}=`", "", "| option | what it is |", "|---|---|"] + [
-        f"| `{name}` | {note} |" for name, note in sorted(rows.items())
-    ] + [""]
+    return (
+        [f"### `{group}=`", "", "| option | what it is |", "|---|---|"]
+        + [f"| `{name}` | {note} |" for name, note in sorted(rows.items())]
+        + [""]
+    )
 
 
 def config_reference() -> str:
@@ -51,15 +53,26 @@ def config_reference() -> str:
     from roar.masking.fills import FILLS
     from roar.models.registry import MODELS
 
-    parts = ["## Config groups", "", "`group=option` on any command; options without a YAML file are made from roar's",
-             "registries (and from registered plug-ins).", ""]
+    parts = [
+        "## Config groups",
+        "",
+        "`group=option` on any command; options without a YAML file are made from roar's",
+        "registries (and from registered plug-ins).",
+        "",
+    ]
     registered = {"model": {n: "registered model" for n in MODELS}, "data": {n: "registered dataset" for n in DATASETS}}
     for group in GROUPS:
         parts += group_table(group, registered.get(group, {}))
     parts += group_table("fill", {n: (FILLS[n].fn.__doc__ or "").strip().split("\n")[0] for n in FILLS})
-    parts += ["### `estimator=` (and `attribute.estimators=[...]`)", "", ", ".join(f"`{n}`" for n in available()), "",
-              "Besides these: `captum-<any Captum attribution class>`, `cam-<any pytorch-grad-cam class>`, "
-              "`imported-<name>` (maps imported with `roar-attribute import=`), `mask-tv<lambda>` for any lambda.", ""]
+    parts += [
+        "### `estimator=` (and `attribute.estimators=[...]`)",
+        "",
+        ", ".join(f"`{n}`" for n in available()),
+        "",
+        "Besides these: `captum-<any Captum attribution class>`, `cam-<any pytorch-grad-cam class>`, "
+        "`imported-<name>` (maps imported with `roar-attribute import=`), `mask-tv<lambda>` for any lambda.",
+        "",
+    ]
     for hydra_group in ("launcher", "sweeper"):
         parts += group_table(f"hydra/{hydra_group}", {})
     parts += ["## Keys", "", "The shared root (`conf/roar.yaml`) and each stage's section, as the files have them:", ""]
