@@ -21,6 +21,9 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 class Pack:
@@ -76,7 +79,9 @@ class PackingSlurmLauncher(SlurmLauncher):
             for i, overrides in enumerate(job_overrides)
         ]
         groups = packs(runs, size)
-        print(f"[roar] {len(runs)} runs in {math.ceil(len(runs) / size)} array tasks of up to {size} (runs_per_task)")
+        log.info(
+            f"[roar] {len(runs)} runs in {math.ceil(len(runs) / size)} array tasks of up to {size} (runs_per_task)"
+        )
         with executor.batch():  # one job array; each task's callable is its Pack, which requeues itself
             jobs = [executor.submit(Pack(self, group)) for group in groups]
         return [result for job in jobs for result in job.results()[0]]

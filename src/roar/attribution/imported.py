@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from roar.attribution.run import class_targets, storable, stored_reduction
 from roar.classifier.load import load_base_model
@@ -35,6 +34,10 @@ from roar.store.resolve import base_key, maps_key
 from roar.store.sharded import OutputSet, finish, plan_shards, samples_in, write_sealed
 from roar.store.shards import sha256_file
 from roar.utils.device import resolve_device
+from roar.utils.log import get_logger
+from roar.utils.progress import progress
+
+log = get_logger(__name__)
 
 PREFIX = "imported-"
 
@@ -187,8 +190,8 @@ def import_maps(cfg) -> dict:
     refuse_other_file(out.folder, sha, bool(cfg.overwrite))
     plan = plan_shards([out], counts, cfg.attribute.shard_id, cfg.attribute.num_shards, cfg.overwrite)
     total = samples_in(plan, counts, out.size)
-    print(f"[roar-attribute] import={path} -> {name}: {len(plan)} shard(s), {total} maps, sha256 {sha[:12]}...")
-    with tqdm(total=total, unit="map", desc="import", dynamic_ncols=True, disable=total == 0) as bar:
+    log.info(f"[roar-attribute] import={path} -> {name}: {len(plan)} shard(s), {total} maps, sha256 {sha[:12]}...")
+    with progress(total, "import", "map", disable=total == 0) as bar:
         for split, s, _ in plan:
             ds, lo = datasets[split], s * out.size
             samples = stored_samples(cfg, name, model, ds, arrays[split], range(lo, min(lo + out.size, len(ds))))

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from roar.classifier.load import load_base_model
 from roar.data import build_dataset
@@ -30,7 +29,11 @@ from roar.store.resolve import base_key, maps_key
 from roar.store.sharded import OutputSet, finish, plan_shards, samples_in, write_sealed
 from roar.store.shards import sha256_file
 from roar.utils.device import resolve_device
+from roar.utils.log import get_logger
 from roar.utils.plain import to_plain
+from roar.utils.progress import progress
+
+log = get_logger(__name__)
 
 TARGETS = ("predicted", "label", "second")  # second: the runner-up class a' (soundness, masking-explanations D)
 
@@ -280,13 +283,13 @@ def attribute(cfg: DictConfig) -> dict:
     plan = plan_shards(outs.values(), counts, cfg.attribute.shard_id, cfg.attribute.num_shards, cfg.overwrite)
     total = samples_in(plan, counts, size)
     pixels = int(probe[0]["image"].shape[1] * probe[0]["image"].shape[2])
-    print(
+    log.info(
         f"[roar-attribute] {len(suite.names)} estimators, {suite.passes_for(pixels)} forward(+backward) passes per "
         f"image; "
         f"{len(plan)} shard(s), {total} images to compute on {device}"
     )
     by_folder = {o.folder: n for n, o in outs.items()}
-    with tqdm(total=total, unit="img", desc="attribute", dynamic_ncols=True, disable=total == 0) as bar:
+    with progress(total, "attribute", "img", disable=total == 0) as bar:
         attributor = Attributor(model, cfg, device, bar, reference, pool)
         for split, s, todo in plan:
             ds = datasets[split]

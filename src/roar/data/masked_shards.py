@@ -24,6 +24,9 @@ from roar.store.keys import METRICS
 from roar.store.manifest import MANIFEST, read_manifest, shard_files, verify_manifest
 from roar.store.masked import FORMATS, decode_masked_sample
 from roar.store.shards import decode_key, read_shard
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 ON_ERROR = ("raise", "skip")
 
@@ -271,10 +274,9 @@ def verified(folder, manifest: dict, on_error: str) -> tuple:
     except RoarError as err:
         if on_error == "raise":
             raise
-        print(
+        log.info(
             f"[roar-train] warning: {err} Training on (retrain.on_error=skip: unreadable samples are skipped and "
-            f"counted); the mismatch is recorded in the run's {METRICS} as manifest_mismatch.",
-            flush=True,
+            f"counted); the mismatch is recorded in the run's {METRICS} as manifest_mismatch."
         )
         return manifest, str(err)
 

@@ -14,10 +14,10 @@ import math
 
 import torch
 from torch.utils.data import DistributedSampler, IterableDataset
-from tqdm import tqdm
 
 from roar.errors import RoarError
 from roar.store.masked import eight_bit
+from roar.utils.progress import progress
 
 IN_MEMORY = ("auto", "true", "false")
 
@@ -51,9 +51,11 @@ def decode(dataset, desc: str) -> dict:
     """Every sample of ``dataset`` stacked: tensors per key (images uint8 where exact), lists for strings."""
     columns = {}
     n = int(getattr(dataset, "num_samples", None) or len(dataset))
-    for sample in tqdm(_samples(dataset), total=n, desc=desc, leave=False, disable=n < 20000):
-        for key, value in sample.items():
-            columns.setdefault(key, []).append(value)
+    with progress(n, desc, "img", disable=n < 20000, leave=False) as bar:
+        for sample in _samples(dataset):
+            for key, value in sample.items():
+                columns.setdefault(key, []).append(value)
+            bar.update(1)
     out = {}
     for key, values in columns.items():
         if isinstance(values[0], torch.Tensor):

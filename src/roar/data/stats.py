@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from roar.data.base import TensorImageDataset
 from roar.store.io import atomic_write_json, read_json
+from roar.utils.progress import progress
 
 
 def compute_channel_stats(dataset, batch_size: int = 256, num_workers: int = 0):
@@ -22,14 +22,14 @@ def compute_channel_stats(dataset, batch_size: int = 256, num_workers: int = 0):
     total = total_sq = None
     count = 0
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    for batch in tqdm(
-        loader, desc=f"channel statistics of {dataset.name}", unit="batch", dynamic_ncols=True, leave=False
-    ):
-        x = batch["image"].double()
-        s, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
-        total = s if total is None else total + s
-        total_sq = sq if total_sq is None else total_sq + sq
-        count += x.shape[0] * x.shape[2] * x.shape[3]
+    with progress(len(loader), f"channel statistics of {dataset.name}", "batch", leave=False) as bar:
+        for batch in loader:
+            x = batch["image"].double()
+            s, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
+            total = s if total is None else total + s
+            total_sq = sq if total_sq is None else total_sq + sq
+            count += x.shape[0] * x.shape[2] * x.shape[3]
+            bar.update(1)
     mean = total / count
     std = (total_sq / count - mean * mean).clamp_min(0).mul(count / max(count - 1, 1)).sqrt()
     return mean.tolist(), std.tolist()

@@ -21,7 +21,10 @@ from roar.evaluate.stats import mean_ci
 from roar.store.io import atomic_write_json, read_json
 from roar.store.names import settings_hash
 from roar.store.resolve import eval_key, ranking_patch
+from roar.utils.log import get_logger
 from roar.utils.plain import to_plain
+
+log = get_logger(__name__)
 
 COLOURS = [tuple(float(v) for v in c) for c in itertools.product((0, 1), repeat=3)]  # the paper's 8 colours
 
@@ -111,7 +114,7 @@ def run_consistency(ctx):
     images = torch.stack([test_set[i]["image"] for i in chosen]).to(ctx.device)
     ids = [test_set.ids[i] for i in chosen]
     how = "token drop" if drop_tokens else "8 baseline colours"
-    print(
+    log.info(
         f"[roar-eval] LIME consistency: {len(chosen)} images x 8 colours ({how}), {params['lime_samples']} "
         f"perturbations"
     )

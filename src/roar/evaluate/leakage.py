@@ -23,6 +23,10 @@ from roar.masking.at_load import LoadMasker
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import AUDIT
 from roar.store.manifest import read_manifest
+from roar.utils.log import get_logger
+from roar.utils.progress import progress
+
+log = get_logger(__name__)
 
 CONFOUNDED = 0.75  # balanced accuracy above which a verdict is marked "confounded by leakage" (halfway to 1.0)
 
@@ -96,8 +100,6 @@ def audit_sets(sets: dict, steps: int, seed: int) -> list:
     """Audit every complete shard set of ``sets`` ({folder: manifest or None}) that masks something
     and holds both splits (roar-mask and roar-pipeline, after writing; ``steps`` 0: none); one progress
     bar, one printed line per ranking, mode and fill; the records returned."""
-    from tqdm import tqdm
-
     todo = [
         (f, m)
         for f, m in sets.items()
@@ -105,7 +107,11 @@ def audit_sets(sets: dict, steps: int, seed: int) -> list:
     ]
     if not steps or not todo:
         return []
-    audits = [audit_set(f, m, steps, seed) for f, m in tqdm(todo, desc="audit", unit="set", dynamic_ncols=True)]
+    audits = []
+    with progress(len(todo), "audit", "set") as bar:
+        for f, m in todo:
+            audits.append(audit_set(f, m, steps, seed))
+            bar.update(1)
     print_audits(audits)
     return audits
 
@@ -117,12 +123,12 @@ def print_audits(audits: list) -> None:
             rows.setdefault((a["estimator"], a["mode"], a["fill"]), []).append(
                 (a["fraction"], a["recoverability"]["balanced_accuracy"])
             )
-    print(
+    log.info(
         f"[roar-mask] mask recoverability (balanced accuracy; 0.5: the mask cannot be told from the image, "
         f"above {CONFOUNDED}: verdicts confounded):"
     )
     for (est, mode, fill), points in sorted(rows.items()):
-        print(f"  {est:16s} {mode:6s} {fill:16s} " + "  ".join(f"t={t:g}: {b:.3f}" for t, b in sorted(points)))
+        log.info(f"  {est:16s} {mode:6s} {fill:16s} " + "  ".join(f"t={t:g}: {b:.3f}" for t, b in sorted(points)))
 
 
 def audit_set(folder, manifest: dict, steps: int, seed: int):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from roar.augment import AUGMENTS
 from roar.classifier.load import load_base_model
@@ -46,7 +45,11 @@ from roar.store.resolve import base_key, eval_key, ranking_patch
 from roar.store.shards import sha256_file
 from roar.tracking import finishing_wandb, start_wandb_run
 from roar.utils.device import resolve_device
+from roar.utils.log import get_logger
 from roar.utils.plain import to_plain
+from roar.utils.progress import progress
+
+log = get_logger(__name__)
 
 OWN_FILES = ("consistency", "soundness")  # eval sections with their own result files: not a ranking's settings
 
@@ -223,19 +226,19 @@ def evaluate(cfg: DictConfig) -> dict:
     fill = bind_fill(cfg.fill, test_set[0]["image"].shape[0], mean, int(cfg.maps_seed))
     mismatch = training_fill_mismatch(cfg, fill, model.accepts_keep)
     if mismatch:
-        print(mismatch)
+        log.info(mismatch)
     ckpt_sha = sha256_file(key.checkpoint)
     indices = subset(len(test_set), cfg.eval.max_images, int(cfg.maps_seed))
     ctx = EvalContext(cfg, model.to(device), key, ckpt_sha, test_set, train_set, indices, fill, device)
     order = order_source(cfg, key, ckpt_sha)
     jobs, results, manifests, folders = plan_rankings(ctx, rankings, order)
-    print(
+    log.info(
         f"[roar-eval] {key.name}: {len(rankings)} rankings ({len(results)} already done), "
         f"{len(indices)} test images, fill={cfg.fill.name}, step={cfg.eval.step}, on {device}"
     )
     reordered = order["base"] != key.name and manifests
     own_target = str(next(iter(manifests.values())).get("target", "predicted")) if reordered else None
-    with tqdm(total=len(indices) if jobs else 0, unit="img", desc="eval", dynamic_ncols=True, disable=not jobs) as bar:
+    with progress(len(indices) if jobs else 0, "eval", "img", disable=not jobs) as bar:
         computed = RankingPass(ctx, own_target).run([(j.name, j.estimator, j.reduce) for j in jobs], folders, bar)
     for job in jobs:
         results[job.name] = {**job.settings, "settings_hash": settings_hash(job.settings), **computed[job.name]}
@@ -244,7 +247,7 @@ def evaluate(cfg: DictConfig) -> dict:
     consistency = run_consistency(ctx)
     if consistency:
         at = [r for r in consistency["curve"] if r["k"] in (1, consistency["patches"] // 4)]
-        print(
+        log.info(
             "  LIME consistency (mean Jaccard of top-k over 28 colour pairs, random): "
             + ", ".join(f"k={r['k']} {r['mean']:.3f} ({r['random']:.3f})" for r in at)
         )
@@ -255,18 +258,18 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def print_fidelity(results: dict) -> None:
-    print(f"  {'ranking':24s} {'fidelity A (95% CI)':>22s}  deletion accuracy (no retraining)")
+    log.info(f"  {'ranking':24s} {'fidelity A (95% CI)':>22s}  deletion accuracy (no retraining)")
     for name, r in results.items():
         f = r["fidelity"]
         curve = "  ".join(f"{m}: " + " ".join(f"{a:.3f}" for a in d["accuracy"]) for m, d in r["deletion"].items())
-        print(f"  {name:24s} {f['mean']:>12.2f} ± {f['ci']:<7.2f}  {curve}")
+        log.info(f"  {name:24s} {f['mean']:>12.2f} ± {f['ci']:<7.2f}  {curve}")
     for name, r in results.items():
         if "sis" in r:
             s = r["sis"]
             at = next(row for row in s["size"] if row["tau"] == s["tau_map"]) if s["tau_map"] in s["taus"] else None
             size = f"mean {at['mean']:.0f} px ({at['percent']:.1f}%), median {at['median']:.0f}; " if at else ""
             verified = "" if s["verified"] is None else f"; {s['verified']:.0%} re-evaluate >= tau"
-            print(
+            log.info(
                 f"  {name}: SIS at tau {s['tau_map']}: {s['with_sis']} of {s['images']} images, {size}confidence "
                 f"{s['confidence']['full']:.3f} on the full image, {s['confidence']['subset']:.3f} on its top "
                 f"{s['subset']:.0%}{verified}"

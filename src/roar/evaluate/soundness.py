@@ -39,8 +39,11 @@ from roar.store.manifest import MANIFEST
 from roar.store.maps import check_reduction, iter_maps
 from roar.store.names import settings_hash
 from roar.store.resolve import eval_key, ranking_patch
+from roar.utils.log import get_logger
 from roar.utils.patches import expand_patches
 from roar.utils.plain import to_plain
+
+log = get_logger(__name__)
 
 REPLACEMENTS = ("grey", "random_image")
 GREY = 0.5
@@ -167,7 +170,7 @@ def run_soundness(ctx, rankings, checked_maps) -> dict:
     for name, est, red in rankings:
         folders = {"a": MapsKey(key, est).folder, "a2": MapsKey(key, est, "second").folder}
         if not (folders["a2"] / MANIFEST).is_file():
-            print(
+            log.info(
                 f"[roar-eval] soundness of {name}: no maps of the runner-up class at {folders['a2']}; completeness "
                 f"only. For soundness: roar-attribute attribute.target=second attribute.estimators=[{est}] "
                 f"attribute.splits=[test]"
@@ -289,7 +292,7 @@ def print_line(name: str, summary: dict) -> None:
         w = r["worst"]
         sound = "" if w["soundness"] is None else f", worst soundness {w['soundness']:.2f}"
         parts.append(f"{g}: completeness {r['a']['completeness']:.2f}{sound}")
-    print(
+    log.info(
         f"  {name}: {summary['images']} images; " + "; ".join(parts) + f"; deletion {summary['deletion']:.3f}, "
         f"insertion {summary['insertion']:.3f}"
     )

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
@@ -39,7 +38,11 @@ from roar.store.maps import check_reduction, iter_map_shard, map_shape
 from roar.store.masked import FORMATS, eight_bit
 from roar.store.resolve import bucket_set_key, maps_key, ranking_patch, shard_set_key
 from roar.store.sharded import OutputSet, finish, plan_shards, samples_in
+from roar.utils.log import get_logger
 from roar.utils.plain import to_plain
+from roar.utils.progress import progress
+
+log = get_logger(__name__)
 
 
 def check_config(cfg) -> list:
@@ -195,11 +198,11 @@ def write_masks(cfg: DictConfig) -> dict:
         mine = plan_shards(sets, counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
         plan += [(est, split, s, todo) for split, s, todo in mine]
         total += samples_in(mine, counts, int(source["shard_size"]))
-    print(
+    log.info(
         f"[roar-mask] {describe(cfg, sources, outs, fractions, patch)}; {len(plan)} source shard(s), {total} "
         f"images to mask"
     )
-    with tqdm(total=total, unit="img", desc="mask", dynamic_ncols=True, disable=total == 0) as bar:
+    with progress(total, "mask", "img", disable=total == 0) as bar:
         masker = ShardMasker(fill, train_set, str(cfg.reduce), int(cfg.mask.batch_size), cfg.mask.format, bar)
         for est, split, s, todo in plan:
             ds, size = datasets[split], todo[0].size

@@ -27,7 +27,10 @@ from roar.plan.facts import bucket_bytes, data_facts, map_bytes, sample_bytes
 from roar.store.grid import retrain_jobs
 from roar.store.masked import FORMATS
 from roar.store.resolve import experiment_dir, ranking_patch
+from roar.utils.log import get_logger
 from roar.utils.plain import to_plain
+
+log = get_logger(__name__)
 
 
 def disk_bytes(cfg, facts: dict, counts: dict) -> dict:
@@ -200,8 +203,8 @@ def plan_and_print(cfg) -> dict:
         facts = data_facts(cfg)
         calibrated = calibrate(cfg, facts["shape"], facts["num_classes"], int(cfg.plan.calibrate_steps))
     plan = make_plan(cfg, calibrated)
-    print(format_plan(plan))
+    log.info(format_plan(plan))
     out = experiment_dir(cfg) / "plan.json"
     atomic_write_json(out, plan)
-    print(f"[roar-plan] -> {out}")
+    log.info(f"[roar-plan] -> {out}")
     return plan

@@ -26,6 +26,9 @@ from roar.store.keys import METRICS, BaseKey
 from roar.store.names import feature_label, fill_label, fraction_name
 from roar.store.resolve import experiment_dir, ranking_patch, report_dir, toy_file
 from roar.tracking import finishing_wandb, start_wandb_run
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 CORE_TABLES = ("results.csv", "summary.csv")
 TABLES = (*CORE_TABLES, *(name for s in SECTIONS for name in s.table_names))
@@ -239,8 +242,8 @@ def build_report(cfg: DictConfig) -> Path:
     log_to_wandb(cfg, data, tables, figures)
     print_verdicts(data)
     for n in data["notes"]:
-        print(f"[roar-report] note: {n}")
+        log.info(f"[roar-report] note: {n}")
     for p in data["problems"]:
-        print(f"[roar-report] warning: {p}")
-    print(f"[roar-report] {len(data['rows'])} runs, {len(figures)} figures -> {path.resolve()}")
+        log.info(f"[roar-report] warning: {p}")
+    log.info(f"[roar-report] {len(data['rows'])} runs, {len(figures)} figures -> {path.resolve()}")
     return path

@@ -4,6 +4,9 @@ import math
 
 from roar.evaluate.leakage import CONFOUNDED
 from roar.report import analysis, html
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 VERDICT_COLUMNS = {
     "base": "base model",
@@ -87,19 +90,19 @@ def print_verdicts(data) -> None:
     """Every verdict row on the console (those without a test too), per base model, the test stated."""
     if not data["verdicts"]:
         return
-    print(f"Verdict: {data['statement']}")
+    log.info(f"Verdict: {data['statement']}")
     for base in analysis.bases_of(data["verdicts"]):
-        print(f"  base model {base}")
-        print(
+        log.info(f"  base model {base}")
+        log.info(
             f"  {'estimator':22s} {'mode':6s} {'fill':14s} {'mean acc':>9s} {'random':>8s} {'p':>8s} "
             f"{'p adj.':>8s}  verdict"
         )
         for v in analysis.of_base(data["verdicts"], base):
             if "area" in v:
-                print(
+                log.info(
                     f"  {v['estimator']:22s} {v['mode']:6s} {v['fill']:14s} {v['area']:9.4f} {v['area_random']:8.4f} "
                     f"{v['p']:8.3g} {v.get('p_adjusted', math.nan):8.3g}  {v['verdict']}"
                     + (f" ({v['leakage']})" if v.get("leakage") else "")
                 )
             else:
-                print(f"  {v['estimator']:22s} {v['mode']:6s} {v['fill']:14s} {'':>36s}  {v['verdict']}")
+                log.info(f"  {v['estimator']:22s} {v['mode']:6s} {v['fill']:14s} {'':>36s}  {v['verdict']}")

@@ -13,6 +13,9 @@ from roar.attribution.run import attribute
 from roar.config import CONFIG_DIR
 from roar.errors import reported
 from roar.store.resolve import base_key
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="attribute")
@@ -20,4 +23,4 @@ def main(cfg: DictConfig):
     with reported("roar-attribute"):
         manifests = import_maps(cfg) if cfg.get("import") is not None else attribute(cfg)
     done = [n for n, m in manifests.items() if m]
-    print(f"[roar-attribute] complete: {len(done)}/{len(manifests)} estimators -> {base_key(cfg).maps_root}")
+    log.info(f"[roar-attribute] complete: {len(done)}/{len(manifests)} estimators -> {base_key(cfg).maps_root}")

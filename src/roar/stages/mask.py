@@ -15,6 +15,9 @@ from roar.evaluate.leakage import audit_sets
 from roar.masking.run import write_masks
 from roar.store.experiment import experiments_with_sets, has_sets, shards_dir, verify_all
 from roar.store.resolve import experiment_dir
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 def verify(cfg) -> int:
@@ -37,7 +40,7 @@ def _main(cfg: DictConfig):
             sys.exit(verify(cfg))
         sets = write_masks(cfg)
         done = sum(1 for m in sets.values() if m)
-        print(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {shards_dir(experiment_dir(cfg))}")
+        log.info(f"[roar-mask] complete: {done}/{len(sets)} shard sets -> {shards_dir(experiment_dir(cfg))}")
         audit_sets(sets, int(cfg.mask.audit_steps), int(cfg.maps_seed))
 
 
@@ -48,7 +51,8 @@ def main():
         sys.argv[1:2] = [
             "action=verify",
             "hydra.output_subdir=null",
-            "hydra/job_logging=disabled",
+            "~hydra.job_logging.handlers.file",  # roar's messages still reach the console (roar.utils.log)
+            "hydra.job_logging.root.handlers=[]",
             "hydra/hydra_logging=disabled",
             "hydra.run.dir=.",
         ]

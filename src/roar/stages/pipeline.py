@@ -15,8 +15,6 @@ import signal
 import sys
 import time
 
-from tqdm import tqdm
-
 from roar.attribution.imported import import_maps
 from roar.attribution.run import attribute
 from roar.attribution.run import check_config as check_attribute
@@ -39,6 +37,10 @@ from roar.store.names import fraction_name
 from roar.store.resolve import base_key, experiment_dir, toy_file
 from roar.tracking import finishing_wandb, quiet_lightning
 from roar.training.run import train, validate
+from roar.utils.log import get_logger
+from roar.utils.progress import progress as progress_bar
+
+log = get_logger(__name__)
 
 HELP = """roar-pipeline: the whole ROAR chain for one experiment, each stage skipped when its outputs verify.
 
@@ -73,7 +75,7 @@ def run_pipeline(overrides, progress: bool = True) -> list:
         check(cfg)
     plan = make_plan(cfg)  # the bill first; refused when it cannot fit on disk
     check_fill(cfg.fill, int(plan["data"]["shape"][0]))  # fill.* against the images' channels, before any compute
-    print(format_plan(plan), flush=True)
+    log.info(format_plan(plan))
     check_space(cfg, plan)
     base_name = base_key(cfg).name  # the retrain runs' base model: the one this pipeline trains
     runs_cfg = [
@@ -85,40 +87,38 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     for run_cfg in runs_cfg:
         validate(run_cfg)
     started = time.time()
-    print(f"[roar-pipeline] {cfg.name}: base model", flush=True)
+    log.info(f"[roar-pipeline] {cfg.name}: base model")
     base = train(cfg)
-    print(
+    log.info(
         f"[roar-pipeline] {cfg.name}: base test_acc {base['test_acc']:.4f}; attributions for "
-        f"{list(cfg.attribute.estimators)}",
-        flush=True,
+        f"{list(cfg.attribute.estimators)}"
     )
     if cfg.get("import") is not None:  # maps made elsewhere, among grid.estimators as imported-<name>
         import_maps(cfg)
     attribute(cfg)
-    print(f"[roar-pipeline] {cfg.name}: masked shards", flush=True)
+    log.info(f"[roar-pipeline] {cfg.name}: masked shards")
     audit_sets(write_masks(cfg), int(cfg.mask.audit_steps), int(cfg.maps_seed))
-    print(
+    log.info(
         f"[roar-pipeline] {cfg.name}: retraining {len(retrain_settings(cfg.grid))} settings x {cfg.grid.seeds} "
-        f"seeds = {len(runs_cfg)} runs",
-        flush=True,
+        f"seeds = {len(runs_cfg)} runs"
     )
     runs = retrain(runs_cfg, progress)
-    print(
+    log.info(
         f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under "
         f"{runs_dir(experiment_dir(cfg))}"
     )
     print_summary(runs, base)
-    print(f"[roar-pipeline] {cfg.name}: no-retrain evaluation of the base model", flush=True)
+    log.info(f"[roar-pipeline] {cfg.name}: no-retrain evaluation of the base model")
     evaluate(cfg)
     report = build_report(cfg)
-    print(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s. Report: {report.resolve()}")
+    log.info(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s. Report: {report.resolve()}")
     return runs
 
 
 def retrain(configs, progress: bool) -> list:
     """Train every run, one progress line for the sweep (runs done / total, elapsed, the current setting)."""
     runs = []
-    with tqdm(total=len(configs), unit="run", desc="retrain", dynamic_ncols=True, disable=not progress) as bar:
+    with progress_bar(len(configs), "retrain", "run", disable=not progress) as bar:
         for run_cfg in configs:
             bar.set_postfix_str(
                 f"{run_cfg.estimator} {run_cfg.mode} t={fraction_name(run_cfg.fraction)} seed={run_cfg.seed}"
@@ -133,12 +133,12 @@ def run_toy_check(cfg, overrides) -> dict:
     """ROAR's toy check (roar.evaluate.toy): results.json under <experiment>/toy/, then the report."""
     toy = run_toy(**{k: v for k, v in dict(cfg.toy).items() if k != "seeds"}, seeds=list(cfg.toy.seeds))
     atomic_write_json(toy_file(cfg), toy)
-    print(f"[roar-pipeline] toy check, test accuracy (mean over {len(toy['seeds'])} datasets) vs fraction removed")
-    print("  " + " " * 24 + " ".join(f"{t:5.2f}" for t in toy["fractions"]))
+    log.info(f"[roar-pipeline] toy check, test accuracy (mean over {len(toy['seeds'])} datasets) vs fraction removed")
+    log.info("  " + " " * 24 + " ".join(f"{t:5.2f}" for t in toy["fractions"]))
     for (name, kind), accs in mean_curves(toy).items():
-        print(f"  {name:12s} {kind:11s} " + " ".join(f"{a:5.2f}" for a in accs))
+        log.info(f"  {name:12s} {kind:11s} " + " ".join(f"{a:5.2f}" for a in accs))
     report = build_report(compose_config("report", overrides))
-    print(f"[roar-pipeline] {cfg.name}: done. Report: {report.resolve()}")
+    log.info(f"[roar-pipeline] {cfg.name}: done. Report: {report.resolve()}")
     return toy
 
 
@@ -147,14 +147,14 @@ def print_summary(runs, base) -> None:
     (the report's summary, roar.report.collect.summarize); one seed shows no spread."""
     cells = {(s["estimator"], s["mode"], s["fraction"]): s for s in summarize(runs)}
     fractions = sorted({r["fraction"] for r in runs})
-    print(f"\nTest accuracy after retraining (mean ± sd over seeds); base model {base['test_acc']:.4f}")
-    print(f"  {'estimator':14s} {'mode':6s} " + " ".join(f"{'t=' + fraction_name(t):>15s}" for t in fractions))
+    log.info(f"\nTest accuracy after retraining (mean ± sd over seeds); base model {base['test_acc']:.4f}")
+    log.info(f"  {'estimator':14s} {'mode':6s} " + " ".join(f"{'t=' + fraction_name(t):>15s}" for t in fractions))
     for est, mode in dict.fromkeys((r["estimator"], r["mode"]) for r in runs):
         row = []
         for t in fractions:
             c = cells.get((est, mode, t))
             row.append("" if not c else f"{c['mean']:.3f} ± {c['std']:.3f}" if c["n"] > 1 else f"{c['mean']:.3f}")
-        print(f"  {est:14s} {mode:6s} " + " ".join(f"{c:>15s}" for c in row))
+        log.info(f"  {est:14s} {mode:6s} " + " ".join(f"{c:>15s}" for c in row))
 
 
 def main():
@@ -200,10 +200,7 @@ def interrupted(signum, frame):
     """SIGTERM (a scheduler's time limit, ``timeout``, ``kill``) anywhere in the chain: one line, exit 128 + 15,
     so ``roar-pipeline ... && next`` stops; every stage resumes where it was on the same command. Lightning
     calls this too when the signal lands in a training (it composes the handlers it finds)."""
-    print(
-        "[roar-pipeline] interrupted by SIGTERM; rerun the same command to resume (finished work is skipped).",
-        flush=True,
-    )
+    log.info("[roar-pipeline] interrupted by SIGTERM; rerun the same command to resume (finished work is skipped).")
     raise SystemExit(128 + signum)
 
 

@@ -13,6 +13,9 @@ from roar.errors import reported
 from roar.store.resolve import run_key
 from roar.tracking import quiet_lightning
 from roar.training.run import train
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -20,5 +23,5 @@ def main(cfg: DictConfig):
     quiet_lightning()
     with reported("roar-train"):
         metrics = train(cfg)
-        print(f"[roar-train] test_acc={metrics['test_acc']:.4f} -> {run_key(cfg).metrics}")
+        log.info(f"[roar-train] test_acc={metrics['test_acc']:.4f} -> {run_key(cfg).metrics}")
     return metrics["test_acc"]

@@ -12,6 +12,9 @@ from pathlib import Path
 from roar.errors import RoarError
 from roar.store.keys import AUDIT, METRICS, BaseKey
 from roar.store.manifest import MANIFEST, SHARD_SUFFIX, verify_manifest
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 SETS = ("attributions", "shards")  # the folders whose sets carry manifests (maps; masked shards and buckets)
 RESULTS = ("runs", "base", "eval", "toy")  # the folders the report reads
@@ -115,7 +118,7 @@ def verify_all(experiment_dir) -> list:
                     f"{folder} has shards but no {MANIFEST}: the stage that writes it has not finished there."
                 )
     status = "all verify" if not problems else f"{len(problems)} problem(s)"
-    print(f"[roar-mask verify] {n} manifest(s) under {experiment_dir}: {status}")
+    log.info(f"[roar-mask verify] {n} manifest(s) under {experiment_dir}: {status}")
     for p in problems:
-        print(f"  {p}")
+        log.info(f"  {p}")
     return problems

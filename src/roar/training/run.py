@@ -35,7 +35,10 @@ from roar.store.shards import sha256_file
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
 from roar.training.status import finished_run, shard_set_hash
 from roar.utils.device import resolve_device
+from roar.utils.log import get_logger
 from roar.utils.plain import to_plain
+
+log = get_logger(__name__)
 
 
 def validate(cfg: DictConfig) -> RunKey:
@@ -68,10 +71,9 @@ def exit_on_sigterm(trainer, run_dir):
     try:
         yield
     except SIGTERMException:
-        print(
+        log.info(
             f"[roar-train] {run_dir}: interrupted by SIGTERM after epoch {trainer.current_epoch}; rerun the same "
-            f"command to resume from its last checkpoint.",
-            flush=True,
+            f"command to resume from its last checkpoint."
         )
         raise SystemExit(128 + signal.SIGTERM) from None
 
@@ -132,13 +134,13 @@ def resume_path(cfg, key: RunKey, data, quiet: bool) -> str | None:
     try:
         saved = read_checkpoint(resume)
     except RoarError as err:  # a checkpoint cut off mid-write: start again rather than trust it
-        print(f"[roar-train] {err} Starting this run from scratch.")
+        log.info(f"[roar-train] {err} Starting this run from scratch.")
         resume.unlink()
         return None
     model = trained_with(cfg)[0]
     check_compatible(saved, resume, model=model, num_classes=data.num_classes, image_shape=list(data.image_shape))
     if not quiet:
-        print(f"[roar-train] resuming from {resume}")
+        log.info(f"[roar-train] resuming from {resume}")
     return str(resume)
 
 
@@ -221,7 +223,7 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
     data = run_data(cfg, key)
     note = data.train_set.upsampling_note(cfg.data) if hasattr(data.train_set, "upsampling_note") else None
     if note and key.shards is None and not quiet:  # the base model: its retrains share its image size
-        print(note)
+        log.info(note)
     shards_hash = shard_set_hash(key)
     model = build_classifier(cfg, data, key.seed)
     pretrained = cfg.get("base_checkpoint") if key.shards is None else None  # a model trained elsewhere

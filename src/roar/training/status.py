@@ -14,6 +14,9 @@ from roar.store.keys import IDENTITY, RunKey
 from roar.store.manifest import read_manifest, verify_manifest
 from roar.store.resolve import training_settings
 from roar.store.shards import sha256_file
+from roar.utils.log import get_logger
+
+log = get_logger(__name__)
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -113,13 +116,13 @@ def finished_run(cfg, key: RunKey, quiet: bool) -> tuple:
             check_not_damaged(key.base.checkpoint, done)
             check_same_data(cfg, key.base, done)
         if not quiet:
-            print(
+            log.info(
                 f"[roar-train] {key.metrics} is complete (test_acc={done['test_acc']:.4f}); skipping. "
                 f"overwrite=true redoes it."
             )
         return done, identity
     if stale:
-        print(f"[roar-train] {stale}: retraining that run.")
+        log.info(f"[roar-train] {stale}: retraining that run.")
     if cfg.overwrite or stale:
         for old in (key.metrics, key.checkpoint):
             old.unlink(missing_ok=True)
