@@ -57,8 +57,8 @@ bench: $(STAMP)  ## run the benchmarks (ratios measured side by side)
 OUTPUTS ?= outputs
 WANDB_SYNC_TIMEOUT ?= 300
 
-wandb-sync: $(STAMP)  ## upload the offline wandb runs under outputs/ (needs network and `wandb login`; gives up after WANDB_SYNC_TIMEOUT s)
-	@runs=$$(find $(OUTPUTS) -type d -name 'offline-run-*' 2>/dev/null); \
+wandb-sync: $(STAMP)  ## upload the offline wandb runs under outputs/, oldest first so each artifact's maker precedes its users (needs network and `wandb login`; gives up after WANDB_SYNC_TIMEOUT s)
+	@runs=$$(find $(OUTPUTS) -type d -name 'offline-run-*' 2>/dev/null | awk -F/ '{print $$NF " " $$0}' | sort | cut -d' ' -f2-); \
 	if [ -z "$$runs" ]; then echo "wandb-sync: no offline wandb runs under $(OUTPUTS)/"; exit 0; fi; \
 	timeout $(WANDB_SYNC_TIMEOUT) $(BIN)/wandb sync $$runs || { \
 	  echo "wandb-sync: wandb sync failed or did not finish within $(WANDB_SYNC_TIMEOUT) s: check the network and 'wandb login' (WANDB_SYNC_TIMEOUT=... waits longer). The runs stay under $(OUTPUTS)/; a later make wandb-sync uploads them." >&2; exit 1; }

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from roar.attribution.run import class_targets, storable, stored_reduction
+from roar.attribution.run import class_targets, maps_lineage, storable, stored_reduction
 from roar.classifier.load import load_base_model
 from roar.data import build_dataset
 from roar.errors import RoarError, as_list
@@ -197,7 +197,10 @@ def import_maps(cfg) -> dict:
             samples = stored_samples(cfg, name, model, ds, arrays[split], range(lo, min(lo + out.size, len(ds))))
             write_sealed(out, split, s, samples)
             bar.update(len(samples))
-    return {name: finish(out, counts)}
+    made = {name: finish(out, counts)}
+    if total:
+        maps_lineage(cfg, made)
+    return made
 
 
 def stored_samples(cfg, name: str, model, ds, maps, rows: range) -> list:

@@ -19,6 +19,7 @@ from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import EstimatorSuite, reduce_maps
 from roar.estimators.registry import code_of, iterative_of, params_for, parse, stores_steps
+from roar.lineage import base_artifact, set_artifact, stage_lineage
 from roar.masking.donors import donor_images, donor_pool
 from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.models.checkpoint import check_trained_on
@@ -297,4 +298,15 @@ def attribute(cfg: DictConfig) -> dict:
             written = attributor.compute_shard(shard_suite, ds, s * size, min((s + 1) * size, len(ds)))
             for o in todo:
                 write_sealed(o, split, s, written[by_folder[o.folder]])
-    return {**imported, **{n: finish(o, counts) for n, o in outs.items()}}
+    computed = {n: finish(o, counts) for n, o in outs.items()}
+    if total:  # what this task made: a rerun that computed nothing adds no wandb run
+        maps_lineage(cfg, computed)
+    return {**imported, **computed}
+
+
+def maps_lineage(cfg, manifests: dict) -> None:
+    """roar-attribute's wandb run (roar.lineage): the base model it used, every finished estimator's maps it made."""
+    key = base_key(cfg)
+    base = base_artifact(key)
+    maps = [set_artifact(key.experiment_dir, maps_key(cfg, n).folder, "maps", [base]) for n in manifests]
+    stage_lineage(cfg, "attribute", key.maps_root, [base], maps)

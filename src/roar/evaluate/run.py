@@ -33,6 +33,7 @@ from roar.evaluate.curves import CURVE_MODES, step_fractions
 from roar.evaluate.rankings import RankingPass
 from roar.evaluate.sis import check_sis
 from roar.evaluate.soundness import check_soundness, run_soundness
+from roar.lineage import base_artifact, declare_used, set_artifact
 from roar.masking.fills import augment_fill_config, bind_fill, check_fill, fill_of, same_painting
 from roar.masking.removal import MODES, check_fractions, check_granularity, check_patch
 from roar.store.experiment import trained_bases
@@ -253,7 +254,7 @@ def evaluate(cfg: DictConfig) -> dict:
         )
     run_soundness(ctx, rankings, lambda folder: checked_maps(folder, test_set, ckpt_sha))
     if jobs:  # a rerun that computed nothing adds no wandb run
-        log_to_wandb(cfg, results)
+        log_to_wandb(cfg, results, folders.values())
     return results
 
 
@@ -276,13 +277,16 @@ def print_fidelity(results: dict) -> None:
             )
 
 
-def log_to_wandb(cfg, results: dict) -> None:
-    """One wandb run (job_type eval) per base model: fidelity per ranking and the curves as a table."""
+def log_to_wandb(cfg, results: dict, maps_folders) -> None:
+    """One wandb run (job_type eval) per base model: fidelity per ranking and the curves as a table; it
+    declares the base model and the maps it used (roar.lineage)."""
     with finishing_wandb():
         key = eval_key(cfg, "")
         run = start_wandb_run(cfg, key.file.parent, "eval", key.group)
         if run is None:
             return
+        exp = key.base.experiment_dir
+        declare_used(run, [base_artifact(key.base), *(set_artifact(exp, f, "maps") for f in maps_folders)])
         import wandb
 
         rows = [

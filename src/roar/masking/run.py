@@ -24,6 +24,7 @@ from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
 from roar.estimators import parse
+from roar.lineage import set_artifact, stage_lineage
 from roar.masking.buckets import bucket_bits, grid_boundaries
 from roar.masking.fills import bind_fill, check_fill, fill_of
 from roar.masking.removal import (
@@ -185,7 +186,7 @@ def write_masks(cfg: DictConfig) -> dict:
     counts = {split: len(datasets[split]) for split in cfg.mask.splits}
     check_eight_bit(cfg, train_set)
     common = common_settings(cfg, train_set, stats, patch)
-    outs, plan, total = {}, [], 0
+    outs, plan, total, origin = {}, [], 0, {}  # origin: each set's estimator
     images = image_set(cfg, sources, common, fingerprints) if FORMATS[cfg.mask.format].per_ranking else None
     if images is not None:
         outs[images.folder] = images
@@ -195,6 +196,7 @@ def write_masks(cfg: DictConfig) -> dict:
         made = {"source_settings_hash": source["settings_hash"], "shard_size": int(source["shard_size"]), **common}
         sets = output_sets(cfg, est, made, fill, fractions, images)
         outs.update({o.folder: o for o in sets})
+        origin.update({o.folder: est for o in sets})
         mine = plan_shards(sets, counts, cfg.mask.shard_id, cfg.mask.num_shards, cfg.overwrite)
         plan += [(est, split, s, todo) for split, s, todo in mine]
         total += samples_in(mine, counts, int(source["shard_size"]))
@@ -214,7 +216,24 @@ def write_masks(cfg: DictConfig) -> dict:
                 maps_key(cfg, est).folder / shard_name(split, s), ds.ids[lo:hi], map_shape(sources[est], image_shape)
             )
             masker.write(SourceShard(ds, split, s, lo, ids, maps), todo)
-    return {folder: finish(o, counts) for folder, o in outs.items()}
+    made = {folder: finish(o, counts) for folder, o in outs.items()}
+    if total:  # what this task made: a rerun that wrote nothing adds no wandb run
+        shards_lineage(cfg, made, origin)
+    return made
+
+
+def shards_lineage(cfg, manifests: dict, origin: dict) -> None:
+    """roar-mask's wandb run (roar.lineage): the maps it used, every finished set it made, each naming its maps."""
+    base = maps_key(cfg, next(iter(origin.values()))).base if origin else None
+    if base is None:
+        return
+    maps = {est: set_artifact(base.experiment_dir, maps_key(cfg, est).folder, "maps") for est in set(origin.values())}
+    made = [
+        set_artifact(base.experiment_dir, folder, "shards", [maps[origin[folder]]] if folder in origin else [])
+        for folder, manifest in manifests.items()
+        if manifest
+    ]
+    stage_lineage(cfg, "mask", base.shards_root, list(maps.values()), made)
 
 
 def num_features(image_shape, patch, reduce: str) -> int:

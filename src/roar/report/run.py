@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 
 from roar.errors import RoarError
 from roar.evaluate.stats import CORRECTIONS
+from roar.lineage import base_artifact, declare_used, folder_artifact, log_made
 from roar.report import analysis, collect, html, leakage_audit, plots
-from roar.report.files import check_owned, record_owned, write_csv
+from roar.report.files import OWNED, check_owned, owned_files, record_owned, write_csv
 from roar.report.sections import SECTIONS
 from roar.report.sections.section import Table
 from roar.report.verdict_tables import print_verdicts
@@ -226,6 +227,9 @@ def log_to_wandb(cfg, data, tables, figures) -> None:
         payload = {Path(t.name).stem: as_table(t.rows) for t in tables if t.rows}
         payload.update({Path(p).stem: wandb.Image(str(p), caption=c) for p, c in figures})
         run.log(payload)
+        exp, out = experiment_dir(cfg), report_dir(cfg)
+        declare_used(run, [base_artifact(BaseKey.named(exp, b["base"])) for b in data["bases"]])
+        log_made(run, [folder_artifact(exp, out, "report", out / OWNED, owned_files(out, TABLES))])
 
 
 def build_report(cfg: DictConfig) -> Path:

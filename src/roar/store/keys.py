@@ -86,6 +86,11 @@ class BaseKey(RunFiles):
         return Path(self.experiment_dir) / "attributions" / self.name
 
     @property
+    def shards_root(self) -> Path:
+        """The folder of every shard, bucket and image set made from this base model's maps."""
+        return Path(self.experiment_dir) / "shards" / self.name
+
+    @property
     def identity(self) -> dict:
         return {"dataset": self.data, "model": self.model, "augment": self.augment, "base": self.name}
 
@@ -176,7 +181,7 @@ class ImageSetKey:
 
     @property
     def folder(self) -> Path:
-        return Path(self.base.experiment_dir) / "shards" / self.base.name / "images"
+        return self.base.shards_root / "images"
 
     @property
     def identity(self) -> dict:
@@ -200,7 +205,7 @@ class BucketSetKey:
 
     @property
     def folder(self) -> Path:
-        return Path(self.base.experiment_dir) / "shards" / self.base.name / self.ranking / "buckets"
+        return self.base.shards_root / self.ranking / "buckets"
 
     @property
     def images(self) -> ImageSetKey:

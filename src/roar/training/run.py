@@ -22,6 +22,7 @@ from roar.augment import BatchAugment
 from roar.classifier.module import Classifier
 from roar.data import DATASETS, ImageDataModule
 from roar.errors import RoarError, positive_int
+from roar.lineage import training_lineage
 from roar.masking.at_load import LoadMasker
 from roar.masking.fills import fill_of
 from roar.masking.removal import check_granularity
@@ -249,4 +250,5 @@ def train_locked(cfg: DictConfig, key: RunKey, callbacks, quiet: bool) -> dict:
             for lg in trainer.loggers:
                 if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger":
                     lg.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+                    training_lineage(lg.experiment, key)
     return metrics
