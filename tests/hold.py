@@ -18,3 +18,19 @@ class HoldAtEpoch(L.Callback):
             return
         self.marker.write_text("held\n")
         time.sleep(self.timeout)  # until the scheduler requeues (kills) this job
+
+
+class RecordRank(L.Callback):
+    """Leave a file ``<pid>-rank<r>-<digest of the run folder>`` (holding the folder) in ``folder`` when a fit
+    starts: one per process that trains a run, so a test counts the processes a sweep started."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_fit_start(self, trainer, module):
+        import hashlib
+        import os
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        run = hashlib.sha256(str(trainer.default_root_dir).encode()).hexdigest()[:12]
+        (self.folder / f"{os.getpid()}-rank{trainer.global_rank}-{run}").write_text(str(trainer.default_root_dir))

@@ -3,10 +3,13 @@ plug-in that fails to import is one line naming it (exit status 2), then runs it
 plug-ins' names among the config options."""
 
 import importlib
+import os
 import sys
+from pathlib import Path
 
 from roar.errors import reported
 from roar.plugins import load_plugins
+from roar.store.io import check_writable
 
 COMMANDS = {
     "train": "train",
@@ -19,10 +22,22 @@ COMMANDS = {
 }
 
 
+READ_ONLY = ("-h", "--help", "--cfg", "-c", "--info", "-i", "--hydra-help", "verify", "status")
+
+
+def output_root(args) -> Path:
+    """The output root a command line writes under: its ``paths.output_root=``, else the default's
+    (``$ROAR_OUTPUTS`` or ``outputs``, conf/paths/default.yaml)."""
+    given = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("paths.output_root=")]
+    return Path(given[-1] if given else os.environ.get("ROAR_OUTPUTS", "outputs")).expanduser()
+
+
 def _command(command: str):
     def main():
         with reported(f"roar-{command}"):
             load_plugins()
+            if not any(a in READ_ONLY for a in sys.argv[1:]):  # a full or read-only disk: one paragraph, first
+                check_writable(output_root(sys.argv[1:]))
         stage = importlib.import_module(f"roar.stages.{COMMANDS[command]}")  # roar.config: loads plug-ins too
         config = importlib.import_module("roar.config")
         config.register_options()  # what they registered, whatever they imported

@@ -133,10 +133,19 @@ def search_path(config_dir) -> str:
     return f"hydra.searchpath=[file://{folder}]"
 
 
-def compose_config(config_name: str = "train", overrides=()) -> DictConfig:
+def compose_config(config_name: str = "train", overrides=(), with_hydra: bool = False) -> DictConfig:
     """The config ``roar-<stage> overrides...`` would run with, without starting a run (what was registered
-    in Python since roar.config was imported is among the options)."""
+    in Python since roar.config was imported is among the options); ``with_hydra``: with its ``hydra``
+    section (the launcher of ``hydra/launcher=``)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     register_options()
     register_named(overrides)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra)
+    except (HydraException, OmegaConfBaseException) as err:  # an unknown option or key: Hydra's message, no traceback
+        message = " ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
+        message = message.split(" Config search path:")[0]  # Hydra's list of providers says nothing to act on
+        raise RoarError(f"{message} (overrides: {' '.join(map(str, overrides))})") from None

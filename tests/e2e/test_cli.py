@@ -114,6 +114,12 @@ def test_a_wheel_install_ships_the_configs_and_the_sweeper(tmp_path):
     [
         (("roar-eval", "eval.step=0"), "roar-eval: error: eval.step=0: give a step that divides 1"),
         (("roar-train", "trainer.accelerator=gpu"), "roar-train: error: trainer.accelerator=gpu but no GPU is visible"),
+        (("roar-mask", "experiment=roar_digits", "grid.fractions=0.7"), "grid.fractions=0.7 must be a list"),
+        (("roar-eval", "experiment=roar_digits", "grid.fractions=0.7"), "grid.fractions=0.7 must be a list"),
+        (("roar-train", "+trainer.foo=1"), "roar-train: error: trainer.foo is not a Lightning Trainer argument"),
+        (("roar-train", "~logger"), "roar-train: error: No logger is set (~logger removes it)"),
+        (("roar-pipeline", "experiment=nonexistent"), "roar-pipeline: error: In 'pipeline': Could not find"),
+        (("roar-pipeline", "grid.fractions=0.7"), "roar-pipeline: error: grid.fractions=0.7 must be a list"),
     ],
 )
 def test_bad_values_that_gave_tracebacks_are_one_paragraph_and_exit_2(tmp_path, args, message):
@@ -122,7 +128,8 @@ def test_bad_values_that_gave_tracebacks_are_one_paragraph_and_exit_2(tmp_path, 
 
         if torch.cuda.is_available():
             pytest.skip("a GPU is visible here: trainer.accelerator=gpu is a valid request")
-    out = run(*args, "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)})
+    logger = [] if "~logger" in args else ["logger=csv"]
+    out = run(*args, *logger, env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)})
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert not any(tmp_path.rglob("*.ckpt"))
 

@@ -188,3 +188,104 @@ def test_packed_tasks_write_the_same_runs_as_one_run_per_task(cluster, local):
     before = {p: p.stat().st_mtime_ns for p in (packed / "roar_digits" / "runs").rglob("metrics.json")}
     sweep(cluster, packed, "hydra/launcher=test_slurm", "sweep=grid", "runs_per_task=4")
     assert {p: p.stat().st_mtime_ns for p in before} == before  # every run skipped, none retrained
+
+
+ROAR_PIPELINE = str(Path(sys.executable).parent / "roar-pipeline")
+
+
+def chain(cluster, root, here, *extra):
+    """``roar-pipeline hydra/launcher=test_slurm`` of the local tiny pipeline's experiment under ``here``: it
+    must return at once, having submitted the chain; returns its overrides."""
+    overrides = [
+        f"hydra.searchpath=[file://{root}/conf]",
+        f"paths.output_root={here}",
+        *TINY,
+        "attribute.params.samples=2",
+        "hydra/launcher=test_slurm",
+        "pipeline.num_shards=2",
+        "pipeline.runs_per_task=3",
+        *extra,
+    ]
+    started = time.time()
+    out = cluster.run(ROAR_PIPELINE, *overrides, timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    assert "Follow it: roar-pipeline status" in out.stdout + out.stderr
+    assert time.time() - started < 90  # the checks and the plan, then it returns: nothing trains here
+    return overrides
+
+
+def chain_jobs(here) -> dict:
+    return json.loads((here / "roar_digits" / "logs" / "cluster" / "chain.json").read_text())["jobs"]
+
+
+def drain(cluster, timeout=900) -> None:
+    """Wait until SLURM holds no job, or only jobs that wait on a job that failed (the rest of a broken chain)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs = [line.split(" ", 1) for line in cluster.run("squeue", "-h", "-o", "%T %r").stdout.splitlines() if line]
+        waiting = all(state == "PENDING" and reason.startswith("Dependency") for state, reason in jobs)
+        if not jobs or (waiting and any("NeverSatisfied" in reason for _, reason in jobs)):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the chain did not finish within {timeout} s: {cluster.run('squeue').stdout}")
+
+
+def local_numbers(root) -> tuple:
+    """Every retrain run's test numbers, every no-retrain fidelity, every map's bytes of ``root``'s experiment."""
+    exp = root / "roar_digits"
+    runs = {
+        (m["estimator"], m["fraction"], m["seed"]): (m["test_acc"], m["test_loss"])
+        for m in metrics(root, "roar_digits/runs")
+    }
+    evals = {p.name: json.loads(p.read_text()).get("fidelity") for p in sorted((exp / "eval").glob("*/*/*.json"))}
+    maps = {str(p.relative_to(exp)): p.read_bytes() for p in sorted((exp / "attributions").rglob("*.tar"))}
+    return runs, evals, maps
+
+
+def running(cluster, task: str) -> None:
+    """Wait until array task ``task`` runs (it must not end first)."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        state = cluster.run("squeue", "-h", "-r", "-j", task.split("_")[0], "-o", "%i %T").stdout
+        if f"{task} RUNNING" in state:
+            return
+        assert task in state, f"task {task} ended before the test could act on it"
+        time.sleep(0.1)
+    raise AssertionError(f"task {task} did not start within 300 s")
+
+
+def test_roar_pipeline_submits_the_whole_chain_and_it_ends_in_the_local_numbers(cluster, local, tmp_path):
+    """One command submits the chain and returns; a running attribution task requeued by SLURM (as on preemption)
+    starts again, skips the shards it finished, and the chain still reaches the local pipeline's numbers."""
+    root, _ = local
+    overrides = chain(cluster, root, tmp_path)
+    jobs = chain_jobs(tmp_path)
+    assert sorted(jobs) == sorted(["base", "attribute", "mask", "retrain", "eval", "report"])
+    assert len(jobs["attribute"]) == len(jobs["mask"]) == 2 and len(jobs["retrain"]) == 2  # 6 runs, 3 per task
+    running(cluster, jobs["attribute"][0])
+    requeue = cluster.run("scontrol", "requeue", jobs["attribute"][0])
+    assert requeue.returncode == 0, requeue.stderr
+    drain(cluster)
+    assert local_numbers(tmp_path) == local_numbers(root)  # every run, every no-retrain number, every map byte
+    assert (tmp_path / "roar_digits" / "report" / "index.html").is_file()
+    status = cluster.run(ROAR_PIPELINE, "status", *overrides)
+    said = status.stdout + status.stderr
+    assert status.returncode == 0 and "Every stage is done" in said and "retrain   6/6 done" in said, said
+    again = cluster.run(ROAR_PIPELINE, *overrides)
+    assert "every stage is done; nothing submitted" in again.stdout + again.stderr
+
+
+def test_a_killed_attribution_task_is_resubmitted_by_the_same_command_to_the_same_maps(cluster, local, tmp_path):
+    root, _ = local
+    overrides = chain(cluster, root, tmp_path)
+    victim = chain_jobs(tmp_path)["attribute"][1]
+    running(cluster, victim)  # kill it mid-way
+    assert cluster.run("scancel", victim).returncode == 0
+    drain(cluster)
+    status = cluster.run(ROAR_PIPELINE, "status", *overrides)
+    said = status.stdout + status.stderr
+    assert f"attribute job {victim}" in said and "run the same roar-pipeline command again" in said, said
+    chain(cluster, root, tmp_path)  # the same command: base skipped, the rest submitted, the stuck jobs cancelled
+    assert "base" not in chain_jobs(tmp_path)
+    drain(cluster)
+    assert local_numbers(tmp_path) == local_numbers(root)

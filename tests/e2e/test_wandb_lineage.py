@@ -1,6 +1,7 @@
 """wandb artifacts with lineage (roar.lineage), read back from a real offline pipeline's run files."""
 
 import pytest
+
 from conftest import TINY
 from wandb_files import run_artifacts
 

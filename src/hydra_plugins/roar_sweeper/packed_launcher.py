@@ -17,11 +17,10 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
-from omegaconf import OmegaConf
 
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from roar.utils.log import get_logger
+from roar.utils.slurm import slurm_executor
 
 log = get_logger(__name__)
 
@@ -51,19 +50,7 @@ class PackingSlurmLauncher(SlurmLauncher):
         size = int(self.config.get("runs_per_task", 1) or 1)
         if size <= 1:
             return super().launch(job_overrides, initial_job_idx)
-        import submitit
-
-        # the executor as hydra-submitit-launcher builds it (its launch, up to map_array)
-        init_keys = {"max_num_timeout", "submitit_folder"}
-        executor = submitit.AutoExecutor(
-            cluster=self._EXECUTOR,
-            folder=self.params["submitit_folder"],
-            **{f"{self._EXECUTOR}_max_num_timeout": self.params[k] for k in ["max_num_timeout"] if k in self.params},
-        )
-        base = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(
-            **{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in self.params.items() if k not in init_keys}
-        )
+        executor = slurm_executor(dict(self.params), self.params["submitit_folder"])
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in self.config.hydra.sweep:

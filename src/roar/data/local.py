@@ -33,7 +33,10 @@ class LocalImageDataset(ImageDataset):
         self.ids, self.classes, self.transform = list(ids), list(classes), transform
         if on_error not in ON_ERROR:
             raise RoarError(f"data.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
-        self.on_error, self.skipped = on_error, multiprocessing.Value("i", 0)
+        self.on_error, self.skipped = (
+            on_error,
+            multiprocessing.get_context("spawn").Value("i", 0),
+        )  # shared with spawned ranks too
 
     def file(self, i) -> Path | None:
         """Sample ``i``'s image file, where the torchvision dataset reads files (not CIFAR's arrays)."""

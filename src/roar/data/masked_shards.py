@@ -54,7 +54,7 @@ class MaskedShards(IterableDataset):
         self.images = image_set_folder(folder, manifest)  # a bucket set: read beside the base model's image set
         self.shuffle_buffer = int(shuffle_buffer) if split == "train" else 0
         self.rank, self.world, self.workers, self.epoch = 0, 1, 0, 0
-        self.skipped = multiprocessing.Value("i", 0)
+        self.skipped = multiprocessing.get_context("spawn").Value("i", 0)  # shared with spawned ranks too
 
     @property
     def num_classes(self):

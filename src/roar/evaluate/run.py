@@ -37,6 +37,7 @@ from roar.lineage import base_artifact, declare_used, set_artifact
 from roar.masking.fills import augment_fill_config, bind_fill, check_fill, fill_of, same_painting
 from roar.masking.removal import MODES, check_fractions, check_granularity, check_patch
 from roar.store.experiment import trained_bases
+from roar.store.grid import check_grid
 from roar.store.io import atomic_write_json, read_json
 from roar.store.keys import MapsKey
 from roar.store.manifest import MANIFEST, verify_manifest
@@ -58,6 +59,7 @@ OWN_FILES = ("consistency", "soundness")  # eval sections with their own result 
 def check_config(cfg) -> list:
     """(ranking, estimator, reduce) of every ranking, after checking every eval.* value. The ranking's
     name carries the granularity (``grad.patch4`` with ``granularity=patch``)."""
+    check_grid(cfg)
     rankings = []
     positive_int(cfg.eval.batch_size, "eval.batch_size")
     patch = ranking_patch(cfg)

@@ -34,6 +34,7 @@ from roar.masking.removal import (
     check_patch,
 )
 from roar.masking.shard_masker import ShardMasker, SourceShard
+from roar.store.grid import check_grid
 from roar.store.manifest import MANIFEST, shard_name, verify_manifest
 from roar.store.maps import check_reduction, iter_map_shard, map_shape
 from roar.store.masked import FORMATS, eight_bit
@@ -48,6 +49,7 @@ log = get_logger(__name__)
 
 def check_config(cfg) -> list:
     """The fractions to write, after checking every mask.* value."""
+    check_grid(cfg)
     for name in as_list(cfg.mask.estimators, "mask.estimators"):
         parse(name)
     fractions = check_fractions(as_list(cfg.mask.fractions, "mask.fractions"))

@@ -19,7 +19,7 @@ from roar.attribution.imported import import_maps
 from roar.attribution.run import attribute
 from roar.attribution.run import check_config as check_attribute
 from roar.config import compose_config, search_path
-from roar.errors import RoarError, as_list, positive_int, reported
+from roar.errors import RoarError, positive_int, reported
 from roar.evaluate.leakage import audit_sets
 from roar.evaluate.run import check_config as check_eval
 from roar.evaluate.run import evaluate
@@ -30,8 +30,10 @@ from roar.masking.run import write_masks
 from roar.plan.run import check_space, format_plan, make_plan
 from roar.report.collect import summarize
 from roar.report.run import build_report
+from roar.stages.chain import describe, is_cluster, submit_chain
+from roar.stages.chain_status import status_lines
 from roar.store.experiment import runs_dir
-from roar.store.grid import retrain_jobs, retrain_settings
+from roar.store.grid import check_grid, retrain_jobs, retrain_settings
 from roar.store.io import atomic_write_json
 from roar.store.names import fraction_name
 from roar.store.resolve import base_key, experiment_dir, toy_file
@@ -39,6 +41,7 @@ from roar.tracking import finishing_wandb, quiet_lightning
 from roar.training.run import train, validate
 from roar.utils.log import get_logger
 from roar.utils.progress import progress as progress_bar
+from roar.utils.slurm import check_cluster
 
 log = get_logger(__name__)
 
@@ -46,6 +49,8 @@ HELP = """roar-pipeline: the whole ROAR chain for one experiment, each stage ski
 
   roar-pipeline experiment=roar_digits [key=value ...]
   roar-pipeline --config-dir my_configs experiment=mine    (your own my_configs/experiment/mine.yaml)
+  roar-pipeline --config-dir my_conf hydra/launcher=mycluster experiment=...   (the chain as SLURM jobs; returns)
+  roar-pipeline status [the same arguments]                (each stage's outputs and jobs)
 
 train the base model -> attribute (grid.estimators) -> mask (grid.modes x grid.fractions, t = 0 too)
 -> retrain grid.seeds seeds per setting -> roar-eval (no retraining) -> roar-report.
@@ -61,8 +66,7 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     cfg = compose_config("pipeline", overrides)
     if cfg.get("toy") is not None:
         return run_toy_check(cfg, overrides)
-    for key in ("estimators", "modes", "fractions"):
-        as_list(cfg.grid[key], f"grid.{key}")
+    check_grid(cfg)
     positive_int(cfg.grid.seeds, "grid.seeds")  # retrain at least one seed per setting
     if not cfg.grid.estimators or not cfg.grid.modes or not [t for t in cfg.grid.fractions if float(t) > 0]:
         raise RoarError(
@@ -77,15 +81,13 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     check_fill(cfg.fill, int(plan["data"]["shape"][0]))  # fill.* against the images' channels, before any compute
     log.info(format_plan(plan))
     check_space(cfg, plan)
-    base_name = base_key(cfg).name  # the retrain runs' base model: the one this pipeline trains
-    runs_cfg = [
-        compose_config(
-            "pipeline", [*overrides, f"base={base_name}", f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"]
-        )
-        for e, m, t, s in jobs
-    ]
+    runs_cfg, run_overrides = retrain_configs(cfg, overrides, jobs)
     for run_cfg in runs_cfg:
         validate(run_cfg)
+    cluster = launched(overrides)
+    if cluster is not None:  # hydra/launcher=<a SLURM launcher>: the chain as dependent jobs (roar.stages.chain)
+        log.info(describe(cfg, submit_chain(cluster, overrides, runs_cfg, run_overrides, plan), overrides))
+        return []
     started = time.time()
     log.info(f"[roar-pipeline] {cfg.name}: base model")
     base = train(cfg)
@@ -113,6 +115,33 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     report = build_report(cfg)
     log.info(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s. Report: {report.resolve()}")
     return runs
+
+
+def retrain_configs(cfg, overrides: list, jobs: list) -> tuple:
+    """(config, overrides) of every retrain run of ``jobs``, on the base model this pipeline trains."""
+    base_name = base_key(cfg).name
+    extra = [[f"base={base_name}", f"estimator={e}", f"mode={m}", f"fraction={t}", f"seed={s}"] for e, m, t, s in jobs]
+    return [compose_config("pipeline", [*overrides, *o]) for o in extra], extra
+
+
+def launched(overrides: list):
+    """The config with its hydra section when ``hydra/launcher=`` names a SLURM launcher (checked: partition,
+    time, DDP tasks), else None (the local pipeline)."""
+    if not any(o.lstrip("+").startswith("hydra/launcher=") for o in overrides):
+        return None
+    full = compose_config("pipeline", overrides, with_hydra=True)
+    if not is_cluster(full):
+        return None
+    check_cluster(full)
+    return full
+
+
+def status(overrides: list) -> None:
+    """``roar-pipeline status <overrides>``: each stage's outputs in the store and its jobs in SLURM."""
+    cfg = compose_config("pipeline", overrides)
+    runs_cfg, _ = retrain_configs(cfg, overrides, retrain_jobs(cfg.grid))
+    for line in status_lines(cfg, runs_cfg):
+        log.info(line)
 
 
 def retrain(configs, progress: bool) -> list:
@@ -177,6 +206,9 @@ def main():
     quiet_lightning()
     signal.signal(signal.SIGTERM, interrupted)
     with reported("roar-pipeline"):
+        if "status" in args:  # roar-pipeline status <the chain's overrides>
+            status([a for a in args if a != "status"])
+            return
         run_pipeline(args + ["trainer.enable_progress_bar=false"])
 
 

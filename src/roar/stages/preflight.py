@@ -12,7 +12,6 @@ shard sets do not exist (each job's config is composed, and its own key says whe
 import sys
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from omegaconf import OmegaConf
 
 from roar.errors import RoarError
 from roar.masking.buckets import check_on_grid
@@ -21,32 +20,9 @@ from roar.store.grid import retrain_jobs
 from roar.store.manifest import read_manifest
 from roar.store.masked import FORMATS
 from roar.store.resolve import is_retrain, run_key
+from roar.utils.slurm import check_cluster
 
 GRID_KEYS = ("estimator", "mode", "fraction", "seed")
-
-
-def check_cluster(config) -> None:
-    launcher = config.hydra.launcher
-    if "SlurmLauncher" not in str(launcher.get("_target_", "")):
-        return
-    choice = config.hydra.runtime.choices.get("hydra/launcher")
-    for key in ("partition", "timeout_min"):
-        if OmegaConf.is_missing(launcher, key) or launcher.get(key) in (None, ""):
-            raise RoarError(
-                f"hydra.launcher.{key} is not set (hydra/launcher={choice}). Copy slurm/cluster.yaml to "
-                f"conf/hydra/launcher/<name>.yaml, fill in partition and timeout_min, and pass hydra/launcher=<name>."
-            )
-    tasks, devices = int(launcher.get("tasks_per_node") or 1), config.trainer.devices
-    if tasks > 1 or config.trainer.strategy == "ddp":
-        if not isinstance(devices, int) or tasks != devices:
-            raise RoarError(
-                f"hydra.launcher.tasks_per_node={tasks} but trainer.devices={devices}: SLURM must start one task "
-                f"per device "
-                f"(hydra/launcher=slurm_ddp sets tasks_per_node=trainer.devices)."
-            )
-        gpus = launcher.get("gpus_per_node")
-        if config.trainer.accelerator in ("gpu", "cuda") and gpus != devices:
-            raise RoarError(f"hydra.launcher.gpus_per_node={gpus} but trainer.devices={devices}: one GPU per task.")
 
 
 def grid_jobs(config, jobs: list) -> list:

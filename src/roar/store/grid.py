@@ -2,6 +2,19 @@
 seeds, and t = 0 once) holds. One enumeration for roar-pipeline, the sweeper of ``roar-train -m``, the
 planner and the report."""
 
+from roar.errors import as_list
+
+GRID_LISTS = ("estimators", "modes", "fractions")
+
+
+def check_grid(cfg) -> None:
+    """``grid.estimators``, ``grid.modes`` and ``grid.fractions`` are lists (``grid.fractions=0.7`` is not: the
+    stages' own keys interpolate them, so this is checked before any of those is read)."""
+    grid = cfg.get("grid") or {}
+    for key in GRID_LISTS:
+        if key in grid:
+            as_list(grid[key], f"grid.{key}")
+
 
 def retrain_settings(grid) -> list:
     """(estimator, mode, fraction) of every retrain setting of an experiment's ``grid``, the one

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from roar.errors import RoarError
+from roar.errors import RoarError, free_space
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -31,6 +31,26 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(root, probe_bytes: int = 1 << 16) -> None:
+    """Refuse, naming the folder and its free space, when ``root`` (or its nearest existing parent, where it
+    would be made) cannot take a small file: a read-only or full disk, found before anything starts
+    there (Hydra's log file among the first). Permission bits are not enough to ask (root ignores them):
+    a probe file is written and removed."""
+    folder = Path(root)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".roar-probe-") as f:
+            f.write(b"\0" * probe_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise RoarError(
+            f"Cannot write under {Path(root).resolve()} ({folder}: {err.strerror or err}; {free_space(folder)}). "
+            f"Free some space or make it writable, or set paths.output_root=<a folder you can write>."
+        ) from None
 
 
 def atomic_write_json(path, obj) -> None:

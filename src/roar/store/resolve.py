@@ -220,6 +220,17 @@ def logs_dir(cfg) -> Path:
     return experiment_dir(cfg) / "logs"
 
 
+def chain_file(cfg) -> Path:
+    """roar-pipeline's last submission of the experiment's chain to SLURM (its job ids per stage); submitit's
+    job folders sit beside it."""
+    return logs_dir(cfg) / "cluster" / "chain.json"
+
+
+def report_page(cfg) -> Path:
+    """The report's page: present once a report was built."""
+    return report_dir(cfg) / "index.html"
+
+
 def run_logs_dir(cfg) -> Path:
     """Hydra's own files of one roar-train run (.hydra/, train.log): beside the run, under logs/, so a
     command refused by the stage's checks leaves no run folder behind."""

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 
-from roar.errors import RoarError
+from roar.errors import RoarError, write_error
 from roar.store.io import file_mode
 
 
@@ -165,18 +164,6 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
-
-
-def write_error(path: Path, err: OSError) -> RoarError:
-    """A failed shard write, with the path and the free space: the cause a user can act on."""
-    try:
-        free = f"{shutil.disk_usage(path.parent).free / 2**30:.2f} GiB free there"
-    except OSError:
-        free = "free space unknown"
-    return RoarError(
-        f"Could not write {path}: {err.strerror or err} ({free}). Nothing half-written was kept; finished shards are. "
-        f"Free some space (or set paths.output_root elsewhere) and run the same command again to resume."
-    )
 
 
 def read_shard(path):

@@ -8,6 +8,7 @@ settings hash of the shard set it trained on), ``checkpoints/last.ckpt``, ``conf
 redoes it; a run whose shard set was rewritten since is redone, never skipped with old numbers.
 """
 
+import inspect
 import signal
 import time
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ from roar.store.keys import RunKey
 from roar.store.resolve import retrain_variant, run_key
 from roar.store.shards import sha256_file
 from roar.tracking import build_logger, cluster_plugins, finishing_wandb
+from roar.training.checkpoint_io import AtomicCheckpointIO
+from roar.training.ranks import launch_strategy
 from roar.training.status import finished_run, shard_set_hash
 from roar.utils.device import resolve_device
 from roar.utils.log import get_logger
@@ -50,6 +53,7 @@ def validate(cfg: DictConfig) -> RunKey:
     BatchAugment(augment, mean=[0.5, 0.5, 0.5])
     positive_int(cfg.data.batch_size, "data.batch_size")
     positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
+    check_trainer(cfg)
     key = run_key(cfg)  # seed, fraction and base checked there
     if key.shards is not None:  # token-drop shards hold whole tokens of the model's patch size
         check_granularity(fill_of(cfg.fill), key.shards.patch, (model.get("params") or {}).get("patch_size"))
@@ -145,9 +149,35 @@ def resume_path(cfg, key: RunKey, data, quiet: bool) -> str | None:
     return str(resume)
 
 
+SET_BY_ROAR = (
+    "logger",
+    "callbacks",
+    "default_root_dir",
+    "limit_val_batches",
+    "use_distributed_sampler",
+    "plugins",
+    "num_sanity_val_steps",
+)
+
+
+def check_trainer(cfg) -> None:
+    """``trainer.*`` holds only Lightning Trainer arguments roar does not set itself, and a logger is chosen:
+    a misspelt or removed key is one paragraph, not Lightning's TypeError mid-run."""
+    if cfg.get("logger") is None:
+        raise RoarError("No logger is set (~logger removes it): choose logger=wandb, logger=csv or logger=none.")
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", *SET_BY_ROAR}
+    unknown = sorted(set(cfg.trainer) - accepted)
+    if unknown:
+        raise RoarError(
+            f"trainer.{unknown[0]} is not a Lightning Trainer argument roar passes on (roar sets "
+            f"{', '.join(SET_BY_ROAR)} itself). Remove it (~trainer.{unknown[0]}) or use one of: "
+            f"{', '.join(sorted(accepted))}."
+        )
+
+
 def make_trainer(cfg, key: RunKey, callbacks) -> L.Trainer:
     return L.Trainer(
-        **to_plain(cfg.trainer),
+        **launch_strategy(to_plain(cfg.trainer)),
         logger=build_logger(cfg, key),
         callbacks=[
             ModelCheckpoint(dirpath=key.checkpoints, filename="last", save_top_k=1, enable_version_counter=False),
@@ -157,7 +187,7 @@ def make_trainer(cfg, key: RunKey, callbacks) -> L.Trainer:
         default_root_dir=str(key.folder),
         limit_val_batches=0,
         use_distributed_sampler=False,  # ImageDataModule shards by rank itself
-        plugins=cluster_plugins(),
+        plugins=[*cluster_plugins(), AtomicCheckpointIO()],
         num_sanity_val_steps=0,
     )
 
