@@ -62,6 +62,12 @@ def artifact_name(*parts) -> str:
     return f"{name[: MAX_NAME - 17]}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
+def folder_name(experiment_dir, folder) -> str:
+    """An artifact's name from its folder: the experiment's name, then the folder's parts below it."""
+    parts = Path(folder).resolve().relative_to(Path(experiment_dir).resolve()).parts
+    return artifact_name(Path(experiment_dir).name, *parts)
+
+
 def base_artifact(key: BaseKey) -> ArtifactSpec:
     """A finished base model: its identity and metrics by content, its last checkpoint by reference."""
     metrics = read_json(key.metrics) or {}
@@ -82,9 +88,8 @@ def set_artifact(experiment_dir, folder, kind: str, made_from=()) -> ArtifactSpe
     manifest = read_manifest(folder)
     if not manifest:
         return None
-    parts = folder.resolve().relative_to(Path(experiment_dir).resolve()).parts
     return ArtifactSpec(
-        artifact_name(Path(experiment_dir).name, *parts),
+        folder_name(experiment_dir, folder),
         kind,
         files=(folder / MANIFEST,),
         references=tuple((name, folder / name) for name in sorted(manifest["files"])),
@@ -101,7 +106,7 @@ def folder_artifact(experiment_dir, folder, kind: str, record: Path, names) -> A
     """Files ``names`` of ``folder`` (a report) by reference, its ``record`` of them by content."""
     folder = Path(folder)
     return ArtifactSpec(
-        artifact_name(Path(experiment_dir).name, *folder.resolve().relative_to(Path(experiment_dir).resolve()).parts),
+        folder_name(experiment_dir, folder),
         kind,
         files=(record,),
         references=tuple((n, folder / n) for n in sorted(names) if (folder / n).is_file()),

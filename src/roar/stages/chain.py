@@ -1,7 +1,7 @@
 """``roar-pipeline hydra/launcher=<slurm launcher>``: the whole chain submitted to SLURM as dependent jobs.
 
     base training -> attribution array -> masking array -> retrain array (packed, runs_per_task)
-                                       \\-> roar-eval (after the masking: it audits nothing, but reads the maps)
+                         \\-> roar-eval (after the attribution: it reads the base model and the maps)
     -> roar-report (afterany: a failed run is reported as missing)
 
 Each job runs what the local pipeline runs for its stage, through the same library calls and the same
@@ -82,7 +82,7 @@ class Task:
         """submitit's requeue on a time limit or preemption: the same task again (finished work is skipped)."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(Task(self.stage, self.overrides, self.shard, self.shards, self.runs))
+        return submitit.helpers.DelayedSubmission(self)
 
 
 def missing_work(cfg, runs_cfg: list, run_overrides: list) -> dict:
@@ -160,7 +160,7 @@ def submit_chain(cfg, overrides: list, runs_cfg: list, run_overrides: list, plan
     cancelled = previous_jobs(cfg)
     todo = missing_work(cfg, runs_cfg, run_overrides)
     one_task = {"tasks_per_node": 1, "nodes": 1}  # only training runs DDP across the launcher's tasks
-    submitted, after = {}, {}
+    submitted = {}
 
     def submit(stage: str, tasks: list, needs: list, kind: str = "afterok", **launcher) -> None:
         deps = [j for s in needs for j in submitted.get(s, [])]
@@ -185,9 +185,8 @@ def submit_chain(cfg, overrides: list, runs_cfg: list, run_overrides: list, plan
     if todo["report"]:
         submit("eval", [Task("eval", overrides)], ["attribute"], **one_task)
         submit("report", [Task("report", overrides)], ["retrain", "eval"], "afterany", **one_task)
-    after = {"jobs": submitted, "num_shards": shards, "overrides": overrides, "cancelled": cancelled}
-    chain_file(cfg).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(chain_file(cfg), after)
+    record = {"jobs": submitted, "num_shards": shards, "overrides": overrides, "cancelled": cancelled}
+    atomic_write_json(chain_file(cfg), record)
     return submitted
 
 
