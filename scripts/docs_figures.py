@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "docs" / "results"
 # study page -> (readme_numbers' sections that run it, the experiment folders whose reports hold its figures)
 STUDIES = {
-    "roar-digits": (["demo"], ["roar_digits"]),
+    "roar-digits": (["demo", "demo_one_thread"], ["roar_digits"]),
     "roar-toy": (["toy"], ["roar_toy"]),
     "fpa-digits": (["fpa"], ["fpa_digits"]),
     "token-drop": (["vit"], ["missingness_vit_shapes"]),
@@ -59,11 +59,15 @@ def place(study: str, folders: list, outputs: Path) -> list:
 
 
 def machine() -> str:
-    """The CPU the numbers were measured on (training follows its floating-point kernels)."""
+    """The CPU the numbers were measured on and torch's thread count there (training's float sums follow both)."""
+    import torch
+
+    name = platform.processor() or platform.machine()
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            name = line.split(":", 1)[1].strip()
+            break
+    return f"{name}, {torch.get_num_threads()} threads"
 
 
 def list_on_page(study: str, copied: list, printed: str) -> None:
@@ -75,7 +79,8 @@ def list_on_page(study: str, copied: list, printed: str) -> None:
     block = (
         f"{START}\n## Figures and numbers, regenerated\n\n`scripts/docs_figures.py --only {study}` ({when}). The text "
         f"above was written from an earlier run of the same commands; numbers of a training run may differ in their "
-        f"last digits between CPUs (their floating-point kernels differ).\n\n{figures}\n\n"
+        f"last digits between CPUs and between thread counts (their floating-point sums differ; where a page shows "
+        f"a run with OMP_NUM_THREADS=1 beside the default, that is the size of the difference).\n\n{figures}\n\n"
         f"```text\n{printed.strip()}\n```\n{END}"
     )
     if START in text:

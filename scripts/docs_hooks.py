@@ -2,7 +2,8 @@
 built (``make docs``), so they cannot drift from what the commands accept.
 
 ``<!-- roar:cli -->`` becomes every command's help text; ``<!-- roar:config -->`` every config group's options (the
-YAML files and the options made from the registries) and every section's keys with their comments.
+YAML files and the options made from the registries) and every section's keys with their comments;
+``<!-- roar:experiments -->`` every experiment with its bill (roar-plan without the data).
 """
 
 from pathlib import Path
@@ -81,7 +82,56 @@ def config_reference() -> str:
     return "\n".join(parts)
 
 
-MARKERS = {"<!-- roar:cli -->": cli_reference, "<!-- roar:config -->": config_reference}
+RUN_HERE = {  # experiments run in full on embedded data here, with the results page that shows them
+    "roar_digits": "roar-digits",
+    "kar_digits": "roar-digits",
+    "roar_toy": "roar-toy",
+    "fpa_digits": "fpa-digits",
+    "roar_shapes": "oracle-shapes",
+    "missingness_shapes": "missingness",
+    "missingness_vit_shapes": "token-drop",
+    "overinterp_shapes": "overinterpretation",
+    "overinterp_shortcut_shapes": "overinterpretation",
+    "masks_shapes": "learned-masks",
+}
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return ""
+
+
+def experiments_table() -> str:
+    """Every experiment of conf/experiment/ with what it reproduces (its first comment line) and its bill from
+    roar-plan, without its data: trainings, training steps, attribution passes, bytes in the mask format it uses."""
+    import tempfile
+
+    from roar.config import compose_config
+    from roar.plan.run import make_plan
+
+    rows = ["| experiment | what it is | trainings | training steps | attribution passes | bytes | run here |"]
+    rows.append("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as out:
+        for path in sorted((CONF / "experiment").glob("*.yaml")):
+            plan = make_plan(compose_config("pipeline", [f"experiment={path.stem}", f"paths.output_root={out}"]))
+            page = RUN_HERE.get(path.stem)
+            here = f"in full on embedded data ([results](../results/{page}.md))" if page else "composed and planned"
+            rows.append(
+                f"| `{path.stem}` | {first_comment(path)} | {plan['trainings']['total']} | "
+                f"{plan['training_steps']:.3g} | {plan['attribution']['passes']:.3g} | "
+                f"{size(plan['disk_bytes']['total'])} ({plan['mask_format']}) | {here} |"
+            )
+    return "\n".join(rows)
+
+
+MARKERS = {
+    "<!-- roar:cli -->": cli_reference,
+    "<!-- roar:config -->": config_reference,
+    "<!-- roar:experiments -->": experiments_table,
+}
 
 
 def on_page_markdown(markdown, page, config, files):

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/readme_numbers.py [--outputs outputs] [--only demo,fpa,...]
 
-(sections: demo, fpa, toy, bases, maps, shapes, vit, linear, linear_shapes)
+(sections: demo, demo_one_thread, fpa, toy, bases, maps, shapes, vit, linear, linear_shapes)
 
 Each section prints the command that produced it, then its numbers in the results pages' layout. Finished
 runs are skipped (the stages resume), so after `make demo` the demo section only reads. About
@@ -23,9 +23,9 @@ BIN = Path(sys.executable).parent
 QUIET = ["trainer.enable_progress_bar=false"]
 
 
-def roar(app, *args, outputs):
-    """Run one roar command as the results pages write it; returns (seconds, stdout)."""
-    env = {**os.environ, "ROAR_OUTPUTS": str(outputs), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+def roar(app, *args, outputs, env=None):
+    """Run one roar command as the results pages write it (``env``: extra variables); returns (seconds, stdout)."""
+    env = {**os.environ, "ROAR_OUTPUTS": str(outputs), "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     started = time.time()
     out = subprocess.run([str(BIN / app), *args], capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -65,13 +65,14 @@ def metrics(folder):
     return json.loads((Path(folder) / "metrics.json").read_text())
 
 
-def demo(outputs):
-    seconds, _ = roar("roar-pipeline", "experiment=roar_digits", *QUIET, outputs=outputs)
+def demo(outputs, env=None):
+    seconds, _ = roar("roar-pipeline", "experiment=roar_digits", *QUIET, outputs=outputs, env=env)
     exp = outputs / "roar_digits"
     base = metrics(next((exp / "base").glob("*/metrics.json")).parent)
+    threads = " ".join(f"{k}={v}" for k, v in (env or {}).items())
     print(
-        f"$ roar-pipeline experiment=roar_digits     # what make demo runs: {seconds:.0f} s here (finished runs "
-        f"are skipped)"
+        f"$ {threads + ' ' if threads else ''}roar-pipeline experiment=roar_digits     # what make demo runs: "
+        f"{seconds:.0f} s here (finished runs are skipped)"
     )
     print(f"base {base['model']} test_acc {base['test_acc']:.4f}\n")
     summary = [
@@ -96,6 +97,12 @@ def demo(outputs):
         )
     for a in read_csv(exp / "report" / "agreement.csv"):
         print(f"  Spearman({a['a']}, {a['b']}) = {float(a['rho']):.2f} over {a['n']} rankings")
+
+
+def demo_one_thread(outputs):
+    """The demo again with one CPU thread (its own output root): training's float sums follow the thread count, so
+    the last digits differ from the default threads' run; the verdicts should not."""
+    demo(outputs / "one-thread", env={"OMP_NUM_THREADS": "1"})
 
 
 def fpa(outputs):
@@ -252,6 +259,7 @@ def linear_shapes(outputs):
 
 SECTIONS = {
     "demo": demo,
+    "demo_one_thread": demo_one_thread,
     "fpa": fpa,
     "toy": toy,
     "bases": bases,

@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -99,10 +100,77 @@ def chromium() -> str:
 
 def dump_dom(page: Path) -> str:
     """The DOM of ``page`` after its scripts ran, in headless Chromium (the report's and the docs' render tests)."""
-    import subprocess
-
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
     flags += ["--disable-background-networking", "--virtual-time-budget=10000", "--dump-dom"]
     return subprocess.run(
         [chromium(), *flags, page.as_uri()], capture_output=True, text=True, timeout=120, check=True
     ).stdout
+
+
+def _child(entry, argv: list, env, cwd, out, err) -> None:
+    """The forked child of ``roar_cli``: the command with its output in ``out``/``err``; exits, never returns
+    (the parent's exit handlers, pytest's among them, must not run here)."""
+    import logging
+    import os
+    import sys
+    import traceback
+
+    import torch
+
+    code = 1
+    try:
+        torch.set_num_threads(1)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = argv
+        try:
+            entry()
+            code = 0
+        except SystemExit as stop:  # sys.exit(2) from roar's one-paragraph errors, sys.exit("text") from argparse
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def roar_cli(app: str, *args, env=None, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``app args...`` as its console command runs it (``roar.cli``'s entry point, the same argv), in a fork of
+    this test process: no Python start that imports torch and Lightning again (10 s each on 2 cores). For
+    commands that print, check or refuse; a command that trains runs as a real process instead (PyTorch's
+    OpenMP threads do not survive a fork: the child gets one thread). Returns what subprocess.run would."""
+    import os
+    import tempfile
+    import time
+
+    import roar.cli
+    import roar.stages.pipeline  # noqa: F401  (every stage: imported once here, not in each fork)
+    import roar.stages.plan  # noqa: F401
+
+    entry = getattr(roar.cli, {"roar-eval": "evaluate"}.get(app, app.removeprefix("roar-")))
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:
+            _child(entry, [app, *map(str, args)], env, cwd, out, err)
+        deadline = time.time() + timeout
+        while not (done := os.waitpid(pid, os.WNOHANG))[0]:
+            if time.time() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise subprocess.TimeoutExpired([app, *args], timeout)
+            time.sleep(0.02)
+        out.seek(0)
+        err.seek(0)
+        code = os.waitstatus_to_exitcode(done[1])
+        return subprocess.CompletedProcess([app, *args], code, out.read().decode(), err.read().decode())

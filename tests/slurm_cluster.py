@@ -111,5 +111,17 @@ class SlurmCluster:
                     pass
         time.sleep(1)
 
+    def requeue(self, job: str):
+        """``scontrol requeue`` (as a preemption does), then make the job eligible at once: SLURM holds a requeued
+        job for 120 s (its BeginTime, set once the killed job has completed) before it may start again; the tests
+        need not wait that out."""
+        out = self.run("scontrol", "requeue", job)
+        deadline = time.time() + 120
+        while out.returncode == 0 and time.time() < deadline:
+            if self.run("squeue", "-h", "-j", job, "-o", "%T %r").stdout.split() == ["PENDING", "BeginTime"]:
+                return self.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+            time.sleep(0.2)
+        return out
+
     def run(self, *args, **kwargs):
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, **kwargs)

@@ -61,6 +61,8 @@ def _key(what: str, _root_):
     try:
         return str(_KEYS[what](_root_))
     except RoarError:  # bad input (fraction=abc): the stage's own checks report it in one paragraph
+        if what == "base":  # a folder name inside the logs' path (logs/mask/<base>/...), never a path itself
+            return "invalid"
         try:
             return str(resolve.logs_dir(_root_) / "invalid")
         except RoarError:  # a bad name= itself: Hydra's own files go to the temp folder, the stage refuses

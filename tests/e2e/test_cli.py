@@ -1,20 +1,17 @@
-"""The command-line apps as a newcomer meets them: --help, --cfg, read-only verify, a wheel install."""
+"""The command-line apps as a newcomer meets them: --help, --cfg, read-only verify, refusals, a wheel install.
+Each command runs through its console entry point in a fork of the test process (conftest.roar_cli); the real
+console scripts are started in tests/e2e/test_packaging.py (a fresh venv) and by every training test."""
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TINY_BASE, base_name
+from conftest import roar_cli as run
 
-BIN = Path(sys.executable).parent
 APPS = ("roar-train", "roar-attribute", "roar-mask", "roar-eval", "roar-report", "roar-pipeline")
-
-
-def run(*args, **kw):
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=120, **kw)
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -150,6 +147,24 @@ def test_a_refused_run_leaves_no_run_folder_behind(tmp_path):
     assert out.returncode == 2 and "data.batch_size=0 must be a whole number" in out.stderr
     assert not (tmp_path / "default" / "base").exists()  # Hydra's own files went to logs/runs/
     assert list((tmp_path / "default" / "logs" / "runs" / "base").glob("*/.hydra/config.yaml"))
+
+
+def test_a_refused_mask_keeps_hydras_files_in_its_logs_folder(tmp_path):
+    """Without a base model the run's base key has no name: Hydra's files go to logs/mask/invalid/, not to a copy
+    of the whole output path nested inside logs/mask/."""
+    out = run("roar-mask", "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)})
+    assert out.returncode == 2 and "No finished base model" in out.stderr
+    logs = tmp_path / "default" / "logs"
+    assert [p.relative_to(logs).as_posix() for p in logs.rglob("config.yaml")] == [
+        "mask/invalid/0-of-1/.hydra/config.yaml"
+    ]
+
+
+def test_an_unknown_reduction_is_refused_before_any_set_folder_is_made(tmp_path, tiny_base):
+    root = tiny_base(tmp_path)
+    out = run("roar-mask", f"paths.output_root={root}", f"base={base_name(*TINY_BASE)}", "reduce=max", "logger=csv")
+    assert out.returncode == 2 and "reduce='max'; valid reductions" in out.stderr and "Traceback" not in out.stderr
+    assert not (root / "default" / "shards").exists()
 
 
 def test_an_experiment_of_ones_own_is_found_with_config_dir(tmp_path):

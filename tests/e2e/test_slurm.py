@@ -125,7 +125,7 @@ def test_requeued_job_resumes_to_the_same_accuracy(cluster, local):
     job = next(
         p for p in (root / "requeued" / "logs" / "multirun").glob("*/.submitit/*") if p.is_dir()
     ).name  # one run: no array
-    out = cluster.run("scontrol", "requeue", job)
+    out = cluster.requeue(job)
     assert out.returncode == 0, out.stderr
     log, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, log[-4000:]
@@ -254,31 +254,21 @@ def running(cluster, task: str) -> None:
     raise AssertionError(f"task {task} did not start within 300 s")
 
 
-def test_roar_pipeline_submits_the_whole_chain_and_it_ends_in_the_local_numbers(cluster, local, tmp_path):
-    """One command submits the chain and returns; a running attribution task requeued by SLURM (as on preemption)
-    starts again, skips the shards it finished, and the chain still reaches the local pipeline's numbers."""
+def test_roar_pipeline_submits_the_whole_chain_which_survives_a_requeue_and_a_kill(cluster, local, tmp_path):
+    """One command submits the chain and returns. A running attribution task requeued by SLURM (as on
+    preemption) starts again and skips the shards it finished; another one killed (scancel) leaves the chain
+    stuck, which ``roar-pipeline status`` names; the same command resubmits only what is missing (not the
+    base model) and clears the stuck jobs; the chain then ends in the local pipeline's numbers, maps byte for
+    byte, and a third call submits nothing."""
     root, _ = local
     overrides = chain(cluster, root, tmp_path)
     jobs = chain_jobs(tmp_path)
     assert sorted(jobs) == sorted(["base", "attribute", "mask", "retrain", "eval", "report"])
     assert len(jobs["attribute"]) == len(jobs["mask"]) == 2 and len(jobs["retrain"]) == 2  # 6 runs, 3 per task
-    running(cluster, jobs["attribute"][0])
-    requeue = cluster.run("scontrol", "requeue", jobs["attribute"][0])
+    requeued, victim = jobs["attribute"]
+    running(cluster, requeued)
+    requeue = cluster.requeue(requeued)
     assert requeue.returncode == 0, requeue.stderr
-    drain(cluster)
-    assert local_numbers(tmp_path) == local_numbers(root)  # every run, every no-retrain number, every map byte
-    assert (tmp_path / "roar_digits" / "report" / "index.html").is_file()
-    status = cluster.run(ROAR_PIPELINE, "status", *overrides)
-    said = status.stdout + status.stderr
-    assert status.returncode == 0 and "Every stage is done" in said and "retrain   6/6 done" in said, said
-    again = cluster.run(ROAR_PIPELINE, *overrides)
-    assert "every stage is done; nothing submitted" in again.stdout + again.stderr
-
-
-def test_a_killed_attribution_task_is_resubmitted_by_the_same_command_to_the_same_maps(cluster, local, tmp_path):
-    root, _ = local
-    overrides = chain(cluster, root, tmp_path)
-    victim = chain_jobs(tmp_path)["attribute"][1]
     running(cluster, victim)  # kill it mid-way
     assert cluster.run("scancel", victim).returncode == 0
     drain(cluster)
@@ -288,4 +278,10 @@ def test_a_killed_attribution_task_is_resubmitted_by_the_same_command_to_the_sam
     chain(cluster, root, tmp_path)  # the same command: base skipped, the rest submitted, the stuck jobs cancelled
     assert "base" not in chain_jobs(tmp_path)
     drain(cluster)
-    assert local_numbers(tmp_path) == local_numbers(root)
+    assert local_numbers(tmp_path) == local_numbers(root)  # every run, every no-retrain number, every map byte
+    assert (tmp_path / "roar_digits" / "report" / "index.html").is_file()
+    status = cluster.run(ROAR_PIPELINE, "status", *overrides)
+    said = status.stdout + status.stderr
+    assert status.returncode == 0 and "Every stage is done" in said and "retrain   6/6 done" in said, said
+    again = cluster.run(ROAR_PIPELINE, *overrides)
+    assert "every stage is done; nothing submitted" in again.stdout + again.stderr

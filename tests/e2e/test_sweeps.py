@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, base_name
+from conftest import TINY, base_name, roar_cli
 from roar.config import compose_config
 from roar.errors import RoarError
 from roar.stages.pipeline import run_pipeline
@@ -110,12 +110,7 @@ def test_grid_multirun_runs_exactly_the_pipelines_runs(sweep, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     want = {(m["estimator"], m["fraction"], m["seed"]): m["test_acc"] for m in runs}
     assert metrics_of(tmp_path) == want and len(want) == 6
-    explicit = subprocess.run(
-        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "sweep=grid", "seed=0,1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    explicit = roar_cli("roar-train", "-m", f"paths.output_root={tmp_path}", *TINY, "sweep=grid", "seed=0,1")
     assert explicit.returncode == 2 and "sweep=grid makes the estimator, mode, fraction and seed" in explicit.stderr
 
 
@@ -208,12 +203,7 @@ def test_a_retrain_run_finds_its_base_model_or_says_which_to_pick(sweep, tmp_pat
 
 def test_local_sweep_over_missing_shards_stops_before_any_run(sweep, tmp_path):
     base_only(sweep[0], tmp_path)
-    out = subprocess.run(
-        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=grad,ig", "fraction=0.5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = roar_cli("roar-train", "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=grad,ig", "fraction=0.5")
     assert (
         out.returncode == 2
         and "2 setting(s) of this sweep have no masked shards" in out.stderr
@@ -226,20 +216,10 @@ def test_estimator_glob_sweeps_every_registered_estimator(sweep, tmp_path):
     from roar.estimators import available
 
     base_only(sweep[0], tmp_path)
-    out = subprocess.run(
-        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=glob(*)", "fraction=0.5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = roar_cli("roar-train", "-m", f"paths.output_root={tmp_path}", *TINY, "estimator=glob(*)", "fraction=0.5")
     assert out.returncode == 2 and f"{len(available())} setting(s) of this sweep have no masked shards" in out.stderr
     assert compose_config("train", ["estimator=vargrad-ig"]).estimator == "vargrad-ig"
-    empty = subprocess.run(
-        [ROAR_TRAIN, "-m", f"paths.output_root={tmp_path}/none", *TINY, "estimator=grad", "fraction=0.5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    empty = roar_cli("roar-train", "-m", f"paths.output_root={tmp_path}/none", *TINY, "estimator=grad", "fraction=0.5")
     assert empty.returncode == 2 and "No finished base model" in empty.stderr and "Nothing was launched" in empty.stderr
 
 
@@ -271,9 +251,7 @@ def test_pipeline_checks_every_stage_before_any_compute(tmp_path, overrides, mes
     ],
 )
 def test_wrong_types_are_one_paragraph(tmp_path, args, message):
-    out = subprocess.run(
-        [ROAR_TRAIN, f"paths.output_root={tmp_path}", "logger=csv", *args], capture_output=True, text=True, timeout=120
-    )
+    out = roar_cli("roar-train", f"paths.output_root={tmp_path}", "logger=csv", *args)
     assert out.returncode == 2 and "roar-train: error:" in out.stderr and "Traceback" not in out.stderr
     import re
 
@@ -281,12 +259,6 @@ def test_wrong_types_are_one_paragraph(tmp_path, args, message):
 
 
 def test_a_sweep_of_nothing_is_refused_not_reported_as_success(tmp_path):
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "roar-train"), "-m", "seed=range(0)", "logger=csv"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)},
-    )
+    out = roar_cli("roar-train", "-m", "seed=range(0)", "logger=csv", env={**os.environ, "ROAR_OUTPUTS": str(tmp_path)})
     assert out.returncode == 2 and "has no jobs: a swept value list is empty" in out.stderr
     assert "Nothing was launched" in out.stderr and not any(tmp_path.rglob("metrics.json"))

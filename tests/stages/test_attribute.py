@@ -119,7 +119,7 @@ def test_one_of_two_tasks_leaves_no_manifest(outputs):
 
 def test_changed_settings_are_never_mixed_silently(outputs):
     attribute(cfg_for(outputs, name="settings"))
-    with pytest.raises(RoarError, match="was made with other settings"):
+    with pytest.raises(RoarError, match=r"was made with other settings \(.*samples: \d+ -> 4"):  # named
         attribute(cfg_for(outputs, "attribute.params.samples=4", name="settings"))
     manifests = attribute(cfg_for(outputs, "attribute.params.samples=4", "overwrite=true", name="settings"))
     assert manifests["sg_sq-grad"]["estimator_params"]["samples"] == 4

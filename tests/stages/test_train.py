@@ -183,17 +183,9 @@ def test_wandb_offline_run_is_written_and_always_finished(make_cfg, monkeypatch)
 
 
 def test_cli_reports_bad_input_in_one_paragraph(tmp_path):
-    out = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "roar-train"),
-            "data=cifar10",
-            f"paths.output_root={tmp_path}",
-            "logger=csv",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    from conftest import roar_cli
+
+    out = roar_cli("roar-train", "data=cifar10", f"paths.output_root={tmp_path}", "logger=csv")
     assert out.returncode == 2
     assert "roar-train: error: data=cifar10 reads from a local folder, but data.root is not set" in out.stderr
     assert "Traceback" not in out.stderr

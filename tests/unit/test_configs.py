@@ -177,6 +177,49 @@ def test_recipes_follow_the_papers():
     assert over.optim.nesterov and over.optim.gamma == 0.2 and list(over.optim.milestones) == [60, 120, 160]
 
 
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_plans_without_its_data(tmp_path, experiment):
+    """roar-plan's bill for every experiment, with no dataset at hand (a new experiment is covered by its file)."""
+    from roar.plan.run import make_plan
+
+    plan = make_plan(compose_config("pipeline", [f"experiment={experiment}", f"paths.output_root={tmp_path}"]))
+    assert plan["trainings"]["retrain"] > 0 and len(plan["data"]["shape"]) == 3 and plan["data"]["num_train"] > 0
+
+
+def test_the_paper_table_experiments_hold_the_papers_grids():
+    """ROAR Fig. 4 (14 rankings, ROAR and KAR, 5 fractions, 5 seeds), its squared supplement, Birdsnap's 500
+    species, overinterpretation Table 1 (augmented base, un-augmented retrains, 5% kept, BackSelect), the masking
+    paper's Table 4 (ResNet-164, 1600 images, four TV strengths), ROAD's grid and FPA on ImageNet."""
+    from roar.plan.run import make_plan
+
+    fig4 = compose_config("pipeline", ["experiment=roar_imagenet_fig4"])
+    families = {e.split("-")[0] for e in fig4.grid.estimators if "-" in e}
+    assert families == {"sg", "sg_sq", "vargrad"} and len(fig4.grid.estimators) == 14
+    assert list(fig4.grid.modes) == ["remove", "keep"] and fig4.attribute.params.samples == 15
+    assert make_plan(fig4)["trainings"]["retrain"] == 14 * 2 * 5 * 5 + 5  # t = 0 once per seed
+    assert list(compose_config("pipeline", ["experiment=roar_imagenet_sq"]).grid.estimators)[:3] == [
+        "grad_sq",
+        "ig_sq",
+        "gb_sq",
+    ]
+    birds = compose_config("pipeline", ["experiment=roar_birdsnap"])
+    assert birds.plan.num_classes == 500 and birds.data.test_dir == "test" and birds.grid == fig4.grid
+    table1 = compose_config("train", ["experiment=overinterp_cifar10_table1"])
+    assert table1.augment.name == "standard" and table1.retrain.augment.name == "none"
+    assert table1.fill.name == "zero" and list(table1.grid.fractions) == [0.95] and list(table1.grid.modes) == ["keep"]
+    table4 = compose_config("pipeline", ["experiment=masks_cifar10_table4"])
+    assert table4.model.name == "preact_resnet164" and table4.eval.soundness.images == 1600
+    assert [e for e in table4.grid.estimators] == ["mask-tv0", "mask-tv0.001", "mask-tv0.01", "mask-tv0.1"]
+    road = compose_config("pipeline", ["experiment=road_cifar10"])
+    assert road.fill.name == "linear" and list(road.grid.fractions) == [0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9]
+    fpa = compose_config("train", ["experiment=fpa_imagenet"])
+    assert fpa.augment.name == "fpa" and dict(fpa.augment.params)["p1_max"] == 0.3 and fpa.optim.milestones == [30, 60]
+    assert list(fpa.fill.value) == [0.5, 0.5, 0.5]  # FPA: 0 on images scaled to [-1, 1]
+
+
 def test_fpa_augmentations_follow_the_paper_and_the_roar_experiments_state_their_ranking_unit():
     import torch
 
@@ -198,7 +241,7 @@ def test_fpa_augmentations_follow_the_paper_and_the_roar_experiments_state_their
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("data.name=mnist", "Unknown data 'mnist'. Valid data names: cifar10, cifar100, digits"),
+        ("data.name=mnist", "Unknown data 'mnist'. Valid data names: cifar10, cifar100, cifar10c, digits"),
         ("model.name=resnet9", "Unknown model 'resnet9'"),
         ("augment.name=cutmix", "Unknown augment 'cutmix'"),
         ("augment=fpa augment.params.p=1.5", "augment.params.p=1.5 is outside [0, 1]"),

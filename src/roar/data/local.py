@@ -33,6 +33,7 @@ class LocalImageDataset(ImageDataset):
         self.ids, self.classes, self.transform = list(ids), list(classes), transform
         if on_error not in ON_ERROR:
             raise RoarError(f"data.on_error={on_error!r}; valid: {', '.join(ON_ERROR)}.")
+        self.size = None  # (C, H, W) every sample must have: the first one's (same_size)
         self.on_error, self.skipped = (
             on_error,
             multiprocessing.get_context("spawn").Value("i", 0),
@@ -77,6 +78,20 @@ class LocalImageDataset(ImageDataset):
                 h.update(hashlib.sha256(self.file(i).read_bytes()).digest())
         return h.hexdigest()
 
+    def same_size(self, image, k: int):
+        """``image`` (sample ``k``'s), after checking it has the first sample's size: the images of a split are
+        batched together, so without ``data.crop`` photos of other shapes would fail later, in a stack."""
+        if self.size is None:
+            self.size = tuple(image.shape) if k == 0 else tuple(self.transform(self.base[0][0]).shape)
+        if tuple(image.shape) != self.size:
+            (_, h, w), (_, h0, w0) = image.shape, self.size
+            raise RoarError(
+                f"{self.path(k)} is {h}x{w} pixels after resizing, but {self.path(0)} is {h0}x{w0}: the images of a "
+                f"dataset must come out at one size. Pass data.crop=<side> (for example data.crop={min(h, w, h0, w0)}"
+                f") to center-crop every image to one square."
+            )
+        return image
+
     def path(self, i) -> str:
         file = self.file(i)
         return str(file) if file else f"sample {self.ids[i]}"
@@ -93,7 +108,7 @@ class LocalImageDataset(ImageDataset):
         for k in (j % len(self) for j in range(i, i + len(self))):
             try:
                 image, label = self.base[k]
-                return {"image": self.transform(image), "label": int(label)}
+                return {"image": self.same_size(self.transform(image), k), "label": int(label)}
             except (OSError, SyntaxError, ValueError) as err:  # truncated or not an image at all
                 if self.on_error == "raise":
                     raise RoarError(

@@ -95,14 +95,10 @@ class MaskedShards(IterableDataset):
                     if j % self.world == self.rank:
                         mine -= 1
                         try:
-                            yield self.decode(sample)
-                        except Exception as err:
+                            yield self.decode_named(path, sample)
+                        except RoarError:
                             if self.on_error == "raise":
-                                raise RoarError(
-                                    f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). "
-                                    f"Rerun roar-mask, or retrain with retrain.on_error=skip (broken samples "
-                                    f"skipped and counted)."
-                                ) from err
+                                raise
                             self._skip(1)
                     j += 1
                 if j - start != count:
@@ -167,7 +163,7 @@ class MaskedShards(IterableDataset):
         """Every sample of the split once, files in manifest order, samples in file order (no rank split)."""
         for path, _ in self.files:
             for sample in self.read(path):
-                yield self.decode(sample)
+                yield self.decode_named(path, sample)
 
     def read(self, path):
         """The raw samples of one shard; a bucket shard's merged with the same-named shard of the image set,
@@ -192,6 +188,16 @@ class MaskedShards(IterableDataset):
 
     def decode(self, sample: dict) -> dict:
         return decode_masked_sample(sample, self.token_drop, self.decode_source, self.mask_shape)
+
+    def decode_named(self, path, sample: dict) -> dict:
+        """``decode``, or an error naming the shard and the sample (the streamed and the in-memory path alike)."""
+        try:
+            return self.decode(sample)
+        except Exception as err:
+            raise RoarError(
+                f"{path}: sample {decode_key(sample['__key__'])} cannot be decoded ({err}). Rerun roar-mask, or "
+                f"retrain with retrain.on_error=skip (broken samples skipped and counted)."
+            ) from err
 
     @property
     def masked_at_load(self) -> bool:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from roar.data import build_dataset
 from roar.data.stats import channel_stats
 from roar.errors import RoarError, as_list, positive_int
-from roar.estimators import parse
+from roar.estimators import REDUCTIONS, parse
 from roar.lineage import set_artifact, stage_lineage
 from roar.masking.buckets import bucket_bits, grid_boundaries
 from roar.masking.fills import bind_fill, check_fill, fill_of
@@ -53,6 +53,8 @@ def check_config(cfg) -> list:
     for name in as_list(cfg.mask.estimators, "mask.estimators"):
         parse(name)
     fractions = check_fractions(as_list(cfg.mask.fractions, "mask.fractions"))
+    if cfg.reduce not in REDUCTIONS:  # before any folder named by the reduction (shards/<base>/grad.<reduce>/)
+        raise RoarError(f"reduce={cfg.reduce!r}; valid reductions: {', '.join(REDUCTIONS)}.")
     positive_int(cfg.mask.batch_size, "mask.batch_size")
     for mode in as_list(cfg.mask.modes, "mask.modes"):
         if mode not in MODES:

@@ -13,7 +13,12 @@ from roar.store.maps import map_sample
 from roar.store.masked import FORMATS, bucket_sample, image_sample, masked_sample
 
 # official split sizes and image sides of the datasets read from data.root (when the data are not here)
-KNOWN = {"cifar10": (50000, 10000, 32, 10), "cifar100": (50000, 10000, 32, 100), "food101": (75750, 25250, None, 101)}
+KNOWN = {
+    "cifar10": (50000, 10000, 32, 10),
+    "cifar100": (50000, 10000, 32, 100),
+    "cifar10c": (50000, 950000, 32, 10),  # CIFAR-10's train split; 19 corruptions x 5 severities x 10,000 to test
+    "food101": (75750, 25250, None, 101),
+}
 
 
 def tar_bytes(sample: dict) -> int:
@@ -52,6 +57,8 @@ def stated_facts(cfg) -> dict:
             facts["num_classes"] = int(plan.num_classes)
     elif name in KNOWN:
         n_train, n_test, side, classes = KNOWN[name]
+        if cfg.data.get("n_test") is not None:  # a sample of the test split (cifar10c's data.n_test)
+            n_test = min(n_test, int(cfg.data.n_test))
         facts.update(num_train=n_train, num_test=n_test, num_classes=classes, source="official sizes")
         side = cfg.data.get("crop") or cfg.data.get("resize") or side
         if side:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from roar.errors import RoarError
 from roar.store.io import atomic_write_json, read_json
-from roar.store.names import settings_hash
+from roar.store.names import settings_changes, settings_hash
 from roar.store.shards import sha256_file
 
 MANIFEST = "manifest.json"
@@ -73,19 +73,22 @@ def verify_manifest(folder) -> dict:
     return manifest
 
 
-def shard_complete(folder: Path, name: str, digest: str, overwrite: bool) -> bool:
+def shard_complete(folder: Path, name: str, settings: dict, overwrite: bool) -> bool:
     """True when the shard is complete for these settings. A shard made with other settings is an
-    error (never silently replaced) unless ``overwrite``."""
+    error (never silently replaced) unless ``overwrite``; the error names what differs when the seal
+    records the settings it was made with."""
     tar = Path(folder) / name
     record = read_json(seal_path(tar))
     if not tar.is_file() or record is None:
         return False
-    if record.get("settings_hash") != digest:
+    if record.get("settings_hash") != settings_hash(settings):
         if overwrite:
             return False
+        what = settings_changes(record["settings"], settings) if isinstance(record.get("settings"), dict) else ""
         raise RoarError(
-            f"{tar} was made with other settings (its inputs, model, data or parameters differ from this run's). "
-            f"Pass overwrite=true to recompute it, or use another name=."
+            f"{tar} was made with other settings ("
+            + (what or "its inputs, model, data or parameters differ from this run's")
+            + "). Pass overwrite=true to recompute it, or use another name=."
         )
     return sha256_file(tar) == record.get("sha256")
 

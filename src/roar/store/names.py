@@ -19,6 +19,23 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
+def flat(d: dict, prefix: str = "") -> dict:
+    """A nested dict as one level of dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def settings_changes(before: dict, after: dict, limit: int = 6) -> str:
+    """What differs between two sets of settings, for a refusal: ``key: old -> new; ...`` (at most ``limit``)."""
+    old, new = flat(before), flat(after)
+    changed = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    ]
+    return "; ".join(changed[:limit]) + (" ..." if len(changed) > limit else "")
+
+
 def feature_label(reduce: str, patch: int | None = None) -> str:
     """What a ranking ranks, in one string (the report's ``reduce`` column): ``abs_sum``, ``sum.patch4``."""
     return str(reduce) if patch is None else f"{reduce}.patch{int(patch)}"

@@ -47,7 +47,7 @@ def plan_shards(sets, counts: dict, shard_id: int, num_shards: int, overwrite: b
     size, plan = sets[0].size, []
     for split, n in counts.items():
         for s in task_shards(n, size, shard_id, num_shards):
-            todo = [o for o in sets if not shard_complete(o.folder, shard_name(split, s), o.digest, overwrite)]
+            todo = [o for o in sets if not shard_complete(o.folder, shard_name(split, s), o.settings, overwrite)]
             if todo:
                 plan.append((split, s, todo))
     return plan
@@ -65,8 +65,8 @@ def open_shard(out: OutputSet, split: str, s: int) -> ShardWriter:
 
 
 def seal_shard(out: OutputSet, split: str, s: int, info: dict) -> None:
-    """Seal a closed shard: its sha256, count, bytes and the settings it was made with."""
-    atomic_write_json(seal_path(out.shard(split, s)), {**info, "settings_hash": out.digest})
+    """Seal a closed shard: its sha256, count, bytes and the settings it was made with (and their hash)."""
+    atomic_write_json(seal_path(out.shard(split, s)), {**info, "settings_hash": out.digest, "settings": out.settings})
 
 
 def write_sealed(out: OutputSet, split: str, s: int, samples) -> dict:

@@ -12,18 +12,12 @@ from roar.store.experiment import set_folder
 from roar.store.io import read_json
 from roar.store.keys import IDENTITY, RunKey
 from roar.store.manifest import read_manifest, verify_manifest
+from roar.store.names import settings_changes
 from roar.store.resolve import training_settings
 from roar.store.shards import sha256_file
 from roar.utils.log import get_logger
 
 log = get_logger(__name__)
-
-
-def flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def check_run_dir_identity(cfg, key: RunKey) -> dict:
@@ -42,15 +36,8 @@ def check_run_dir_identity(cfg, key: RunKey) -> dict:
             f"it cannot be checked against this command. Pass overwrite=true to retrain it with these settings, or "
             f"give this run its own name (name=...)."
         )
-    before, after = flat(saved), flat(now)
-    changed = [
-        f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
-        for k in sorted(set(before) | set(after))
-        if before.get(k) != after.get(k)
-    ]
     raise RoarError(
-        f"{key.folder} holds a run trained with other settings "
-        f"({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}). "
+        f"{key.folder} holds a run trained with other settings ({settings_changes(saved, now)}). "
         f"Give this run its own name (name=...), or pass overwrite=true to replace that run."
     )
 

@@ -169,6 +169,20 @@ def test_an_unreadable_image_is_named_or_skipped_and_counted(tmp_path):
         build_dataset(cfg(name="imagefolder", root=str(tmp_path), on_error="maybe"), "train")
 
 
+def test_photos_of_other_shapes_without_a_crop_are_named_before_a_batch_fails(tmp_path):
+    """data.crop=null keeps each photo's aspect: two shapes cannot be batched; the second shape's file is named
+    with the way out (issue 31, item 11), instead of torch.stack's traceback."""
+    make_imagefolder(tmp_path)
+    wide = tmp_path / "train" / "dog" / "dog1.png"
+    Image.fromarray(np.zeros((12, 30, 3), dtype=np.uint8)).save(wide)
+    train = build_dataset(cfg(name="imagefolder", root=str(tmp_path), resize=10, crop=None), "train")
+    assert train[0]["image"].shape == (3, 10, 13)
+    with pytest.raises(RoarError, match=r"dog/dog1.png is 10x25 pixels .*/cat/cat0.png is 10x13.*data.crop=10"):
+        compute_channel_stats(train, batch_size=4)
+    cropped = build_dataset(cfg(name="imagefolder", root=str(tmp_path), resize=10, crop=10), "train")
+    assert cropped[4]["image"].shape == (3, 10, 10)
+
+
 def test_channel_stats_fall_back_when_the_data_root_cannot_be_written(tmp_path, monkeypatch):
     """A read-only data root with a .roar-cache/ folder: the statistics are kept under outputs/.cache
     instead of failing after the pass (root ignores permission bits, so the write is made to fail)."""
@@ -230,3 +244,56 @@ def test_a_base_model_trained_on_one_folder_is_not_taken_for_another_with_the_sa
         attribute(compose_config("attribute", [f"paths.output_root={outputs}", "logger=csv", *runs["B"][:4]]))
     again = train(make_cfg(*runs["B"], "overwrite=true"))
     assert again["data_root"] == str((tmp_path / "B").resolve())
+
+
+def test_an_undecodable_shard_sample_is_named_on_the_in_memory_path_too(tmp_path):
+    """The device-resident copy decodes a split through ``samples()``; a sample that does not decode names its
+    shard and id there as on the streamed path (issue 31, item 11)."""
+    from roar.data.masked_shards import MaskedShards
+    from roar.data.resident import decode
+    from roar.store.shards import ShardWriter, encode_key, npy_bytes
+
+    with ShardWriter(tmp_path / "train-000000.tar") as writer:
+        writer.write({"__key__": encode_key("a"), "image.npy": npy_bytes(np.zeros((1, 2, 2), np.float32)), "cls": b"0"})
+        writer.write({"__key__": encode_key("b"), "image.npy": b"not an array", "cls": b"1"})
+    manifest = {
+        "files": {"train-000000.tar": {"count": 2}},
+        "counts": {"train": 2},
+        "classes": ["x", "y"],
+        "image_shape": [1, 2, 2],
+        "dataset": "test",
+        "mean": [0.5],
+        "std": [0.25],
+        "drops_tokens": False,
+    }
+    shards = MaskedShards(tmp_path, "train", manifest)
+    with pytest.raises(RoarError, match=r"train-000000.tar: sample b cannot be decoded .*retrain.on_error=skip"):
+        decode(shards, "train")
+    with pytest.raises(RoarError, match=r"train-000000.tar: sample b cannot be decoded"):
+        list(shards)  # the streamed path, as before
+
+
+def test_cifar10c_reads_one_corruption_at_one_severity_or_a_sample_of_all(tmp_path):
+    """The published layout (CIFAR-10-C/<corruption>.npy, five severities stacked, and labels.npy), here with 4
+    images per severity; each image's first pixel holds its row, so the rows read are visible."""
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    np.save(folder / "labels.npy", (np.arange(20) % 10).astype(np.uint8))
+    for k, name in enumerate(["fog", "snow"]):
+        images = np.zeros((20, 32, 32, 3), np.uint8)
+        images[:, 0, 0, 0] = np.arange(20) + 100 * k
+        np.save(folder / f"{name}.npy", images)
+    snow = build_dataset(cfg(name="cifar10c", root=str(tmp_path), corruption="snow", severity=2), "test")
+    assert len(snow) == 4 and snow.ids == [f"cifar10c-snow-{r:05d}" for r in range(4, 8)]
+    first = snow[0]
+    assert first["image"].shape == (3, 32, 32) and round(float(first["image"][0, 0, 0]) * 255) == 104
+    assert first["label"] == 4 and snow.classes[0] == "airplane"
+    sample = build_dataset(cfg(name="cifar10c", root=str(tmp_path), corruption="all", n_test=7, seed=0), "test")
+    again = build_dataset(cfg(name="cifar10c", root=str(tmp_path), corruption="all", n_test=7, seed=0), "test")
+    assert len(sample) == 7 == len(set(sample.ids)) and sample.ids == again.ids  # seeded, without repeats
+    with pytest.raises(RoarError, match=r"data.corruption=rain: no .*rain.npy. Valid: fog, snow, or all"):
+        build_dataset(cfg(name="cifar10c", root=str(tmp_path), corruption="rain"), "test")
+    with pytest.raises(RoarError, match="data.severity=6: give 1 to 5"):
+        build_dataset(cfg(name="cifar10c", root=str(tmp_path), corruption="fog", severity=6), "test")
+    with pytest.raises(RoarError, match="expected .*cifar-10-batches-py"):  # the train split is CIFAR-10's own
+        build_dataset(cfg(name="cifar10c", root=str(tmp_path)), "train")

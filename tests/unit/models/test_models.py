@@ -93,7 +93,29 @@ def test_vit_patch_size_must_divide_image():
 def test_unknown_model_lists_valid_names():
     with pytest.raises(
         RoarError,
-        match="Valid model names: ensemble, fastnet, resnet18, resnet20, resnet50, resnet8, torchvision, vit_small, "
-        "vit_tiny",
+        match="Valid model names: ensemble, fastnet, preact_resnet164, preact_resnet18, resnet18, resnet20, resnet50, "
+        "resnet8, torchvision, vgg16, vit_small, vit_tiny, wide_resnet",
     ):
-        build_model("vgg16")
+        build_model("vgg19")
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "count"),
+    [
+        ("vgg16", {}, 14_728_266),  # overinterpretation S1: 14.7M
+        ("preact_resnet18", {}, 11_172_170),  # overinterpretation S1: 11.2M
+        ("resnet20", {}, 272_474),  # overinterpretation S1: 0.27M
+        ("preact_resnet164", {}, 1_703_258),  # bearpaw's preresnet-164 (masking paper D.1): 1.70M
+        ("wide_resnet", {}, 46_160_474),  # WRN-34-10, Madry et al.'s layout: 46.2M
+        ("wide_resnet", {"depth": 28}, 36_479_194),  # WRN-28-10 (Zagoruyko & Komodakis, Table 1): 36.5M
+    ],
+)
+def test_the_papers_cifar_networks_have_their_published_sizes_and_train(name, params, count):
+    """Parameter counts for CIFAR-10 (10 classes, 3 channels) as the papers state them; a forward and backward
+    pass at 32x32 reaches every parameter."""
+    torch.manual_seed(0)
+    net = build_model(name, num_classes=10, in_channels=3, image_size=32, **params)
+    assert sum(p.numel() for p in net.parameters()) == count
+    if count < 20_000_000:  # the wide ones: counted only (a backward pass of 46M parameters costs seconds here)
+        net(torch.rand(2, 3, 32, 32)).logsumexp(1).sum().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())

@@ -1,8 +1,6 @@
 """roar-plan: the bill before launch, counted by the code that runs the grid."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -41,12 +39,9 @@ def test_plan_counts_the_runs_and_bytes_the_tiny_pipeline_made(tiny_pipeline):
 
 
 def test_roar_plan_prints_imagenets_bill_without_the_data(tmp_path):
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "roar-plan"), "experiment=roar_imagenet", f"paths.output_root={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    from conftest import roar_cli
+
+    out = roar_cli("roar-plan", "experiment=roar_imagenet", f"paths.output_root={tmp_path}")
     assert out.returncode == 0, out.stderr[-2000:]
     plan = json.loads((tmp_path / "roar_imagenet" / "plan.json").read_text())
     assert plan["trainings"]["retrain"] == 5 * (

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -195,21 +194,16 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(synthetic)
 
 
 def test_cli_errors_are_one_paragraph_and_exit_2(tmp_path):
-    import sys
+    from conftest import roar_cli
 
-    bin_dir = Path(sys.executable).parent
     env = {**os.environ, "ROAR_OUTPUTS": str(tmp_path)}
-    report = subprocess.run(
-        [str(bin_dir / "roar-report"), "name=nowhere", "logger=csv"], capture_output=True, text=True, env=env
-    )
+    report = roar_cli("roar-report", "name=nowhere", "logger=csv", env=env)
     assert (
         report.returncode == 2
         and "roar-report: error: No experiment folder at" in report.stderr
         and "Traceback" not in report.stderr
     )
-    evaluate = subprocess.run(
-        [str(bin_dir / "roar-eval"), "eval.rankings=[ig.bogus]", "logger=csv"], capture_output=True, text=True, env=env
-    )
+    evaluate = roar_cli("roar-eval", "eval.rankings=[ig.bogus]", "logger=csv", env=env)
     assert evaluate.returncode == 2 and "roar-eval: error: eval.rankings has 'ig.bogus'" in evaluate.stderr
 
 
