@@ -46,8 +46,10 @@ def selection(folder: Path, corruption: str, severity) -> list:
 def build_cifar10c(cfg, split):
     from roar.data.local import build_cifar10, require_root
 
-    if split == "train":  # the clean training images
-        return build_cifar10(cfg, split)
+    if split == "train":  # the clean training images, under this dataset's name (the sets' manifests record it)
+        train = build_cifar10(cfg, split)
+        train.name = "cifar10c"
+        return train
     how = "Extract CIFAR-10-C.tar (Hendrycks & Dietterich) so that CIFAR-10-C/labels.npy exists."
     folder = require_root(cfg, f"{FOLDER}/labels.npy", how) / FOLDER
     chosen = selection(folder, str(cfg.get("corruption", "all")), cfg.get("severity"))
