@@ -26,8 +26,9 @@ def corruptions(folder: Path) -> list:
     return sorted(p.stem for p in folder.glob("*.npy") if p.stem != "labels")
 
 
-def selection(folder: Path, corruption: str, severity) -> list:
-    """[(corruption, row)] of the chosen corruption(s) and severity (rows of its .npy file)."""
+def selection(folder: Path, corruption: str, severity, per: int) -> list:
+    """[(corruption, row)] of the chosen corruption(s) and severity (rows of its .npy file; ``per`` images a
+    severity)."""
     names = corruptions(folder) if corruption == "all" else [corruption]
     missing = [n for n in names if not (folder / f"{n}.npy").is_file()]
     if missing or not names:
@@ -35,7 +36,6 @@ def selection(folder: Path, corruption: str, severity) -> list:
             f"data.corruption={corruption}: no {folder / (missing[0] if missing else '*')}.npy. "
             f"Valid: {', '.join(corruptions(folder)) or 'none there'}, or all."
         )
-    per = len(np.load(folder / "labels.npy", mmap_mode="r")) // 5
     if severity is not None and int(severity) not in range(1, 6):
         raise RoarError(f"data.severity={severity}: give 1 to 5, or null for all five.")
     rows = range(per * 5) if severity is None else range(per * (int(severity) - 1), per * int(severity))
@@ -52,12 +52,12 @@ def build_cifar10c(cfg, split):
         return train
     how = "Extract CIFAR-10-C.tar (Hendrycks & Dietterich) so that CIFAR-10-C/labels.npy exists."
     folder = require_root(cfg, f"{FOLDER}/labels.npy", how) / FOLDER
-    chosen = selection(folder, str(cfg.get("corruption", "all")), cfg.get("severity"))
+    labels = np.load(folder / "labels.npy", mmap_mode="r")
+    chosen = selection(folder, str(cfg.get("corruption", "all")), cfg.get("severity"), len(labels) // 5)
     n = cfg.get("n_test")
     if n is not None and int(n) < len(chosen):
         pick = np.random.default_rng(int(cfg.get("seed", 0))).choice(len(chosen), size=int(n), replace=False)
         chosen = [chosen[i] for i in sorted(pick)]
-    labels = np.load(folder / "labels.npy", mmap_mode="r")
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in {c for c, _ in chosen}}
     images = np.stack([arrays[c][r] for c, r in chosen])  # N x 32 x 32 x 3 uint8
     tensors = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255

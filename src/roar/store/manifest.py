@@ -73,15 +73,15 @@ def verify_manifest(folder) -> dict:
     return manifest
 
 
-def shard_complete(folder: Path, name: str, settings: dict, overwrite: bool) -> bool:
+def shard_complete(folder: Path, name: str, digest: str, settings: dict, overwrite: bool) -> bool:
     """True when the shard is complete for these settings. A shard made with other settings is an
     error (never silently replaced) unless ``overwrite``; the error names what differs when the seal
-    records the settings it was made with."""
+    records the settings it was made with. ``digest``: ``settings_hash(settings)``, computed once per set."""
     tar = Path(folder) / name
     record = read_json(seal_path(tar))
     if not tar.is_file() or record is None:
         return False
-    if record.get("settings_hash") != settings_hash(settings):
+    if record.get("settings_hash") != digest:
         if overwrite:
             return False
         what = settings_changes(record["settings"], settings) if isinstance(record.get("settings"), dict) else ""

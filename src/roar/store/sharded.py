@@ -47,7 +47,9 @@ def plan_shards(sets, counts: dict, shard_id: int, num_shards: int, overwrite: b
     size, plan = sets[0].size, []
     for split, n in counts.items():
         for s in task_shards(n, size, shard_id, num_shards):
-            todo = [o for o in sets if not shard_complete(o.folder, shard_name(split, s), o.settings, overwrite)]
+            todo = [
+                o for o in sets if not shard_complete(o.folder, shard_name(split, s), o.digest, o.settings, overwrite)
+            ]
             if todo:
                 plan.append((split, s, todo))
     return plan
