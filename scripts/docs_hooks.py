@@ -118,7 +118,7 @@ def experiments_table() -> str:
         for path in sorted((CONF / "experiment").glob("*.yaml")):
             plan = make_plan(compose_config("pipeline", [f"experiment={path.stem}", f"paths.output_root={out}"]))
             page = RUN_HERE.get(path.stem)
-            here = f"in full on embedded data ([results](../results/{page}.md))" if page else "composed and planned"
+            here = f"in full on embedded data ([results](../results/{page}.md))" if page else "dry run"
             rows.append(
                 f"| `{path.stem}` | {first_comment(path)} | {plan['trainings']['total']} | "
                 f"{plan['training_steps']:.3g} | {plan['attribution']['passes']:.3g} | "

@@ -29,6 +29,8 @@ def build_digits(cfg, split):
         index, test_size=TEST_FRACTION, stratify=bunch.target, random_state=SPLIT_SEED
     )
     idx = np.sort(train_idx if split == "train" else test_idx)
+    first = cfg.get("n_train" if split == "train" else "n_test")  # +data.n_train=N: the split's first N (a dry run)
+    idx = idx[: int(first)] if first else idx
     images = torch.from_numpy(bunch.images[idx].astype(np.float32) / 16.0).unsqueeze(1)
     images = resize_images(images, cfg.get("image_size"))
     labels = torch.from_numpy(bunch.target[idx].astype(np.int64))

@@ -287,6 +287,9 @@ def region_shares(ranks, samples, shape, patch) -> dict:
 
 
 def print_line(name: str, summary: dict) -> None:
+    if not summary["images"]:
+        log.info(f"  {name}: no test image to score (the base model classifies none of those drawn correctly)")
+        return
     parts = []
     for g, r in summary["replacements"].items():
         w = r["worst"]

@@ -100,9 +100,11 @@ def verdict_of(diff: float, p: float, lower_is_better: bool, alpha: float = ALPH
 
 def spearman(scores_a: dict, scores_b: dict) -> dict:
     """Spearman rank correlation of two {estimator: score} orderings over their common estimators
-    (higher score = ranked better in both). Needs three estimators in common; else rho is NaN."""
+    (higher score = ranked better in both). Needs three estimators in common, and neither ordering all ties; else
+    rho is NaN (undefined, as scipy says with a warning this spares the console)."""
     common = sorted(set(scores_a) & set(scores_b))
-    if len(common) < 3:
+    constant = any(len({d[k] for k in common}) < 2 for d in (scores_a, scores_b))
+    if len(common) < 3 or constant:
         return {"rho": math.nan, "n": len(common), "estimators": common}
     rho = sps.spearmanr([scores_a[k] for k in common], [scores_b[k] for k in common]).statistic
     return {"rho": float(rho), "n": len(common), "estimators": common}

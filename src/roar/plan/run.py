@@ -24,7 +24,7 @@ from roar.masking.buckets import bucket_bits, grid_boundaries
 from roar.masking.run import num_features
 from roar.plan.calibrate import calibrate, parameters
 from roar.plan.facts import bucket_bytes, data_facts, map_bytes, sample_bytes
-from roar.store.grid import retrain_jobs
+from roar.store.grid import experiment_jobs
 from roar.store.masked import FORMATS
 from roar.store.resolve import experiment_dir, ranking_patch
 from roar.utils.log import get_logger
@@ -72,7 +72,7 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
         raise RoarError(f"plan.step_seconds={step}: give the seconds one training step takes (> 0), or null.")
     facts = data_facts(cfg)
     n_train, n_test, shape = facts["num_train"], facts["num_test"], facts["shape"]
-    jobs = retrain_jobs(cfg.grid)
+    jobs = experiment_jobs(cfg)  # none when the experiment does not retrain (FPA, soundness)
     estimators = as_list(cfg.attribute.estimators, "attribute.estimators")
     computed = [e for e in estimators if parse(e)[0] != "imported"]  # imported maps cost no pass
     suite = EstimatorSuite(computed, **to_plain(cfg.attribute.params)) if computed else None
@@ -84,7 +84,7 @@ def make_plan(cfg, calibrated: dict | None = None) -> dict:
         "trainings": 1 + len(jobs),
         "estimators": len(estimators),
         "attributed": sum(split_sizes[s] for s in splits),
-        "masked": sum(split_sizes[s] for s in as_list(cfg.mask.splits, "mask.splits")),
+        "masked": sum(split_sizes[s] for s in as_list(cfg.mask.splits, "mask.splits")) if jobs else 0,
         "rankings": rankings,
         "sets": rankings * len(cfg.mask.modes) * len(cfg.mask.fractions),
         "parameters": parameters(cfg, shape, facts["num_classes"]),

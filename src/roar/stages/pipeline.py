@@ -32,8 +32,9 @@ from roar.report.collect import summarize
 from roar.report.run import build_report
 from roar.stages.chain import describe, is_cluster, submit_chain
 from roar.stages.chain_status import status_lines
+from roar.stages.dry_run import describe_dry_run, dry_run
 from roar.store.experiment import runs_dir
-from roar.store.grid import check_grid, retrain_jobs, retrain_settings
+from roar.store.grid import check_grid, experiment_jobs
 from roar.store.io import atomic_write_json
 from roar.store.names import fraction_name
 from roar.store.resolve import base_key, experiment_dir, toy_file
@@ -51,6 +52,8 @@ HELP = """roar-pipeline: the whole ROAR chain for one experiment, each stage ski
   roar-pipeline --config-dir my_configs experiment=mine    (your own my_configs/experiment/mine.yaml)
   roar-pipeline --config-dir my_conf hydra/launcher=mycluster experiment=...   (the chain as SLURM jobs; returns)
   roar-pipeline status [the same arguments]                (each stage's outputs and jobs)
+  roar-pipeline experiment=roar_imagenet_fig4 dry_run=true (the whole chain on a tiny stand-in: config errors in
+                                                            minutes; outputs under <name>_dry_run)
 
 train the base model -> attribute (grid.estimators) -> mask (grid.modes x grid.fractions, t = 0 too)
 -> retrain grid.seeds seeds per setting -> roar-eval (no retraining) -> roar-report.
@@ -64,19 +67,13 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     """Run every stage; returns the retrain runs' metrics."""
     overrides = list(overrides)
     cfg = compose_config("pipeline", overrides)
+    if cfg.get("dry_run"):  # the experiment on a tiny stand-in (roar.stages.dry_run), in its own folder
+        overrides = dry_run(cfg, overrides)
+        cfg = compose_config("pipeline", overrides)
+        log.info(f"[roar-pipeline] dry run: {describe_dry_run(cfg)}")
     if cfg.get("toy") is not None:
         return run_toy_check(cfg, overrides)
-    check_grid(cfg)
-    positive_int(cfg.grid.seeds, "grid.seeds")  # retrain at least one seed per setting
-    if not cfg.grid.estimators or not cfg.grid.modes or not [t for t in cfg.grid.fractions if float(t) > 0]:
-        raise RoarError(
-            f"grid.estimators={list(cfg.grid.estimators)} grid.modes={list(cfg.grid.modes)} "
-            f"grid.fractions={list(cfg.grid.fractions)}: nothing to mask or retrain. Give at least one estimator, "
-            f"one mode and one fraction t > 0 (t = 0, the unmodified baseline, is added by itself)."
-        )
-    jobs = retrain_jobs(cfg.grid)
-    for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
-        check(cfg)
+    jobs = checked_jobs(cfg)
     plan = make_plan(cfg)  # the bill first; refused when it cannot fit on disk
     check_fill(cfg.fill, int(plan["data"]["shape"][0]))  # fill.* against the images' channels, before any compute
     log.info(format_plan(plan))
@@ -95,26 +92,53 @@ def run_pipeline(overrides, progress: bool = True) -> list:
         f"[roar-pipeline] {cfg.name}: base test_acc {base['test_acc']:.4f}; attributions for "
         f"{list(cfg.attribute.estimators)}"
     )
-    if cfg.get("import") is not None:  # maps made elsewhere, among grid.estimators as imported-<name>
-        import_maps(cfg)
-    attribute(cfg)
-    log.info(f"[roar-pipeline] {cfg.name}: masked shards")
-    audit_sets(write_masks(cfg), int(cfg.mask.audit_steps), int(cfg.maps_seed))
-    log.info(
-        f"[roar-pipeline] {cfg.name}: retraining {len(retrain_settings(cfg.grid))} settings x {cfg.grid.seeds} "
-        f"seeds = {len(runs_cfg)} runs"
-    )
-    runs = retrain(runs_cfg, progress)
-    log.info(
-        f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under "
-        f"{runs_dir(experiment_dir(cfg))}"
-    )
-    print_summary(runs, base)
+    attribute_all(cfg, overrides)
+    runs = []
+    if runs_cfg:
+        log.info(f"[roar-pipeline] {cfg.name}: masked shards")
+        audit_sets(write_masks(cfg), int(cfg.mask.audit_steps), int(cfg.maps_seed))
+        log.info(f"[roar-pipeline] {cfg.name}: retraining {len(runs_cfg)} runs")
+        runs = retrain(runs_cfg, progress)
+        log.info(
+            f"[roar-pipeline] {cfg.name}: retraining done in {time.time() - started:.0f} s; runs under "
+            f"{runs_dir(experiment_dir(cfg))}"
+        )
+        print_summary(runs, base)
+    else:
+        log.info(f"[roar-pipeline] {cfg.name}: no retraining (attribute.splits={list(cfg.attribute.splits)})")
     log.info(f"[roar-pipeline] {cfg.name}: no-retrain evaluation of the base model")
     evaluate(cfg)
     report = build_report(cfg)
     log.info(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s. Report: {report.resolve()}")
     return runs
+
+
+def checked_jobs(cfg) -> list:
+    """The experiment's retrain runs (roar.store.grid.experiment_jobs), after every
+    stage's settings are checked: nothing computes before a config error is found."""
+    check_grid(cfg)
+    positive_int(cfg.grid.seeds, "grid.seeds")  # retrain at least one seed per setting
+    if not cfg.grid.estimators or not cfg.grid.modes or not [t for t in cfg.grid.fractions if float(t) > 0]:
+        raise RoarError(
+            f"grid.estimators={list(cfg.grid.estimators)} grid.modes={list(cfg.grid.modes)} "
+            f"grid.fractions={list(cfg.grid.fractions)}: nothing to mask or retrain. Give at least one estimator, "
+            f"one mode and one fraction t > 0 (t = 0, the unmodified baseline, is added by itself)."
+        )
+    jobs = experiment_jobs(cfg)
+    for check in (validate, check_attribute, check_mask, check_eval):  # every stage's settings, before any compute
+        check(cfg)
+    return jobs
+
+
+def attribute_all(cfg, overrides: list) -> None:
+    """The maps of every estimator: imported ones (``import=``), computed ones, and the runner-up class's
+    (``attribute.target=second``) when the soundness evaluation is on (masking-explanations appendix D)."""
+    if cfg.get("import") is not None:  # maps made elsewhere, among grid.estimators as imported-<name>
+        import_maps(cfg)
+    attribute(cfg)
+    if int(cfg.eval.soundness.images or 0) > 0 and str(cfg.attribute.target) != "second":
+        log.info(f"[roar-pipeline] {cfg.name}: attributions for the runner-up class (soundness)")
+        attribute(compose_config("pipeline", [*overrides, "attribute.target=second"]))
 
 
 def retrain_configs(cfg, overrides: list, jobs: list) -> tuple:
@@ -139,7 +163,7 @@ def launched(overrides: list):
 def status(overrides: list) -> None:
     """``roar-pipeline status <overrides>``: each stage's outputs in the store and its jobs in SLURM."""
     cfg = compose_config("pipeline", overrides)
-    runs_cfg, _ = retrain_configs(cfg, overrides, retrain_jobs(cfg.grid))
+    runs_cfg, _ = retrain_configs(cfg, overrides, experiment_jobs(cfg))
     for line in status_lines(cfg, runs_cfg):
         log.info(line)
 
@@ -166,7 +190,7 @@ def run_toy_check(cfg, overrides) -> dict:
     log.info("  " + " " * 24 + " ".join(f"{t:5.2f}" for t in toy["fractions"]))
     for (name, kind), accs in mean_curves(toy).items():
         log.info(f"  {name:12s} {kind:11s} " + " ".join(f"{a:5.2f}" for a in accs))
-    report = build_report(compose_config("report", overrides))
+    report = build_report(cfg)
     log.info(f"[roar-pipeline] {cfg.name}: done. Report: {report.resolve()}")
     return toy
 

@@ -34,6 +34,24 @@ def retrain_jobs(grid) -> list:
     return [(e, m, t, s) for e, m, t in retrain_settings(grid) for s in range(int(grid.seeds))]
 
 
+def retrains(cfg) -> bool:
+    """An experiment retrains when its maps cover the train split; one whose maps cover only the test split
+    (``attribute.splits: [test]``: FPA's fidelity, the masking paper's completeness and soundness) evaluates its
+    base model without retraining."""
+    return "train" in [str(s) for s in cfg.attribute.splits]
+
+
+def experiment_jobs(cfg) -> list:
+    """The retrain runs of a pipeline config's experiment: ``retrain_jobs`` of its grid, none when it does not
+    retrain (``retrains``); in a dry run (``dry_run=true``, roar.stages.dry_run) the t = 0 baseline and one run
+    per mode (the first estimator at the first fraction): every code path of retraining, not the grid's runs."""
+    jobs = retrain_jobs(cfg.grid) if retrains(cfg) else []
+    if not cfg.get("dry_run"):
+        return jobs
+    kinds = {(m, t == 0): (e, m, t, s) for e, m, t, s in reversed(jobs)}  # the first job of each kind
+    return [job for job in jobs if job in kinds.values()]
+
+
 def with_zero(fractions) -> list:
     """t = 0 (the unmodified data) plus ``fractions``: what roar-mask writes and roar-eval deletes."""
     return [0.0] + [float(t) for t in fractions if float(t) != 0.0]

@@ -237,6 +237,11 @@ def run_logs_dir(cfg) -> Path:
     return logs_dir(cfg) / "runs" / run_key(cfg).folder.relative_to(experiment_dir(cfg))
 
 
+def stand_in_checkpoint(cfg) -> Path:
+    """A dry run's stand-in weights for an experiment whose base model is pretrained (roar.stages.dry_run)."""
+    return experiment_dir(cfg) / "stand_in_base.pt"
+
+
 def toy_file(cfg) -> Path:
     """ROAR's toy check (experiment=roar_toy)."""
     return experiment_dir(cfg) / "toy" / "results.json"

@@ -57,6 +57,7 @@ def test_verdict_against_random_and_rank_agreement():
     assert spearman(a, {"grad": 30, "ig": 20, "random": 10})["rho"] == pytest.approx(1.0)
     assert spearman(a, {"grad": 1, "ig": 2, "random": 3})["rho"] == pytest.approx(-1.0)
     assert math.isnan(spearman(a, {"grad": 1, "ig": 2})["rho"])
+    assert math.isnan(spearman(a, {"grad": 5, "ig": 5, "random": 5})["rho"])  # all tied: undefined, no warning
 
 
 class SumModel(torch.nn.Module):

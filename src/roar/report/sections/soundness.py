@@ -85,11 +85,11 @@ SECTION = Section(
 def soundness_curves(results, path):
     """Masking-explanations paper Figs. 9, 12: the mean probability of a (prediction) and a' (runner-up)
     vs the share p of the map kept, one panel per (replacement, label), one line per base model and ranking."""
-    if not results:
-        return None
     panels = sorted(
         {(g, lab) for e in results for g, r in e["summary"]["replacements"].items() for lab in ("a", "a2") if lab in r}
     )
+    if not panels:  # no results, or none with a scored image
+        return None
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False, layout="constrained")
     for ax, (gamma, lab) in zip(axes[0], panels):
         for e in results:
