@@ -201,8 +201,9 @@ def _measure(model, tensors, ids, measures, fill, reduce, seed, batch_size) -> t
         part = slice(lo, lo + int(batch_size))
         x, y = images[part].to(device), labels[part].to(device)
         chunk_ids, d = ids[part], None if donors is None else donors[part].to(device)
-        ranks = feature_ranks(ranking_scores(maps[part].to(device), reduce, grid.patch), chunk_ids, int(seed))
+        scores = ranking_scores(maps[part].to(device), reduce, grid.patch)
+        ranks = feature_ranks(scores, chunk_ids, int(seed))
         logits = masked_logits(wrapped, x, ranks, grid, fill, d, chunk_ids)
         clean, classes = logits[:, measures.mode("remove"), grid.fractions.index(0.0)], logits.shape[-1]
-        tally.add(logits, clean.argmax(1) if target is None else target[part].to(device), measures, y)
+        tally.add(logits, clean.argmax(1) if target is None else target[part].to(device), measures, y, scores)
     return tally, classes

@@ -8,6 +8,7 @@ augmentation happens later, on batches (``roar.augment``).
 import hashlib
 import io
 import multiprocessing
+import zlib
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -121,14 +122,37 @@ class LocalImageDataset(ImageDataset):
 
 
 def preprocess(cfg):
-    """Resize then center crop (each optional), then to a float tensor in [0, 1]."""
+    """Resize then center crop (each optional), then to a float tensor in [0, 1]. With ``data.corner`` (the masking
+    paper's Imagenette-Corner, appendix C, footnote 12: "we take one of the four 180x180-pixel corners and resize it
+    to 224x224"), the crop is a corner of that side, resized to ``data.crop``."""
     steps = []
     if cfg.get("resize"):
         steps.append(transforms.Resize(int(cfg.resize)))
-    if cfg.get("crop"):
+    if cfg.get("corner"):
+        steps.append(CornerCrop(int(cfg.corner)))
+        if cfg.get("crop"):
+            steps.append(transforms.Resize((int(cfg.crop), int(cfg.crop))))
+    elif cfg.get("crop"):
         steps.append(transforms.CenterCrop(int(cfg.crop)))
     steps.append(transforms.ToTensor())
     return transforms.Compose(steps)
+
+
+class CornerCrop:
+    """One of the image's four corners of ``side`` x ``side`` pixels, chosen from the image's own pixels (a CRC of
+    them): the same image gets the same corner wherever it is read (the dataset, a shard's stored source file),
+    and the four corners are drawn about equally often over a dataset."""
+
+    def __init__(self, side: int):
+        self.side = side
+
+    def __call__(self, image):
+        w, h = image.size
+        if min(w, h) < self.side:
+            raise RoarError(f"data.corner={self.side} is larger than the resized image ({w}x{h}); lower data.corner.")
+        corner = zlib.crc32(image.convert("RGB").tobytes()) % 4
+        left, top = (w - self.side) * (corner % 2), (h - self.side) * (corner // 2)
+        return image.crop((left, top, left + self.side, top + self.side))
 
 
 class SourceDecoder:

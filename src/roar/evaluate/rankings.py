@@ -101,10 +101,17 @@ class Tally:
 
     def __init__(self, name: str, estimator: str, reduce: str, sis: dict | None = None):
         self.name, self.estimator, self.reduce = name, estimator, reduce
-        self.normalized, self.predicted, self.correct = [], [], []
+        self.normalized, self.predicted, self.correct, self.ordered = [], [], [], []
         self.sis = SisStats(**sis) if sis is not None else None
 
-    def add(self, logits, target, measures: Measures, labels) -> None:
+    def add(self, logits, target, measures: Measures, labels, scores) -> None:
+        """One batch: its masked logits, the class scored, its labels and the ranking's ``scores`` (B, features),
+        kept in LIF order (least important first) at the MIF/LIF steps for FPA Fig. 4 and appendix C.3, bottom row
+        ("the importance scores in LIF order, the x-axis their position in the ranking")."""
+        ordered = scores.flatten(1).float().sort(1).values
+        n = ordered.shape[1]
+        at = torch.tensor([min(int(t * n), n - 1) for t in measures.steps], device=ordered.device)
+        self.ordered.append(ordered[:, at].cpu().numpy())
         steps = logits[:, :, measures.at(measures.steps)]
         self.normalized.append(normalized_target_logits(steps, target).cpu().numpy())
         self.predicted.append(steps.argmax(-1).cpu().numpy())
@@ -120,6 +127,7 @@ class Tally:
             mode: {"fractions": deletion, "accuracy": acc[measures.mode(mode)].tolist()} for mode in modes
         }
         result["accuracy_unmasked"] = float(acc[0, deletion.index(0.0)]) if 0.0 in deletion else None
+        result["lif_scores"] = np.concatenate(self.ordered).mean(0).tolist()  # at result["fractions"]
         if self.sis is not None:
             result["sis"] = self.sis.result()
         return result
@@ -151,13 +159,14 @@ class RankingPass:
         for tally in tallies:
             est = tally.estimator
             maps = torch.from_numpy(np.stack([entry[est][1] for entry in entries])).to(self.device)
-            ranks = feature_ranks(ranking_scores(maps, tally.reduce, measures.grid.patch), batch.ids, seed)
+            scores = ranking_scores(maps, tally.reduce, measures.grid.patch)
+            ranks = feature_ranks(scores, batch.ids, seed)
             logits = masked_logits(self.model, batch.images, ranks, measures.grid, self.fill, batch.donors, batch.ids)
             if self.own_target is None:  # the class the maps explain (this model's own maps)
                 target = torch.tensor([entry[est][2]["target"] for entry in entries], device=self.device)
             else:  # another model's maps: the class this model's own maps would explain
                 target = own_class(logits[:, measures.mode("remove"), clean], batch.labels, self.own_target)
-            tally.add(logits, target, measures, batch.labels)
+            tally.add(logits, target, measures, batch.labels, scores)
             if tally.sis is not None:
                 probs = logits.softmax(-1)
                 trace = torch.tensor([entry[est][2]["trace"] for entry in entries], device=self.device)

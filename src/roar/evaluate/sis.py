@@ -28,6 +28,7 @@ from roar.estimators.backselect import sis_mask
 from roar.evaluate.stats import normal_ci_half_width, welch_diff_ci
 
 REGIONS = ("object_mask", "shortcut_mask")  # ground truth a dataset may carry per sample
+TRACES = 32  # the confidence traces kept per ranking (overinterpretation Fig. S10: 32 images)
 
 
 def check_sis(sis) -> dict:
@@ -49,7 +50,7 @@ class SisStats:
         self.taus, self.tau_map, self.subset = list(taus), float(tau_map), float(subset)
         self.sizes, self.correct, self.full, self.kept = [], [], [], []
         self.heat, self.pixels, self.with_sis, self.verified, self.checked = None, None, 0, 0, 0
-        self.regions = {}
+        self.regions, self.traces = {}, []
 
     def add(self, steps, trace, labels, probs_full, probs_subset, regions=None, refill=None):  # noqa: PLR0913 (one batch's measurements)
         """One batch. ``steps`` (B, H, W) removal steps, ``trace`` (B, T) confidences, ``probs_full`` /
@@ -64,6 +65,7 @@ class SisStats:
                 "were made by another model or fill. Rerun roar-attribute."
             )
         self.full.append(conf.cpu().numpy())
+        self.traces += trace[: TRACES - len(self.traces)].cpu().numpy().round(4).tolist()  # the first TRACES images
         self.kept.append(probs_subset.gather(1, c[:, None])[:, 0].cpu().numpy())
         self.correct.append((c == labels).cpu().numpy())
         self.pixels = steps[0].numel()
@@ -157,4 +159,5 @@ class SisStats:
             "heatmap": (self.heat / max(self.with_sis, 1)).round(4).tolist(),
             "regions": self.region_rows(),
             "verified": self.verified / self.checked if self.checked else None,
+            "traces": self.traces,  # confidence before any removal and after every step (Fig. S10)
         }

@@ -253,7 +253,8 @@ def source_transform(dataset, data_cfg):
     dataset stores no files (its pixels are stored instead)."""
     if dataset.encoded(0) is None:
         return None
-    return {"resize": data_cfg.get("resize"), "crop": data_cfg.get("crop")}
+    corner = {"corner": data_cfg.corner} if data_cfg.get("corner") else {}  # Imagenette-Corner (roar.data.local)
+    return {"resize": data_cfg.get("resize"), "crop": data_cfg.get("crop"), **corner}
 
 
 def image_set(cfg, sources: dict, common: dict, fingerprints: dict) -> OutputSet:

@@ -1,7 +1,8 @@
 """A model trained elsewhere as roar's base model (``base_checkpoint=<path>``): its weights read safely and
 loaded into the configured architecture.
 
-The file may hold a ``state_dict`` (``torch.save(model.state_dict(), path)``), a checkpoint dict with one
+The file may hold a ``state_dict`` (``torch.save(model.state_dict(), path)``; a ViT's in timm's or torchvision's
+layout too: roar.models.converters), a checkpoint dict with one
 (``{"state_dict": ...}``, Lightning's included; roar's own ``net.`` prefix and DDP's ``module.`` are taken
 off), or a whole model saved with ``torch.save(model, path)``. Everything is read with ``weights_only=True``:
 a whole model is read only when every class its pickle names belongs to torch, torchvision, roar or the
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from roar.errors import RoarError
+from roar.models.converters import to_roar_vit
 from roar.models.registry import MODELS
 
 TRUSTED = ("torch.", "torchvision.", "roar.", "collections.OrderedDict", "builtins.set")
@@ -63,7 +65,7 @@ def read_weights(path, arch: str) -> dict:
     for prefix in PREFIXES:  # roar's Classifier (net.), DDP (module.), a wrapper's model.
         if held and all(k.startswith(prefix) for k in held):
             held = {k[len(prefix) :]: v for k, v in held.items()}
-    return held
+    return to_roar_vit(held, path)  # timm's and torchvision's ViT layouts renamed (roar.models.converters)
 
 
 def load_pretrained(net: nn.Module, path, arch: str) -> None:

@@ -6,6 +6,7 @@ different numbers of tokens is padded with dummy tokens that self-attention mask
 torchvision's ViT blocks (``EncoderBlock``, ``MLPBlock``).
 """
 
+import functools
 import math
 
 import torch
@@ -27,7 +28,19 @@ class MaskedEncoderBlock(EncoderBlock):
 
 
 class ViT(nn.Module):
-    def __init__(self, num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio=4.0, dropout=0.0):  # noqa: PLR0913 (the network's hyperparameters, each a config key)
+    def __init__(  # noqa: PLR0913 (the network's hyperparameters, each a config key)
+        self,
+        num_classes,
+        in_channels,
+        image_size,
+        patch_size,
+        dim,
+        depth,
+        heads,
+        mlp_ratio=4.0,
+        dropout=0.0,
+        norm_eps=1e-5,
+    ):
         super().__init__()
         if image_size % patch_size:
             raise RoarError(
@@ -40,10 +53,11 @@ class ViT(nn.Module):
         self.conv_proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embedding = nn.Parameter(torch.empty(1, self.num_patches + 1, dim).normal_(std=0.02))
+        norm = functools.partial(nn.LayerNorm, eps=norm_eps)  # timm's and torchvision's ViTs: 1e-6
         self.blocks = nn.ModuleList(
-            MaskedEncoderBlock(heads, dim, int(dim * mlp_ratio), dropout, dropout, nn.LayerNorm) for _ in range(depth)
+            MaskedEncoderBlock(heads, dim, int(dim * mlp_ratio), dropout, dropout, norm) for _ in range(depth)
         )
-        self.ln = nn.LayerNorm(dim)
+        self.ln = norm(dim)
         self.head = nn.Linear(dim, num_classes)
         fan_in = in_channels * patch_size * patch_size
         nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1 / fan_in))
@@ -91,8 +105,9 @@ def _register_vit(name, dim, depth, heads):
         heads=heads,
         mlp_ratio=4.0,
         dropout=0.0,
+        norm_eps=1e-5,
     ):
-        return ViT(num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio, dropout)
+        return ViT(num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio, dropout, norm_eps)
 
     return build
 

@@ -95,7 +95,7 @@ def dry_run_overrides(cfg, overrides: list) -> list:
     caps = [f"attribute.params.{k}={min(int(params[k]), v)}" for k, v in ESTIMATOR_CAPS.items() if k in params]
     evals = [f"{k}={min(int(v), DRY_IMAGES)}" for k in EVAL_CAPS if (v := select(cfg, k))]
     if select(cfg, "eval.soundness.images"):  # an untrained stand-in classifies few images correctly: score all
-        evals.append("eval.soundness.correct_only=false")
+        evals += ["eval.soundness.correct_only=false", "eval.soundness.donors=1", "eval.soundness.step=0.5"]
     return [
         f"name={cfg.name}_dry_run",
         *data_overrides(cfg, overrides),

@@ -297,3 +297,34 @@ def test_cifar10c_reads_one_corruption_at_one_severity_or_a_sample_of_all(tmp_pa
         build_dataset(cfg(name="cifar10c", root=str(tmp_path), corruption="fog", severity=6), "test")
     with pytest.raises(RoarError, match="expected .*cifar-10-batches-py"):  # the train split is CIFAR-10's own
         build_dataset(cfg(name="cifar10c", root=str(tmp_path)), "train")
+
+
+def test_imagenette_corner_takes_one_fixed_corner_per_image_resized_to_the_crop(tmp_path):
+    """The masking paper's Imagenette-Corner (appendix C, footnote 12): resize, then one of the four corners of
+    ``data.corner`` pixels resized to ``data.crop``, instead of the center crop; the same image gets the same corner
+    from its file and from its stored bytes (a shard's source file), and the corners vary across images."""
+    from torchvision.transforms import functional
+
+    from roar.data.local import SourceDecoder
+
+    make_imagefolder(tmp_path, per_class=8, size=16)
+    c = cfg(name="imagefolder", root=str(tmp_path), train_dir="train", test_dir="val", resize=16, corner=9, crop=12)
+    train = build_dataset(c, "train")
+    corners = set()
+    decode = SourceDecoder({"resize": 16, "crop": 12, "corner": 9})
+    for i in range(len(train)):
+        image = train[i]["image"]
+        assert image.shape == (3, 12, 12)
+        with Image.open(train.file(i)) as source:
+            resized = functional.resize(source.convert("RGB"), 16)
+        w, h = resized.size
+        crops = [resized.crop((x, y, x + 9, y + 9)) for y in (0, h - 9) for x in (0, w - 9)]
+        crops = [functional.to_tensor(functional.resize(crop, [12, 12])) for crop in crops]
+        found = [k for k, crop in enumerate(crops) if torch.equal(crop, image)]
+        assert len(found) == 1
+        corners.add(found[0])
+        ext, data = train.encoded(i)
+        assert torch.equal(decode(ext, data), image)
+    assert len(corners) >= 3  # 16 images: the four corners drawn about equally often
+    with pytest.raises(RoarError, match="data.corner=40"):
+        build_dataset(cfg(name="imagefolder", root=str(tmp_path), resize=16, corner=40, crop=12), "train")[0]

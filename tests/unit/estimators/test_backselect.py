@@ -207,8 +207,11 @@ def test_gbs_maps_through_roar_attribute_carry_traces_and_rank_for_roar_mask(tin
     assert [r["tau"] for r in sis["size"]] == [0.5, 0.7, 0.9, 0.95, 0.99] and sis["size"][0]["n"] > 60
     assert 0 < sis["size"][2]["mean"] <= 64 and 0 <= sis["confidence"]["subset"] <= 1
     assert sis["regions"] == {}  # digits have no ground truth
+    traces = np.asarray(sis["traces"])  # Fig. S10: the first 32 images' confidence before and after every step
+    assert traces.shape[0] == 32 and traces.shape[1] > 2 and ((traces >= 0) & (traces <= 1)).all()
     page = build_report(compose_config("report", common)).read_text()
     assert "Sufficient input subsets" in page and "where the sufficient input subsets lie" in page
+    assert "Fig. S10" in page and (root / "default" / "report" / "sis-traces.png").is_file()
     assert (root / "default" / "report" / "sis.csv").read_text().count("gbs") == 5
     with pytest.raises(
         RoarError, match=r"gbs selected its pixels with fill=\{'name': 'channel_mean'\}; roar-eval fill="

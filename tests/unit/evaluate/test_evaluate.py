@@ -172,6 +172,10 @@ def test_roar_eval_writes_curves_fidelity_and_deletion_per_base_model(fpa_digits
                 r["fidelity"]["n"] == 120 and len(r["mif"]["mean"]) == 11 and r["mif"]["mean"][0] == pytest.approx(1.0)
             )
             assert r["deletion"]["remove"]["fractions"] == [0.0, 0.5, 0.9]
+            scores = r["lif_scores"]  # FPA Fig. 4 / C.3: the scores in LIF order, least important first
+            assert len(scores) == len(r["fractions"]) and scores == sorted(scores) and scores[-1] > scores[0]
+        signed = by_ranking["grad_x_input.sum"]["lif_scores"]
+        assert signed[0] < 0 < signed[-1]  # a signed ranking: LIF masks the negative scores first
         # the gradient points at what the model uses; a random ranking has no fidelity
         assert (
             by_ranking["grad"]["fidelity"]["mean"]
@@ -246,6 +250,10 @@ def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits)
     assert (
         "FPA Table 1" in page and "No finished retrain runs" in page
     )  # no retraining in this experiment: said, not hidden
+    assert (
+        "FPA Fig. 4 and appendix C.3" in page
+        and (root / "fpa_digits" / "report" / "lif-scores-channel_mean.png").is_file()
+    )
     agreement = (root / "fpa_digits" / "report" / "agreement.csv").read_text().splitlines()
     bases = [line.split(",")[0] for line in agreement[1:]]  # Spearman per base model, never the last one read
     assert sorted(b.rsplit("-", 1)[0] for b in bases) == [

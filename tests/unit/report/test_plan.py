@@ -35,7 +35,9 @@ def test_plan_counts_the_runs_and_bytes_the_tiny_pipeline_made(tiny_pipeline):
     assert test_only["disk_bytes"]["maps"] == pytest.approx(
         plan["disk_bytes"]["maps"] * 450 / 1797
     )  # digits' test split
-    assert test_only["disk_bytes"]["shards_npy"] == pytest.approx(plan["disk_bytes"]["shards_npy"] * 450 / 1797)
+    assert test_only["trainings"]["retrain"] == test_only["disk_bytes"]["shards_npy"] == 0  # no retraining (FPA)
+    test_masks = make_plan(compose_config("pipeline", [*overrides, "mask.splits=[test]"]))
+    assert test_masks["disk_bytes"]["shards_npy"] == pytest.approx(plan["disk_bytes"]["shards_npy"] * 450 / 1797)
 
 
 def test_roar_plan_prints_imagenets_bill_without_the_data(tmp_path):

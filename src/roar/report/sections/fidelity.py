@@ -38,6 +38,13 @@ def figures(data, out, palette) -> list:
             f"FPA Fig. 3: MIF and LIF curves of the normalized target logit (fill={fill}), 95% CI over images; "
             "A = area between them.",
         )
+        keep(
+            drawn,
+            lif_scores(data["evaluations"], fill, out / f"lif-scores-{fill}.png", palette),
+            f"FPA Fig. 4 and appendix C.3 (fill={fill}): top, the LIF curves of the normalized target logit; bottom, "
+            "the importance scores of the features masked in LIF order (mean over images), position in the ranking "
+            "on the x-axis. Masking features of negative score raising the logit is what a signed estimator claims.",
+        )
     return drawn
 
 
@@ -86,4 +93,34 @@ def mif_lif_curves(evaluations, fill: str, path, palette):
             ax.grid(alpha=0.3)
         row[0].set_ylabel("target logit / unmasked logit")
         row[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return save(fig, path)
+
+
+def lif_scores(evaluations, fill: str, path, palette):
+    """FPA Fig. 4 / C.3: per base model a column, the LIF curve of the normalized target logit (top) over the mean
+    importance score of the features in LIF order (bottom), one line per ranking; None without the scores (roar-eval
+    results written before they were recorded)."""
+    chosen = [e for e in evaluations if e["fill"] == fill and e.get("lif_scores")]
+    if not chosen:
+        return None
+    bases = sorted({(e["model"], e["augment"]) for e in chosen}, key=lambda b: (b[0], b[1] != "none", b[1]))
+    fig, axes = plt.subplots(
+        2, len(bases), figsize=(4.6 * len(bases), 6.4), sharex=True, squeeze=False, layout="constrained"
+    )
+    for col, base in enumerate(bases):
+        top, bottom = axes[0][col], axes[1][col]
+        for e in chosen:
+            if (e["model"], e["augment"]) == base:
+                x = np.asarray(e["fractions"]) * 100
+                style = palette.style(e["ranking"])
+                top.plot(x, e["lif"]["mean"], label=e["ranking"], **style)
+                bottom.plot(x, e["lif_scores"], label=e["ranking"], **style)
+        top.set_title(f"LIF: {base[0]}-{base[1]}", fontsize=9)
+        bottom.axhline(0, color="0.6", lw=0.8)
+        bottom.set_xlabel("% of features masked (LIF order)")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("target logit / unmasked logit")
+    axes[1][0].set_ylabel("importance score (mean over images)")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return save(fig, path)

@@ -124,6 +124,10 @@ def figures(data, out, palette) -> list:
         sis_heatmaps(data["evaluations"], out / "sis-heatmap.png"),
         "Overinterpretation paper: where the sufficient input subsets lie, the share of images whose SIS holds "
         "each pixel.",
+    ) + drawn_if(
+        sis_traces(data["evaluations"], out / "sis-traces.png"),
+        "Overinterpretation paper Fig. S10: the confidence in the predicted class on the remaining pixels at each "
+        "step of backward selection, for the first 32 evaluated images (grey) and their mean (black).",
     )
 
 
@@ -159,4 +163,25 @@ def sis_heatmaps(evaluations, path):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of SIS holding the pixel")
+    return save(fig, path)
+
+
+def sis_traces(evaluations, path):
+    """Overinterpretation Fig. S10: per base model and backward-selection ranking, each stored image's confidence
+    trace (before any removal, then after every step) and their mean; None when no result holds traces."""
+    chosen = [e for e in evaluations if (e.get("sis") or {}).get("traces")]
+    if not chosen:
+        return None
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3.6 * len(chosen), 3.2), squeeze=False, layout="constrained")
+    for ax, e in zip(axes[0], chosen):
+        traces = np.asarray(e["sis"]["traces"], dtype=float)
+        steps = np.arange(traces.shape[1])
+        for trace in traces:
+            ax.plot(steps, trace, color="0.7", lw=0.6)
+        ax.plot(steps, traces.mean(0), color="black", lw=1.6, label="mean")
+        ax.set_title(f"{e['ranking']}: {e['base']}\n{len(traces)} images, fill={e['fill']}", fontsize=7)
+        ax.set_xlabel("backward selection step")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("confidence on the remaining pixels")
     return save(fig, path)
