@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 from roar.config import CONFIG_DIR, compose_config
 from roar.data import build_dataset
 from roar.stages.dry_run import DRY_IMAGES, dry_run, stand_in_side
-from roar.stages.pipeline import run_pipeline
-from roar.store.grid import retrain_jobs
+from roar.stages.pipeline import composed, run_pipeline
+from roar.store.grid import experiment_jobs, retrain_jobs
 from roar.store.io import read_json
 from roar.store.names import settings_hash
 from roar.store.resolve import base_key, report_dir
@@ -66,6 +66,8 @@ def test_the_stand_in_keeps_the_experiments_size_and_shrinks_it_only_for_exact_b
     """ImageNet's 224 px stays 224 px; CIFAR-10 with exact BackSelect (p(p+1)/2 passes per image: 524,800 at 32 x 32)
     is rendered at 8 px (2,080); the dataset's own keys (data.root, train_dir) are dropped with the dataset."""
     fig4, _ = dry_config("roar_birdsnap", tmp_path)
+    seen, _ = composed(["experiment=roar_birdsnap", "dry_run=true"])  # what roar-pipeline status reads too
+    assert seen.name == fig4.name == "roar_birdsnap_dry_run" and len(experiment_jobs(seen)) == 3  # t=0, remove, keep
     assert (fig4.data.name, fig4.data.image_size, fig4.data.n_train) == ("shapes", 224, DRY_IMAGES)
     assert "train_dir" not in fig4.data and fig4.model.name == "resnet50" and fig4.mask.format == "buckets"
     assert fig4.grid.seeds == 1 and list(fig4.grid.fractions) == [0.1, 0.3] and fig4.attribute.params.samples == 2

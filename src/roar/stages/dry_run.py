@@ -93,8 +93,10 @@ def dry_run_overrides(cfg, overrides: list) -> list:
     fractions = [float(t) for t in cfg.grid.fractions if float(t) > 0][:2]
     params = cfg.attribute.params
     caps = [f"attribute.params.{k}={min(int(params[k]), v)}" for k, v in ESTIMATOR_CAPS.items() if k in params]
-    evals = [f"{k}={min(int(v), DRY_IMAGES)}" for k in EVAL_CAPS if (v := select(cfg, k))]
-    if select(cfg, "eval.soundness.images"):  # an untrained stand-in classifies few images correctly: score all
+    evals = [f"{k}={min(int(v), DRY_IMAGES)}" for k in EVAL_CAPS if (v := OmegaConf.select(cfg, k))]
+    if OmegaConf.select(
+        cfg, "eval.soundness.images"
+    ):  # an untrained stand-in classifies few images correctly: score all
         evals += ["eval.soundness.correct_only=false", "eval.soundness.donors=1", "eval.soundness.step=0.5"]
     return [
         f"name={cfg.name}_dry_run",
@@ -110,13 +112,6 @@ def dry_run_overrides(cfg, overrides: list) -> list:
         "mask.audit_steps=2",
         *evals,
     ]
-
-
-def select(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node.get(part) if node is not None else None
-    return node
 
 
 def stand_in_weights(cfg, path: Path) -> None:

@@ -65,11 +65,8 @@ and roar-eval applies (see their --help and --cfg job). The pipeline sweeps its 
 
 def run_pipeline(overrides, progress: bool = True) -> list:
     """Run every stage; returns the retrain runs' metrics."""
-    overrides = list(overrides)
-    cfg = compose_config("pipeline", overrides)
-    if cfg.get("dry_run"):  # the experiment on a tiny stand-in (roar.stages.dry_run), in its own folder
-        overrides = dry_run(cfg, overrides)
-        cfg = compose_config("pipeline", overrides)
+    cfg, overrides = composed(overrides)
+    if cfg.get("dry_run"):
         log.info(f"[roar-pipeline] dry run: {describe_dry_run(cfg)}")
     if cfg.get("toy") is not None:
         return run_toy_check(cfg, overrides)
@@ -111,6 +108,17 @@ def run_pipeline(overrides, progress: bool = True) -> list:
     report = build_report(cfg)
     log.info(f"[roar-pipeline] {cfg.name}: done in {time.time() - started:.0f} s. Report: {report.resolve()}")
     return runs
+
+
+def composed(overrides) -> tuple:
+    """(config, overrides) of the pipeline; with ``dry_run=true`` the experiment's tiny stand-in
+    (roar.stages.dry_run), in its own folder, for running and for ``status`` alike."""
+    overrides = list(overrides)
+    cfg = compose_config("pipeline", overrides)
+    if not cfg.get("dry_run"):
+        return cfg, overrides
+    overrides = dry_run(cfg, overrides)
+    return compose_config("pipeline", overrides), overrides
 
 
 def checked_jobs(cfg) -> list:
@@ -162,7 +170,7 @@ def launched(overrides: list):
 
 def status(overrides: list) -> None:
     """``roar-pipeline status <overrides>``: each stage's outputs in the store and its jobs in SLURM."""
-    cfg = compose_config("pipeline", overrides)
+    cfg, overrides = composed(overrides)
     runs_cfg, _ = retrain_configs(cfg, overrides, experiment_jobs(cfg))
     for line in status_lines(cfg, runs_cfg):
         log.info(line)
