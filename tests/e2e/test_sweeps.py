@@ -55,7 +55,13 @@ def test_pipeline_ends_with_no_retrain_evaluation_and_the_report(sweep):
     assert len(lines) == 1 + 6 and lines[0].startswith("base,estimator,reduce,mode,fill,fraction,seed,test_acc")
     page = (exp / "report" / "index.html").read_text()
     figures = {p.name for p in (exp / "report").glob("*.png")}
-    assert figures == {"roar-channel_mean.png", "retrain-vs-no-retrain.png", "mif-lif-channel_mean.png", "images.png"}
+    assert figures == {
+        "roar-channel_mean.png",
+        "retrain-vs-no-retrain.png",
+        "mif-lif-channel_mean.png",
+        "lif-scores-channel_mean.png",  # FPA Fig. 4 / C.3 from the same evaluation
+        "images.png",
+    }
     assert "Verdict" in page and page.count("<img") == len(figures)
 
 

@@ -186,7 +186,8 @@ class RankingPass:
         cfg = self.ctx.cfg
         measures, wanted, size = Measures.of(cfg), set(self.ctx.indices), int(cfg.eval.batch_size)
         sis = check_sis(cfg.eval.sis)
-        tallies = [Tally(name, est, red, sis if stores_steps(est) else None) for name, est, red in rankings]
+        own = self.own_target is None  # another model's subsets (eval.order_from): its SIS statistics are its own
+        tallies = [Tally(name, est, red, sis if own and stores_steps(est) else None) for name, est, red in rankings]
         streams = {est: iter_maps(folders[est], "test") for est in sorted({est for _, est, _ in rankings})}
         chunk = []
         for i, sid in enumerate(self.test_set.ids):

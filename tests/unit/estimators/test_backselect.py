@@ -220,6 +220,19 @@ def test_gbs_maps_through_roar_attribute_carry_traces_and_rank_for_roar_mask(tin
     with pytest.raises(RoarError, match=r"eval.sis.subset=1.5"):
         compose_and_check = compose_config("eval", [*common, "eval.rankings=[gbs]", "eval.sis.subset=1.5"])
         evaluate(compose_and_check)
+    # SIS transfer (overinterpretation 4.1, Table S2 without retraining): another architecture scored on this
+    # model's subsets, kept and removed, with no SIS statistics of its own (the traces are the first model's)
+    from roar.store.resolve import base_key
+    from roar.training.run import train
+
+    first = base_key(compose_config("eval", common)).name
+    other = [*common, "model=resnet20", "trainer.max_epochs=1"]
+    train(compose_config("train", other))
+    transfer = ["eval.rankings=[gbs]", f"eval.order_from={first}", "eval.modes=[keep]", "eval.fractions=[0,0.75]"]
+    moved = evaluate(compose_config("eval", [*other, *transfer]))["gbs"]
+    assert "sis" not in moved and moved["order_from"] == first and moved["base"].startswith("digits-resnet20-")
+    kept = moved["deletion"]["keep"]  # ResNet-20's accuracy on ResNet-8's top-25% subsets
+    assert kept["fractions"] == [0.0, 0.75] and 0 <= kept["accuracy"][1] <= 1
 
 
 @pytest.mark.slow
