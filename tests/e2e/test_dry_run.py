@@ -1,6 +1,6 @@
 """Every experiment of conf/experiment/ dry-runs (``roar-pipeline experiment=<name> dry_run=true``,
 roar.stages.dry_run): its whole chain, with its own architectures, estimators, fill, mask format and evaluations, on a
-tiny stand-in at its image size. A new experiment file is covered by existing; ImageNet-sized ones are marked slow."""
+tiny stand-in at its image size. A new experiment file is covered by existing; every dry run trains: all are slow."""
 
 import pytest
 from omegaconf import OmegaConf
@@ -16,15 +16,6 @@ from roar.store.resolve import base_key, report_dir
 from roar.utils.plain import to_plain
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-LARGE = 96  # image sides above this (ImageNet, Food-101, Birdsnap) take a minute or more on 2 CPU cores: slow
-
-
-def side(name: str) -> int:
-    cfg = compose_config("pipeline", [f"experiment={name}"])
-    return 0 if cfg.get("toy") is not None else int(cfg.data.get("crop") or cfg.data.get("image_size") or 32)
-
-
-PARAMS = [pytest.param(n, marks=pytest.mark.slow) if side(n) > LARGE else n for n in EXPERIMENTS]
 DONE = {}  # a dry run's config (without its name and tags) -> the experiment whose dry run ran it
 
 
@@ -36,7 +27,8 @@ def dry_config(name: str, root) -> tuple:
     return cfg, settings_hash(plain)
 
 
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.slow  # each trains for real: seconds (CIFAR-sized) to a minute (ImageNet-sized) on 2 CPU cores
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_dry_runs(name, tmp_path):
     """The dry run ends in a report, in its own folder (the real experiment's is never made), with the experiment's
     architecture as the base model, every estimator's maps, and one retrain run per mode (plus the t = 0 baseline)
@@ -77,6 +69,7 @@ def test_the_stand_in_keeps_the_experiments_size_and_shrinks_it_only_for_exact_b
     assert stand_in_side(table1) == 8 and stand_in_side(compose_config("pipeline", ["experiment=roar_cifar10"])) == 32
 
 
+@pytest.mark.slow
 def test_a_pretrained_base_dry_runs_from_stand_in_weights_of_its_architecture(tmp_path):
     """``base_checkpoint=`` names a file the dry run cannot have: a freshly initialized state_dict of the same
     architecture is written beside the dry run's outputs, and the base model is loaded from it (not trained)."""
