@@ -24,6 +24,7 @@ from roar.estimators import EstimatorSuite
 from roar.estimators.registry import parse
 from roar.models.registry import build_model
 from roar.plan.facts import data_facts
+from roar.store.grid import experiment_jobs
 from roar.store.io import atomic_write_bytes
 from roar.store.resolve import stand_in_checkpoint
 from roar.utils.log import get_logger
@@ -33,7 +34,6 @@ log = get_logger(__name__)
 
 DRY_IMAGES = 2  # images per split, and the batch: one optimizer step per epoch
 DRY_PASSES = 5000  # forward(+backward) passes per image the stand-in's side is chosen for
-EMBEDDED = ("digits", "shapes")  # data generated or bundled here: kept, only made small
 ESTIMATOR_CAPS = {  # attribute.params that multiply an estimator's passes: capped in a dry run
     "samples": 2,
     "ig_steps": 2,
@@ -94,9 +94,7 @@ def dry_run_overrides(cfg, overrides: list) -> list:
     params = cfg.attribute.params
     caps = [f"attribute.params.{k}={min(int(params[k]), v)}" for k, v in ESTIMATOR_CAPS.items() if k in params]
     evals = [f"{k}={min(int(v), DRY_IMAGES)}" for k in EVAL_CAPS if (v := OmegaConf.select(cfg, k))]
-    if OmegaConf.select(
-        cfg, "eval.soundness.images"
-    ):  # an untrained stand-in classifies few images correctly: score all
+    if OmegaConf.select(cfg, "eval.soundness.images"):  # an untrained stand-in scores few images right: take all
         evals += ["eval.soundness.correct_only=false", "eval.soundness.donors=1", "eval.soundness.step=0.5"]
     return [
         f"name={cfg.name}_dry_run",
@@ -154,5 +152,6 @@ def describe_dry_run(cfg) -> str:
     size = f"{data.image_size}px " if data.get("image_size") else ""
     return (
         f"{cfg.name}: {size}{data.name} (a few images per split), {cfg.model.name}, 1 epoch, estimators "
-        f"{list(cfg.attribute.estimators)}, fractions {list(cfg.grid.fractions)}, one retrain run per mode"
+        f"{list(cfg.attribute.estimators)}, fractions {list(cfg.grid.fractions)}, "
+        f"{len(experiment_jobs(cfg))} retrain runs (one per mode and the t = 0 baseline, or none)"
     )
