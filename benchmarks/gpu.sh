@@ -20,3 +20,6 @@ for e in roar_cifar10_fast roar_cifar10; do
   python3 -c "from roar.stages.plan import main; main()" experiment=$e trainer=gpu plan.calibrate=true logger=csv \
     paths.output_root="$(mktemp -d)" 2>&1 | grep -v -i warning
 done
+# fill=linear on the GPU against the peer's code on the CPU (needs quantus==0.6.0, a dev dependency)
+if python3 -c "import quantus" 2>/dev/null; then python3 benchmarks/bench_linear.py --gpu 2>&1 | grep -v -i warning
+else echo "bench_linear: quantus is not installed here (pip install quantus==0.6.0, or give its wheels in .whl/)"; fi

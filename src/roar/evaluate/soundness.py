@@ -18,7 +18,9 @@ the appendices fix, and what is followed:
   probability of it minus eps1; soundness = share whose score stays below the clean probability plus
   eps2 (a mask should not certify a label more than the model believes it). eps1 in {0, 0.01}, eps2 0.1.
 - Deletion: probability of a with the top q of the features greyed, averaged over q in [0, 1] (trapezoid);
-  insertion: with the top q kept on a grey canvas (the grey completeness curve of a over [0, 1]).
+  insertion: with the top q kept on a grey canvas (the grey completeness curve of a over [0, 1]); insertion
+  (blur): on RISE's blurred canvas (replacement ``blur``); the Saliency Metric of Dabkowski & Gal
+  (roar.evaluate.saliency_metric).
 
 Every image's raw curves, the class predicted at every p on every canvas, clean probabilities and label
 ranks are stored, so any other aggregate (an indicator-based score among them; the
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from roar.errors import RoarError, as_list, positive_int
+from roar.evaluate.saliency_metric import rise_blur, saliency_metric, summarize_sm
 from roar.evaluate.stats import curve_area
 from roar.masking.donors import donor_images
 from roar.masking.removal import feature_ranks, ranking_scores, top_count
@@ -45,7 +48,7 @@ from roar.utils.plain import to_plain
 
 log = get_logger(__name__)
 
-REPLACEMENTS = ("grey", "random_image")
+REPLACEMENTS = ("grey", "random_image", "blur")
 GREY = 0.5
 REGION_AT = 0.3  # M(30%), the sparsity the paper's figures show
 
@@ -59,6 +62,7 @@ def check_soundness(cfg) -> dict:
     if bad:
         raise RoarError(f"eval.soundness.replacements has {sorted(bad)}; valid: {', '.join(REPLACEMENTS)}.")
     positive_int(s["donors"], "eval.soundness.donors")
+    positive_int(s["sm_holdout"], "eval.soundness.sm_holdout")
     grid = p_grid(s["step"])
     lo, hi = (float(v) for v in s["score_range"])
     if not (0 <= lo <= hi <= 1) or not any(lo - 1e-9 <= p <= hi + 1e-9 for p in grid):
@@ -101,9 +105,10 @@ def label_curves(model, images, ranks, labels, canvases, grid, max_rows: int, pa
     return torch.cat(out).view(shape).mean(1).T, torch.cat(predicted).view(shape).permute(2, 0, 1)
 
 
-def summarize(images: list, grid, score_range, eps1: float, eps2: float) -> dict:
+def summarize(images: list, grid, score_range, eps1: float, eps2: float, sm_holdout: int = 100) -> dict:  # noqa: PLR0913 (the records, the curve's grid and eval.soundness's aggregate settings)
     """The aggregates of the per-image records: per replacement, the score's completeness and soundness
-    for a and a' and their worst case, the mean curves; deletion and insertion AUC (grey, label a)."""
+    for a and a' and their worst case, the mean curves; deletion and insertion AUC (grey, label a; blur when
+    scored); the Saliency Metric, its threshold chosen on the first ``sm_holdout`` images."""
     lo, hi = (float(v) for v in score_range)
     cols = [i for i, p in enumerate(grid) if lo - 1e-9 <= p <= hi + 1e-9]
     out = {"images": len(images), "eps1": eps1, "eps2": eps2, "score_range": [lo, hi], "replacements": {}}
@@ -128,6 +133,9 @@ def summarize(images: list, grid, score_range, eps1: float, eps2: float) -> dict
     if images:
         out["deletion"] = float(np.mean([curve_area(grid, r["deletion"]) for r in images]))
         out["insertion"] = float(np.mean([curve_area(grid, r["curves"]["grey"]["a"]) for r in images]))
+        blurred = [curve_area(grid, r["curves"]["blur"]["a"]) for r in images if "blur" in r["curves"]]
+        out["insertion_blur"] = float(np.mean(blurred)) if blurred else None
+        out["saliency_metric"] = summarize_sm([r["sm"] for r in images if "sm" in r], sm_holdout)
         for k in ("object_iou", "marker_held"):
             vals = [r[k] for r in images if r.get(k) is not None]
             out[k] = float(np.mean(vals)) if vals else None
@@ -193,7 +201,7 @@ def run_soundness(ctx, rankings, checked_maps) -> dict:
             "soundness": s,
             "maps_seed": seed,
             "test_ids": ids,
-            "records": ["curves", "predicted"],  # files before the predicted classes were stored are redone
+            "records": ["curves", "predicted", "sm"],  # files from before a record was stored are redone
         }
         out = eval_key(cfg, name).soundness_file
         done = read_json(out)
@@ -203,7 +211,9 @@ def run_soundness(ctx, rankings, checked_maps) -> dict:
         samples = samples or [test_set[i] for i in chosen]
         records = score_images(ctx, samples, ids, folders, red, s)
         result = {**settings, "settings_hash": settings_hash(settings), "grid": grid, "per_image": records}
-        result["summary"] = summarize(records, grid, s["score_range"], float(s["eps1"]), float(s["eps2"]))
+        result["summary"] = summarize(
+            records, grid, s["score_range"], float(s["eps1"]), float(s["eps2"]), int(s["sm_holdout"])
+        )
         atomic_write_json(out, result)
         results[name] = result
         print_line(name, result["summary"])
@@ -223,12 +233,7 @@ def score_images(ctx, chosen, ids, folders, red, s) -> list:
         x = torch.stack([t["image"] for t in samples]).to(device)
         with torch.no_grad():
             clean = torch.softmax(model(x).float(), 1)
-        canvases = {"grey": [torch.full_like(x, GREY)]}
-        if "random_image" in s["replacements"]:
-            canvases["random_image"] = [
-                donor_images(ctx.train_set, [f"{sid}|soundness-donor-{r}" for sid in pid], seed).to(device)
-                for r in range(int(s["donors"]))
-            ]
+        canvases = canvases_of(ctx, x, pid, s)
         batch = [
             {
                 "id": sid,
@@ -244,7 +249,8 @@ def score_images(ctx, chosen, ids, folders, red, s) -> list:
         for lab in folders:
             m = torch.from_numpy(np.stack([maps[lab][sid][0] for sid in pid])).to(device)
             labels = torch.tensor([int(maps[lab][sid][1]["target"]) for sid in pid], device=device)
-            ranks = feature_ranks(ranking_scores(m, red, patch), pid, seed)
+            scores = ranking_scores(m, red, patch)
+            ranks = feature_ranks(scores, pid, seed)
             label_rank = (order == labels[:, None]).float().argmax(1)
             for g in canvases:  # grey always: insertion is its curve of a
                 curves, predicted = label_curves(model, x, ranks, labels, canvases[g], grid, rows, patch)
@@ -257,6 +263,10 @@ def score_images(ctx, chosen, ids, folders, red, s) -> list:
                 r[f"class_{lab}"] = int(labels[k])
             if lab == "a":
                 ranks_a, labels_a = ranks, labels
+                side = (x.shape[2], x.shape[3]) if patch is None else (x.shape[2] // patch, x.shape[3] // patch)
+                sm = saliency_metric(model, x, scores.view(len(pid), *side), labels, rows)
+                for r, v in zip(batch, sm.tolist()):
+                    r["sm"] = [round(e, 6) for e in v]
         deletion, _ = label_curves(model, x, ranks_a, labels_a, canvases["grey"], grid, rows, patch, remove=True)
         deletion = deletion.cpu()
         regions = region_shares(ranks_a, samples, x.shape, patch)
@@ -265,6 +275,22 @@ def score_images(ctx, chosen, ids, folders, red, s) -> list:
             r.update({name: vals[k] for name, vals in regions.items()})
         records += batch
     return records
+
+
+def canvases_of(ctx, x, ids, s) -> dict:
+    """{replacement: [canvases]} for a batch ``x`` of samples ``ids``: grey always (insertion is its curve),
+    RISE's blur, and ``eval.soundness.donors`` random training images per image (seeded per sample id)."""
+    canvases = {"grey": [torch.full_like(x, GREY)]}
+    if "blur" in s["replacements"]:
+        canvases["blur"] = [rise_blur(x)]
+    if "random_image" in s["replacements"]:
+        canvases["random_image"] = [
+            donor_images(ctx.train_set, [f"{sid}|soundness-donor-{r}" for sid in ids], int(ctx.cfg.maps_seed)).to(
+                x.device
+            )
+            for r in range(int(s["donors"]))
+        ]
+    return canvases
 
 
 def region_shares(ranks, samples, shape, patch) -> dict:
@@ -295,7 +321,10 @@ def print_line(name: str, summary: dict) -> None:
         w = r["worst"]
         sound = "" if w["soundness"] is None else f", worst soundness {w['soundness']:.2f}"
         parts.append(f"{g}: completeness {r['a']['completeness']:.2f}{sound}")
+    blur = "" if summary.get("insertion_blur") is None else f", insertion (blur) {summary['insertion_blur']:.3f}"
+    sm = summary.get("saliency_metric")
+    sm = "" if sm is None else f", saliency metric {sm['score']:.3f} (delta {sm['delta']})"
     log.info(
         f"  {name}: {summary['images']} images; " + "; ".join(parts) + f"; deletion {summary['deletion']:.3f}, "
-        f"insertion {summary['insertion']:.3f}"
+        f"insertion {summary['insertion']:.3f}" + blur + sm
     )

@@ -157,7 +157,7 @@ def random_colour_pixel(images, removed, cfg, ctx):
 
 @FILLS.register(
     "linear",
-    params={"noise": 0.01, "tol": 1e-5, "max_iter": 2000},
+    params={"noise": 0.01, "tol": 1e-4, "max_iter": 200},
     check=check_linear,
     fallback="channel_mean",
     depends_on_mask=True,

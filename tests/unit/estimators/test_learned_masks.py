@@ -1,5 +1,7 @@
 """Learned masks and their completeness and soundness (masking-explanations paper, appendices A, C, D)."""
 
+import math
+
 import pytest
 import torch
 
@@ -174,6 +176,8 @@ def test_masks_through_the_stages_on_shapes_tv_buys_soundness(tmp_path):
         "attribute.params.mask_distractors=3",
         "eval.soundness.images=40",
         "eval.soundness.donors=2",
+        "eval.soundness.replacements=[grey,random_image,blur]",
+        "eval.soundness.sm_holdout=10",
     ]
     train(compose_config("pipeline", common))
     for target in ("predicted", "second"):
@@ -191,7 +195,12 @@ def test_masks_through_the_stages_on_shapes_tv_buys_soundness(tmp_path):
         assert len(one["curves"]["random_image"]["a2"]) == len(r["grid"]) == 11
         assert [len(k) for k in one["predicted"]["random_image"]["a2"]] == [2] * 11  # a class per p and donor
         assert one["predicted"]["grey"]["a"][-1] == [one["class_a"]]  # p = 1: the clean image's prediction
+        assert one["curves"]["blur"]["a"][-1] == one["clean"]["a"]  # p = 1 on any canvas: the clean image
+        assert len(one["sm"]) == 26  # the Saliency Metric at delta = 0, 0.2, ..., 5
+        sm, n = r["summary"]["saliency_metric"], r["summary"]["images"]
+        assert (sm["holdout"], sm["images"], sm["tuned_on_scored_images"]) == (10, n - 10, False)
+        assert 0 <= r["summary"]["insertion_blur"] <= 1 and math.isfinite(sm["score"])
     sound = {n: r["summary"]["replacements"]["grey"]["worst"]["soundness"] for n, r in results.items()}
     assert sound["mask-tv0.1"] >= sound["mask-tv0"] + 0.2
     page = build_report(cfg).read_text()
-    assert "Completeness and soundness of masks" in page and "mask-tv0.1" in page
+    assert "Completeness and soundness of masks" in page and "mask-tv0.1" in page and "saliency metric" in page

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from scipy.sparse import lil_matrix
 from scipy.sparse.linalg import spsolve
@@ -53,12 +54,14 @@ def test_equals_a_sparse_direct_solve_and_keeps_known_pixels_bit_for_bit(t):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(4, 3, 16, 16, generator=g)
     removed = torch.rand(4, 1, 16, 16, generator=g) < t
-    out = paint(images, removed, fill(), MEAN)
+    out = paint(images, removed, fill(tol=1e-7), MEAN)
+    default = paint(images, removed, fill(), MEAN)
     for k in range(4):
         ref = spsolve_reference(images[k].double().numpy(), removed[k, 0].numpy())
-        np.testing.assert_allclose(out[k].numpy(), ref, atol=1e-4)
+        np.testing.assert_allclose(out[k].numpy(), ref, atol=1e-6)  # the float64 refinement: float32's precision
+        np.testing.assert_allclose(default[k].numpy(), ref, atol=1e-3)  # tol 1e-4: within half an 8-bit level
     keep = ~removed.expand_as(images)
-    assert torch.equal(out[keep], images[keep])
+    assert torch.equal(out[keep], images[keep]) and torch.equal(default[keep], images[keep])
 
 
 def test_constant_and_linear_ramps_are_reproduced_inside_holes():
@@ -112,16 +115,59 @@ def test_bad_settings_are_refused_and_a_solve_that_stops_short_is_reported():
     removed[..., 0, 0] = removed[..., 31, 31] = False  # a huge hole fed from two far corners: unsolved after 3 steps
     images[..., 0, 0], images[..., 31, 31] = 0.0, 1.0
     with pytest.raises(
-        RoarError, match="did not reach fill.tol=1e-05 in fill.max_iter=3 iterations .worst relative residual"
+        RoarError, match=r"did not reach fill.tol=1e-08 in fill.max_iter=3 iterations \(worst estimated error"
     ):
-        paint(images, removed, fill(max_iter=3), MEAN)
+        paint(images, removed, fill(max_iter=3, tol=1e-8), MEAN)
 
 
-def test_iterations_grow_with_the_hole():
-    g = torch.Generator().manual_seed(2)
-    images = torch.rand(8, 3, 32, 32, generator=g)
-    counts = [solve_linear(images, torch.rand(8, 1, 32, 32, generator=g) < t)[1] for t in (0.1, 0.9)]
-    assert 0 < counts[0] < counts[1]
+def photo(side: int, n: int) -> torch.Tensor:
+    """Crops of scikit-learn's bundled photographs (china.jpg, flower.jpg), in [0, 1]."""
+    from sklearn.datasets import load_sample_images
+
+    pictures = load_sample_images().images
+    crops = [pictures[k % 2][40 * k : 40 * k + side, 60 * k : 60 * k + side] for k in range(n)]
+    return torch.tensor(np.stack(crops).transpose(0, 3, 1, 2) / 255.0, dtype=torch.float32)
+
+
+def blobs(n: int, side: int, t: float, seed: int) -> torch.Tensor:
+    """The top t of a smooth random map: the contiguous holes a smooth saliency map removes."""
+    coarse = torch.randn(n, 1, side // 8, side // 8, generator=torch.Generator().manual_seed(seed))
+    smooth = F.interpolate(coarse, size=(side, side), mode="bicubic")
+    return smooth > torch.quantile(smooth.flatten(1), 1 - t, dim=1)[:, None, None, None]
+
+
+def test_equals_quantus_own_noisy_linear_imputation_on_photographs():
+    """The peer's code itself (Quantus 0.6, adapted from ROAD's), noise off, on real photo crops with
+    scattered and contiguous holes."""
+    from quantus.functions.perturb_func import noisy_linear_imputation
+
+    images = photo(48, 4)
+    for removed in (torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(3)) < 0.7, blobs(4, 48, 0.7, 4)):
+        out, _ = solve_linear(images, removed, tol=1e-7)
+        for image, hole, mine in zip(images, removed, out):
+            peer = noisy_linear_imputation(image.double().numpy(), np.flatnonzero(hole[0].numpy()), noise=0.0)
+            np.testing.assert_allclose(mine.numpy(), peer, atol=1e-6)
+
+
+def test_the_multigrid_preconditioner_is_symmetric_positive_and_holds_the_iterations_down():
+    """Conjugate gradients need a symmetric positive preconditioner; the V-cycle's point is an iteration
+    count that does not grow like the hole's diameter (Jacobi's: 15 on scattered pixels, 300 on blobs)."""
+    from roar.masking.multigrid import Multigrid, channels_last
+
+    removed = blobs(2, 64, 0.9, 5)
+    unknown = channels_last(removed.expand(2, 3, 64, 64).reshape(1, 6, 64, 64).float())
+    cycle = Multigrid(unknown)
+    assert len(cycle.levels) >= 4  # 64, 32, 16, 8: the blobs survive coarsening
+    g = torch.Generator().manual_seed(6)
+    a, b = (channels_last(torch.randn(1, 6, 64, 64, generator=g)) * unknown for _ in range(2))
+    ma, mb = cycle(a).clone(), cycle(b).clone()
+    torch.testing.assert_close((ma * b).sum((2, 3)), (a * mb).sum((2, 3)), rtol=1e-4, atol=1e-4)
+    assert bool(((ma * a).sum((2, 3)) > 0).all())
+    images = photo(64, 2)
+    for t, most in ((0.1, 8), (0.5, 12), (0.9, 20)):
+        _, scattered = solve_linear(images, torch.rand(2, 1, 64, 64, generator=g) < t)
+        _, contiguous = solve_linear(images, blobs(2, 64, t, 7))
+        assert 0 < scattered <= most and 0 < contiguous <= most, (t, scattered, contiguous)
 
 
 def test_fpa_can_train_with_the_linear_fill_it_is_evaluated_with():

@@ -19,6 +19,9 @@ SOUNDNESS_COLUMNS = {
     "score_a2": "score a'",
     "deletion": "deletion (lower better)",
     "insertion": "insertion (grey)",
+    "insertion_blur": "insertion (blur)",
+    "saliency_metric": "saliency metric (lower better)",
+    "sm_delta": "SM threshold delta",
     "object_iou": "IoU M(30%), object",
     "marker_held": "marker held by M(30%)",
 }
@@ -27,7 +30,10 @@ SOUNDNESS_NOTE = (
     "over p in the score range (appendix C: 0.2 to 0.6) and over donors. Reconstructed (our copy lacks the main text's "
     "Eq. 1): completeness = share of images whose score reaches the clean probability minus eps1; soundness = share "
     "whose score stays below the clean probability plus eps2; worst = the lower of a (the prediction) and a' (the "
-    "runner-up). Empty soundness: no maps of the runner-up (roar-attribute attribute.target=second).</p>"
+    "runner-up). Empty soundness: no maps of the runner-up (roar-attribute attribute.target=second). Insertion (blur): "
+    "on RISE's blurred canvas (replacement blur). Saliency metric (Dabkowski and Gal): log(max(box area, 0.05)) - "
+    "log(p) of the crop around the map's values above delta standard deviations, delta chosen on the first "
+    "eval.soundness.sm_holdout images and the metric averaged over the others.</p>"
 )
 
 
@@ -53,6 +59,9 @@ def soundness_rows(results) -> list:
                     "score_a2": r["a2"]["score"] if "a2" in r else None,
                     "deletion": s["deletion"],
                     "insertion": s["insertion"],
+                    "insertion_blur": s.get("insertion_blur"),
+                    "saliency_metric": (s.get("saliency_metric") or {}).get("score"),
+                    "sm_delta": (s.get("saliency_metric") or {}).get("delta"),
                     "object_iou": s.get("object_iou"),
                     "marker_held": s.get("marker_held"),
                 }
