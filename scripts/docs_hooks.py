@@ -110,19 +110,24 @@ def experiments_table() -> str:
     import tempfile
 
     from roar.config import compose_config
+    from roar.plan.estimate import h100_hours
     from roar.plan.run import make_plan
 
-    rows = ["| experiment | what it is | trainings | training steps | attribution passes | bytes | run here |"]
-    rows.append("|---|---|---|---|---|---|---|")
+    rows = [
+        "| experiment | what it is | trainings | training steps | attribution passes | bytes | H100-hours (est.) "
+        "| run here |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as out:
         for path in sorted((CONF / "experiment").glob("*.yaml")):
-            plan = make_plan(compose_config("pipeline", [f"experiment={path.stem}", f"paths.output_root={out}"]))
+            cfg = compose_config("pipeline", [f"experiment={path.stem}", f"paths.output_root={out}"])
+            plan = make_plan(cfg)
             page = RUN_HERE.get(path.stem)
             here = f"in full on embedded data ([results](../results/{page}.md))" if page else "dry run"
             rows.append(
                 f"| `{path.stem}` | {first_comment(path)} | {plan['trainings']['total']} | "
                 f"{plan['training_steps']:.3g} | {plan['attribution']['passes']:.3g} | "
-                f"{size(plan['disk_bytes']['total'])} ({plan['mask_format']}) | {here} |"
+                f"{size(plan['disk_bytes']['total'])} ({plan['mask_format']}) | {h100_hours(cfg, plan):.3g} | {here} |"
             )
     return "\n".join(rows)
 

@@ -1,5 +1,6 @@
 """The one LightningModule: normalization, the registered network, batch augmentation, SGD recipes."""
 
+import math
 import zlib
 
 import lightning as L
@@ -12,6 +13,8 @@ from roar.errors import RoarError
 from roar.models.registry import build_model
 
 SCHEDULES = ("step", "cosine", "triangle", "none")
+OPTIMIZERS = ("sgd", "adamw")
+NO_DECAY = ("class_token", "pos_embedding")  # timm's VisionTransformer.no_weight_decay(), in roar's ViT's names
 TTA = ("none", "flip")
 
 
@@ -22,6 +25,14 @@ def triangle(step: int, total: int, start: float, peak: float, end: float) -> fl
     if step <= top:
         return start + (1 - start) * step / top
     return 1 + (end - 1) * min(1.0, (step - top) / max(1, total - top))
+
+
+def warmup_cosine(epoch: int, warmup: int, total: int) -> float:
+    """The lr factor of epoch ``epoch``: linear from 1/warmup to 1 over ``warmup`` epochs, then a half cosine
+    to 0 at ``total`` (timm's CosineLRScheduler with warmup, per epoch, floors at 0)."""
+    if epoch < warmup:
+        return (epoch + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / max(1, total - warmup)))
 
 
 def batch_keys(batch):
@@ -56,6 +67,8 @@ class Classifier(L.LightningModule):
         self.save_hyperparameters()
         if optim.get("schedule", "none") not in SCHEDULES:
             raise RoarError(f"optim.schedule={optim.get('schedule')!r}; valid: {', '.join(SCHEDULES)}.")
+        if optim.get("optimizer", "sgd") not in OPTIMIZERS:
+            raise RoarError(f"optim.optimizer={optim.get('optimizer')!r}; valid: {', '.join(OPTIMIZERS)}.")
         if optim.get("tta", "none") not in TTA:
             raise RoarError(f"optim.tta={optim.get('tta')!r}; valid: {', '.join(TTA)}.")
         if not 0 <= float(optim.get("label_smoothing", 0.0)) < 1:
@@ -183,10 +196,24 @@ class Classifier(L.LightningModule):
             {"params": [p for p in trainable if id(p) not in norms], "lr": lr, "weight_decay": weight_decay},
         ]
 
+    def optimizer(self, o: dict) -> torch.optim.Optimizer:
+        """SGD (roar's recipes), or AdamW for the ViT recipe: timm's ``param_groups_weight_decay`` (no decay
+        on biases and norm weights, every parameter of one dimension, nor on the ViT's ``no_weight_decay``
+        position embedding and class token), the missingness paper's ViTs being
+        trained "with the same training scheme as used in Wightman (2019)" (appendix A.2)."""
+        if o.get("optimizer", "sgd") == "adamw":
+            params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+            plain = [p.ndim <= 1 or n.rsplit(".", 1)[-1] in NO_DECAY for n, p in params]
+            decay = [p for (_, p), skip in zip(params, plain) if not skip]
+            no_decay = [p for (_, p), skip in zip(params, plain) if skip]
+            groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": o["weight_decay"]}]
+            return torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.999))))
+        groups = self.param_groups(o["lr"], o.get("weight_decay", 0.0), float(o.get("bias_lr_scale", 1.0)))
+        return torch.optim.SGD(groups, lr=o["lr"], momentum=o.get("momentum", 0.9), nesterov=o.get("nesterov", False))
+
     def configure_optimizers(self):
         o = self.hparams.optim
-        groups = self.param_groups(o["lr"], o.get("weight_decay", 0.0), float(o.get("bias_lr_scale", 1.0)))
-        opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o.get("momentum", 0.9), nesterov=o.get("nesterov", False))
+        opt = self.optimizer(o)
         schedule = o.get("schedule", "none")
         if schedule == "triangle":  # per step, over the run's steps
             total, shape = int(self.trainer.estimated_stepping_batches), o.get("triangle") or {}
@@ -197,6 +224,9 @@ class Classifier(L.LightningModule):
             sched = torch.optim.lr_scheduler.MultiStepLR(
                 opt, milestones=list(o["milestones"]), gamma=o.get("gamma", 0.1)
             )
+        elif schedule == "cosine" and int(o.get("warmup_epochs", 0)) > 0:  # timm: linear warmup, then cosine
+            warm, total = int(o["warmup_epochs"]), int(self.hparams.max_epochs)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: warmup_cosine(e, warm, total))
         elif schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.hparams.max_epochs)
         else:

@@ -46,8 +46,10 @@ def check_patch(patch, image_shape, reduce: str = "abs_sum") -> None:
 
 
 def check_granularity(fill, patch, model_patch) -> None:
-    """A token-dropping fill removes whole tokens: it needs patch rankings of the model's own patch size,
-    so that t is the share of tokens dropped (missingness paper, section 3)."""
+    """A token-dropping fill removes whole tokens: it needs patch rankings (pixels would drop almost every
+    token at any t). Patches of the model's own size make t the share of tokens dropped (missingness paper,
+    section 3); other sizes (appendix C.5: 14, 28, 32, 56 at 224 for 16-pixel tokens) drop every token a
+    removed patch overlaps, "conservatively" (appendix B), so a little more than t is removed."""
     if not fill.drops_tokens:
         return
     if model_patch is None:
@@ -55,10 +57,9 @@ def check_granularity(fill, patch, model_patch) -> None:
             f"fill={fill.name} drops the tokens of removed patches; the model has no tokens. Use a ViT "
             f"(model=vit_tiny) or a painting fill."
         )
-    if patch != int(model_patch):
-        have = "pixels" if patch is None else f"{patch}x{patch} patches"
+    if patch is None:
         raise RoarError(
-            f"fill={fill.name} drops whole {model_patch}x{model_patch} tokens, but the ranking is over {have}: "
+            f"fill={fill.name} drops whole {model_patch}x{model_patch} tokens, but the ranking is over pixels: "
             f"pass granularity=patch (patch_size=null takes the model's {model_patch})."
         )
 

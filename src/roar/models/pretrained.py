@@ -22,6 +22,7 @@ from roar.models.registry import MODELS
 
 TRUSTED = ("torch.", "torchvision.", "roar.", "collections.OrderedDict", "builtins.set")
 PREFIXES = ("net.", "module.", "model.")
+AUXILIARY = ("AuxLogits.", "aux1.", "aux2.")  # built with aux_logits=False (the overinterpretation paper, S1)
 
 
 def _global(name: str):
@@ -73,6 +74,8 @@ def load_pretrained(net: nn.Module, path, arch: str) -> None:
     and shape; what does not match is named, with the architecture and class count to check."""
     weights = read_weights(path, arch)
     mine = net.state_dict()
+    if not any(k.startswith(AUXILIARY) for k in mine):  # torchvision's Inception-v3/GoogLeNet side heads, unused
+        weights = {k: v for k, v in weights.items() if not k.startswith(AUXILIARY)}
     missing = [k for k in mine if k not in weights]
     unexpected = [k for k in weights if k not in mine]
     shapes = [

@@ -70,11 +70,17 @@ def build_resnet20(num_classes, in_channels, image_size, width: int = 16):
     return SmallResNet(num_classes, in_channels, blocks_per_stage=3, width=width)
 
 
-@register_model("torchvision", params={"arch": "resnet18"})
-def build_torchvision(num_classes, in_channels, image_size, arch: str = "resnet18"):
+AUXILIARY_HEADS = ("inception_v3", "googlenet")
+
+
+@register_model("torchvision", params={"arch": "resnet18", "transform_input": False})
+def build_torchvision(num_classes, in_channels, image_size, arch: str = "resnet18", transform_input: bool = False):
     """Any torchvision classification architecture by name, randomly initialized (weights are never
     downloaded): with ``base_checkpoint=<a local weights file>`` a pretrained base model (e.g. arch=resnet50,
-    vit_b_16). A ViT is built for ``image_size``."""
+    vit_b_16). A ViT is built for ``image_size``. Inception-v3 and GoogLeNet are built without their
+    auxiliary classifiers (``aux_logits=False``, as the overinterpretation paper trains Inception-v3, S1; a
+    checkpoint's auxiliary weights are left out on loading); ``transform_input=true`` is what torchvision
+    sets for its pretrained weights of them (their published accuracy needs it)."""
     from torchvision.models import get_model, list_models
 
     valid = list_models(module=__import__("torchvision").models)
@@ -86,5 +92,7 @@ def build_torchvision(num_classes, in_channels, image_size, arch: str = "resnet1
         raise RoarError(
             f"model=torchvision takes 3-channel images; data has {in_channels} (use model=resnet18 or resnet8)."
         )
-    size = {"image_size": image_size} if arch.startswith("vit_") else {}
-    return get_model(arch, weights=None, num_classes=num_classes, **size)
+    extra = {"image_size": image_size} if arch.startswith("vit_") else {}
+    if arch in AUXILIARY_HEADS:  # one output in training too; torchvision's pretrained weights set transform_input
+        extra = {"aux_logits": False, "init_weights": True, "transform_input": bool(transform_input)}
+    return get_model(arch, weights=None, num_classes=num_classes, **extra)

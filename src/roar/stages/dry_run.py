@@ -34,6 +34,7 @@ log = get_logger(__name__)
 
 DRY_IMAGES = 2  # images per split, and the batch: one optimizer step per epoch
 DRY_PASSES = 5000  # forward(+backward) passes per image the stand-in's side is chosen for
+DRY_ITERATIONS = 8  # batched gradient BackSelect's iterations per image (attribute.params.sis_k raised to fit)
 ESTIMATOR_CAPS = {  # attribute.params that multiply an estimator's passes: capped in a dry run
     "samples": 2,
     "ig_steps": 2,
@@ -56,7 +57,7 @@ def image_side(cfg) -> int:
     return int(shape[-1])
 
 
-def data_overrides(cfg, overrides: list) -> list:
+def data_overrides(cfg, overrides: list, side: int) -> list:
     """The stand-in data: embedded data made small, any other dataset replaced by shapes at its image side (the
     keys the experiment sets for its own dataset dropped: they name files that a dry run does not read)."""
     name = str(cfg.data.name)
@@ -69,7 +70,7 @@ def data_overrides(cfg, overrides: list) -> list:
     shapes = OmegaConf.load(CONFIG_DIR / "data" / "shapes.yaml")  # the shapes config's own keys
     swapped = compose_config("pipeline", [*overrides, "data=shapes"]).data
     foreign = [f"~data.{k}" for k in swapped if k not in shapes]
-    return ["data=shapes", *foreign, f"data.image_size={stand_in_side(cfg)}", *small, "data.num_workers=0"]
+    return ["data=shapes", *foreign, f"data.image_size={side}", *small, "data.num_workers=0"]
 
 
 def stand_in_side(cfg) -> int:
@@ -93,12 +94,15 @@ def dry_run_overrides(cfg, overrides: list) -> list:
     fractions = [float(t) for t in cfg.grid.fractions if float(t) > 0][:2]
     params = cfg.attribute.params
     caps = [f"attribute.params.{k}={min(int(params[k]), v)}" for k, v in ESTIMATOR_CAPS.items() if k in params]
+    side = image_side(cfg) if str(cfg.data.name) in ("digits", "shapes") else stand_in_side(cfg)
+    if "sis_k" in params:  # batched gradient BackSelect: at most DRY_ITERATIONS gradient steps per image
+        caps.append(f"attribute.params.sis_k={max(int(params.sis_k or 1), -(-side * side // DRY_ITERATIONS))}")
     evals = [f"{k}={min(int(v), DRY_IMAGES)}" for k in EVAL_CAPS if (v := OmegaConf.select(cfg, k))]
     if OmegaConf.select(cfg, "eval.soundness.images"):  # an untrained stand-in scores few images right: take all
         evals += ["eval.soundness.correct_only=false", "eval.soundness.donors=1", "eval.soundness.step=0.5"]
     return [
         f"name={cfg.name}_dry_run",
-        *data_overrides(cfg, overrides),
+        *data_overrides(cfg, overrides, side),
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
         "logger=csv",

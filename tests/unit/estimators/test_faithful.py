@@ -55,8 +55,10 @@ def test_pixel_rankings_with_token_drop_are_refused_with_the_way_out():
     drop = FILLS["token_drop"]
     with pytest.raises(RoarError, match="pass granularity=patch"):
         check_granularity(drop, None, 4)
-    with pytest.raises(RoarError, match="ranking is over 2x2 patches"):
-        check_granularity(drop, 2, 4)
+    check_granularity(drop, 3, 4)  # patches off the token grid (appendix C.5): each overlapped token is dropped
+    removed = torch.zeros(1, 1, 12, 12, dtype=torch.bool)
+    removed[..., 3:6, 3:6] = True  # the 3x3 patch at (1, 1) straddles four 4x4 tokens
+    assert (~patch_keep(removed, 4)).nonzero()[:, 1:].tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
     with pytest.raises(RoarError, match="the model has no tokens"):
         check_granularity(drop, 4, None)
     check_granularity(drop, 4, 4)

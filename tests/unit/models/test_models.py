@@ -1,5 +1,7 @@
 """Every registered model runs at tiny size; the ViT drops tokens exactly as the missingness paper says."""
 
+import math
+
 import pytest
 import torch
 
@@ -119,3 +121,64 @@ def test_the_papers_cifar_networks_have_their_published_sizes_and_train(name, pa
     if count < 20_000_000:  # the wide ones: counted only (a backward pass of 46M parameters costs seconds here)
         net(torch.rand(2, 3, 32, 32)).logsumexp(1).sum().backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_the_vit_recipe_trains_with_adamw_warmup_and_timm_s_decay_groups():
+    """recipe=vit_adamw (timm's DeiT defaults): AdamW without decay on 1-D parameters, the class token and the
+    position embedding; the lr warms up linearly for 5 epochs, then follows a half cosine to 0."""
+    from roar.classifier.module import Classifier, warmup_cosine
+    from roar.config import compose_config
+    from roar.utils.plain import to_plain
+
+    optim = to_plain(compose_config("train", ["recipe=vit_adamw"]).optim)
+    module = Classifier(
+        model={"name": "vit_tiny", "params": {"patch_size": 4}},
+        optim=optim,
+        augment={"name": "none"},
+        num_classes=10,
+        image_shape=[3, 32, 32],
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        max_epochs=300,
+    )
+    opt = module.optimizer(optim)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["lr"] == 5e-4
+    plain, decayed = opt.param_groups
+    names = {id(p): n for n, p in module.named_parameters()}
+    assert plain["weight_decay"] == 0.0 and decayed["weight_decay"] == 0.05
+    assert {"net.class_token", "net.pos_embedding"} <= {names[id(p)] for p in plain["params"]}
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(
+        p.ndim <= 1 for p in plain["params"] if names[id(p)] not in ("net.class_token", "net.pos_embedding")
+    )
+    assert len(plain["params"]) + len(decayed["params"]) == sum(1 for _ in module.parameters())
+    assert [round(warmup_cosine(e, 5, 300), 4) for e in (0, 4, 5, 300)] == [0.2, 1.0, 1.0, 0.0]
+    assert warmup_cosine(152, 5, 300) == pytest.approx(0.5 * (1 + math.cos(math.pi * 147 / 295)))
+    with pytest.raises(RoarError, match="optim.optimizer='adam'; valid: sgd, adamw"):
+        Classifier(**{**module.hparams, "optim": {**optim, "optimizer": "adam"}})
+
+
+def test_inception_v3_trains_without_its_auxiliary_head_and_loads_torchvision_weights(tmp_path):
+    """The overinterpretation paper's ImageNet model (S1: "aux_logits=False"): one output in training mode too;
+    torchvision's weights, auxiliary head included, load (the head left out) and give torchvision's logits."""
+    from torchvision.models import inception_v3
+
+    from roar.models.pretrained import load_pretrained
+
+    net = build_model("torchvision", num_classes=1000, in_channels=3, image_size=299, arch="inception_v3")
+    theirs = inception_v3(weights=None, aux_logits=True, init_weights=True, transform_input=True)
+    aux = sum(p.numel() for n, p in theirs.named_parameters() if n.startswith("AuxLogits."))
+    assert sum(p.numel() for p in theirs.parameters()) == 27_161_264  # torchvision's published count
+    assert sum(p.numel() for p in net.parameters()) == 27_161_264 - aux == 23_834_568
+    torch.save(theirs.state_dict(), tmp_path / "inception.pth")
+    mine = build_model(
+        "torchvision", num_classes=1000, in_channels=3, image_size=299, arch="inception_v3", transform_input=True
+    )
+    load_pretrained(mine, tmp_path / "inception.pth", "torchvision")
+    x = torch.rand(1, 3, 299, 299)
+    mine.eval(), theirs.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(mine(x), theirs(x))
+    net.train()
+    out = net(torch.rand(2, 3, 299, 299))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 1000)  # not InceptionOutputs
+    out.sum().backward()
