@@ -21,7 +21,9 @@ PASS = 3  # a training step's or an attribution pass's cost in forward passes (t
 def forward_flops(model: dict, shape, num_classes: int) -> float:
     """FLOPs of one image's forward pass through ``model`` (its config: name, params) at ``shape`` (C, H, W)."""
     c, h, _ = shape
-    net = build_model(model["name"], num_classes=num_classes, in_channels=c, image_size=h, **(model.get("params") or {}))
+    net = build_model(
+        model["name"], num_classes=num_classes, in_channels=c, image_size=h, **(model.get("params") or {})
+    )
     net.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.rand(1, c, h, h))
