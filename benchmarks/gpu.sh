@@ -23,3 +23,5 @@ done
 # fill=linear on the GPU against the peer's code on the CPU (needs quantus==0.6.0, a dev dependency)
 if python3 -c "import quantus" 2>/dev/null; then python3 benchmarks/bench_linear.py --gpu 2>&1 | grep -v -i warning
 else echo "bench_linear: quantus is not installed here (pip install quantus==0.6.0, or give its wheels in .whl/)"; fi
+# a bank of K retrain runs as one stacked model vs K runs one after the other (fastnet, ResNet-18; K = 4, 8, 16)
+python3 benchmarks/bench_bank.py --gpu 2>&1 | grep -v -i warning
