@@ -102,6 +102,7 @@ class Tally:
     def __init__(self, name: str, estimator: str, reduce: str, sis: dict | None = None):
         self.name, self.estimator, self.reduce = name, estimator, reduce
         self.normalized, self.predicted, self.correct, self.ordered = [], [], [], []
+        self.example = None  # the first image's own curves, scores and map (FPA Fig. 5)
         self.sis = SisStats(**sis) if sis is not None else None
 
     def add(self, logits, target, measures: Measures, labels, scores) -> None:
@@ -117,6 +118,8 @@ class Tally:
         self.predicted.append(steps.argmax(-1).cpu().numpy())
         deleted = logits[:, :, measures.at(measures.deletion)]
         self.correct.append((deleted.argmax(-1) == labels.view(-1, 1, 1)).cpu().numpy())
+        if self.example is None:
+            self.example = sign_example(self.normalized[-1][0], scores[0], at, measures)
 
     def result(self, measures: Measures, num_classes: int, modes) -> dict:
         result = summarize_curves(measures.steps, np.concatenate(self.normalized))
@@ -128,9 +131,32 @@ class Tally:
         }
         result["accuracy_unmasked"] = float(acc[0, deletion.index(0.0)]) if 0.0 in deletion else None
         result["lif_scores"] = np.concatenate(self.ordered).mean(0).tolist()  # at result["fractions"]
+        result["example"] = self.example
         if self.sis is not None:
             result["sis"] = self.sis.result()
         return result
+
+
+EXAMPLE_SIDE = 64  # the example's map is stored average-pooled to at most this side
+
+
+def sign_example(normalized, scores, at, measures) -> dict:
+    """FPA Fig. 5 of one image (the first evaluated): its MIF and LIF curves, the importance scores of the
+    features masked at each step in MIF (highest first) and LIF (lowest first) order, and its map (pooled to
+    at most EXAMPLE_SIDE on a side; None for a map that is not square, reduce=none)."""
+    ranked = scores.flatten().float().sort().values
+    side = int(round(ranked.numel() ** 0.5))
+    heat = None
+    if side * side == ranked.numel():
+        grid = scores.float().reshape(1, 1, side, side)
+        heat = torch.nn.functional.adaptive_avg_pool2d(grid, min(side, EXAMPLE_SIDE))[0, 0].cpu().numpy()
+    return {
+        "mif": normalized[measures.mode("remove")].round(6).tolist(),
+        "lif": normalized[measures.mode("keep")].round(6).tolist(),
+        "mif_scores": ranked.flip(0)[at].cpu().numpy().round(8).tolist(),
+        "lif_scores": ranked[at].cpu().numpy().round(8).tolist(),
+        "heatmap": None if heat is None else heat.round(8).tolist(),
+    }
 
 
 def own_class(clean_logits, labels, target: str):

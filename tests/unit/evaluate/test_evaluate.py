@@ -176,6 +176,12 @@ def test_roar_eval_writes_curves_fidelity_and_deletion_per_base_model(fpa_digits
             assert len(scores) == len(r["fractions"]) and scores == sorted(scores) and scores[-1] > scores[0]
         signed = by_ranking["grad_x_input.sum"]["lif_scores"]
         assert signed[0] < 0 < signed[-1]  # a signed ranking: LIF masks the negative scores first
+        ex = by_ranking["grad_x_input.sum"]["example"]  # FPA Fig. 5: one image's own curves, scores and map
+        assert len(ex["mif"]) == len(ex["lif"]) == len(r["fractions"]) and ex["mif"][0] == pytest.approx(1.0)
+        assert ex["lif_scores"] == sorted(ex["lif_scores"]) and ex["mif_scores"] == sorted(ex["mif_scores"])[::-1]
+        heat = np.asarray(ex["heatmap"])  # digits' 8x8 map, unpooled: its extremes are the first masked scores
+        assert heat.shape == (8, 8) and heat.max() == pytest.approx(ex["mif_scores"][0], rel=1e-5)
+        assert heat.min() == pytest.approx(ex["lif_scores"][0], rel=1e-5)
         # the gradient points at what the model uses; a random ranking has no fidelity
         assert (
             by_ranking["grad"]["fidelity"]["mean"]
@@ -254,6 +260,7 @@ def test_report_tabulates_fidelity_per_augmentation_like_fpa_table_1(fpa_digits)
         "FPA Fig. 4 and appendix C.3" in page
         and (root / "fpa_digits" / "report" / "lif-scores-channel_mean.png").is_file()
     )
+    assert "FPA Fig. 5" in page and (root / "fpa_digits" / "report" / "sign-example-channel_mean.png").is_file()
     agreement = (root / "fpa_digits" / "report" / "agreement.csv").read_text().splitlines()
     bases = [line.split(",")[0] for line in agreement[1:]]  # Spearman per base model, never the last one read
     assert sorted(b.rsplit("-", 1)[0] for b in bases) == [

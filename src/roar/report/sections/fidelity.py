@@ -45,7 +45,54 @@ def figures(data, out, palette) -> list:
             "the importance scores of the features masked in LIF order (mean over images), position in the ranking "
             "on the x-axis. Masking features of negative score raising the logit is what a signed estimator claims.",
         )
+        keep(
+            drawn,
+            sign_example(data["evaluations"], fill, out / f"sign-example-{fill}.png"),
+            f"FPA Fig. 5 (fill={fill}), one test image (the first evaluated) per signed ranking: its map, the map "
+            "truncated (scores within the 98th percentile of |score| set to zero, clipped at the 99th), its MIF and "
+            "LIF curves, and the scores of the features each step masks in LIF and in MIF order. (The image itself "
+            "is not stored with the results.)",
+        )
     return drawn
+
+
+SIGNED_ROWS = 3  # signed rankings drawn in FPA Fig. 5
+
+
+def sign_example(evaluations, fill: str, path):
+    """FPA Fig. 5 from roar-eval's stored example of each signed ranking (reduce=sum); None without one."""
+    chosen = [
+        e
+        for e in evaluations
+        if e["fill"] == fill and e.get("reduce") == "sum" and (e.get("example") or {}).get("heatmap")
+    ][:SIGNED_ROWS]
+    if not chosen:
+        return None
+    fig, axes = plt.subplots(len(chosen), 5, figsize=(17, 3.2 * len(chosen)), squeeze=False, layout="constrained")
+    for row, e in zip(axes, chosen):
+        ex, x = e["example"], np.asarray(e["fractions"]) * 100
+        heat = np.asarray(ex["heatmap"])
+        lim = float(np.percentile(np.abs(heat), 99)) or 1.0
+        truncated = np.where(np.abs(heat) >= np.percentile(np.abs(heat), 98), np.clip(heat, -lim, lim), 0.0)
+        for ax, image, title in (
+            (row[0], heat, f"{e['ranking']}\n{e['base']}"),
+            (row[1], truncated, "truncated (top 2% of |score|)"),
+        ):
+            ax.imshow(image, cmap="bwr", vmin=-lim, vmax=lim)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        row[2].plot(x, ex["mif"], label="MIF", color="C3")
+        row[2].plot(x, ex["lif"], label="LIF", color="C0")
+        row[2].set_ylabel("target logit / unmasked", fontsize=8)
+        row[2].legend(fontsize=7)
+        for ax, key, title in ((row[3], "lif_scores", "scores masked, LIF order"), (row[4], "mif_scores", "MIF order")):
+            ax.plot(x, ex[key], color="0.2")
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.set_title(title, fontsize=8)
+        for ax in row[2:]:
+            ax.set_xlabel("% of features masked", fontsize=8)
+            ax.grid(alpha=0.3)
+    return save(fig, path)
 
 
 def tables(data) -> list:
