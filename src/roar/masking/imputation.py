@@ -49,8 +49,9 @@ def check_linear(cfg, channels: int) -> None:
 
 
 def _largest(z: torch.Tensor) -> torch.Tensor:
-    """Each channel's largest |entry|, shaped (1, n, 1, 1) (a channels-last tensor's columns)."""
-    return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).abs().max(0).values.view(1, -1, 1, 1)
+    """Each (image, channel)'s largest |entry|, shaped (B, C, 1, 1) (a channels-last tensor's columns)."""
+    b, c = z.shape[:2]
+    return z.permute(0, 2, 3, 1).reshape(b, -1, c).abs().max(1).values.view(b, c, 1, 1)
 
 
 def _neighbours64(x: torch.Tensor) -> torch.Tensor:
@@ -89,8 +90,8 @@ def solve_linear(images: torch.Tensor, removed: torch.Tensor, tol: float = 1e-4,
     boolean. ``tol``: the largest error a filled pixel may keep, in the images' units (estimated by the
     V-cycle); ``max_iter``: conjugate-gradient iterations in all (over the refinement passes)."""
     b, c, h, w = images.shape
-    unknown = channels_last(removed.expand(b, c, h, w).reshape(1, b * c, h, w).float())
-    x = channels_last(images.reshape(1, b * c, h, w).float())
+    unknown = channels_last(removed.expand(b, c, h, w).float())
+    x = channels_last(images.float())
     known = 1.0 - unknown
     start = (x * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)
     x = torch.where(unknown > 0, start, x)  # the start: each channel's mean of its known pixels
@@ -116,7 +117,7 @@ def solve_linear(images: torch.Tensor, removed: torch.Tensor, tol: float = 1e-4,
             f"(worst estimated error {float(estimate.max()):.2e} over {int((~done).sum())} image channel(s)). "
             "Raise fill.max_iter."
         )
-    filled = x.reshape(b, c, h, w).to(images.dtype)
+    filled = x.to(images.dtype)
     return torch.where(removed.expand(b, c, h, w), filled, images), total  # known pixels bit for bit
 
 

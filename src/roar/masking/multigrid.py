@@ -8,15 +8,19 @@ each side (cell-centred: a coarse cell covers 2x2 fine cells, an odd side gets o
 appended); a coarse cell is unknown only when all of its fine cells are, so a coarse correction never
 touches a known pixel; the coarse operator is the same stencil on the coarse grid, whose spacing is
 twice the fine one, so the restricted residual is scaled by 4 (the stencil is h^2 times a Laplacian).
+The levels depend on the image size only, never on the batch's holes, so an image's answer is the same bit for
+bit whatever else is in its batch (shards masked at write and at load agree exactly).
 Transfers are the cell-centred bilinear pair (prolongation weights 1/4, 3/4 per axis; restriction its
 adjoint over 4), smoothing is damped Jacobi (omega = 1, symmetric: as many sweeps after the coarse
 correction as before), so the V-cycle is a symmetric positive operator and conjugate gradients may use
-it. Coarsening stops when a level would have no unknown cell (scattered holes: the cycle is then
-Jacobi's polynomial) or a side below 8 (the coarsest level is smoothed ``COARSE_SWEEPS`` times).
+it. Coarsening stops at a side below 8 (the coarsest level is smoothed ``COARSE_SWEEPS`` times); scattered holes
+leave the coarse levels without unknown cells, and the cycle is then Jacobi's polynomial.
 
-Every tensor is ``(1, images x channels, H, W)`` in channels-last memory, one depthwise convolution per
-neighbour sum (about 15x faster than the same convolution in the default layout on a CPU), and the work
-happens in place: fresh multi-megabyte temporaries cost page faults that dominated the cycle's time.
+Every tensor is ``(images, channels, H, W)`` in channels-last memory, one depthwise convolution per neighbour
+sum (about 15x faster than the same convolution in the default layout on a CPU), and the work happens in
+place: fresh multi-megabyte temporaries cost page faults that dominated the cycle's time. Images stay on the
+batch axis (not folded into channels, which is faster still): kernels vectorized across channels round
+differently for another channel count, and an image must be filled the same in every batch.
 """
 
 import torch
@@ -44,7 +48,7 @@ class Level:
 
     def __init__(self, unknown: torch.Tensor):
         self.u = unknown
-        _, self.n, self.h, self.w = unknown.shape
+        self.n, self.h, self.w = unknown.shape[1:]
         stencil = torch.tensor(STENCIL, dtype=unknown.dtype, device=unknown.device)
         self.kernel = stencil.view(1, 1, 3, 3).expand(self.n, 1, 3, 3).contiguous()
         self.s = channels_last(self.neighbours(channels_last(torch.ones_like(unknown))))
@@ -71,8 +75,6 @@ class Multigrid:
         self.levels = [Level(unknown)]
         while min(unknown.shape[-2:]) >= 2 * MIN_SIDE:
             unknown = channels_last(-F.max_pool2d(-pad_even(unknown), 2))  # unknown only if all four are
-            if not unknown.any():
-                break
             self.levels.append(Level(unknown))
         n = unknown.shape[1]
         weights = torch.tensor(TRANSFER, dtype=unknown.dtype, device=unknown.device)
@@ -84,8 +86,7 @@ class Multigrid:
         level = self.levels[i]
         e = torch.mul(level.step, f, out=level.e)  # the first sweep from zero
         if i == len(self.levels) - 1:
-            small = min(level.h, level.w) < 2 * MIN_SIDE
-            for _ in range((COARSE_SWEEPS if small else 2 * SWEEPS) - 1):
+            for _ in range(COARSE_SWEEPS - 1):
                 level.smooth(e, f)
             return e
         for _ in range(SWEEPS - 1):

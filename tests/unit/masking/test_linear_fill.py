@@ -92,6 +92,21 @@ def test_noise_only_on_filled_pixels_seeded_per_sample_and_batch_independent():
     assert not torch.equal(other, noisy)
 
 
+def test_an_image_is_filled_bit_for_bit_the_same_alone_and_in_any_batch():
+    """Shards masked at write (one batch) and at load (another) must agree exactly: the multigrid levels follow
+    the image size, never the batch's holes, and each channel stops on its own estimate."""
+    g = torch.Generator().manual_seed(4)
+    images = torch.rand(6, 3, 32, 32, generator=g)
+    removed = torch.rand(6, 1, 32, 32, generator=g) < torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 0.97]).view(6, 1, 1, 1)
+    removed[5, :, 4:28, 4:28] = True  # one big hole: deep levels with unknown cells, the others' without
+    together, _ = solve_linear(images, removed)
+    for k in range(6):
+        alone, _ = solve_linear(images[k : k + 1], removed[k : k + 1])
+        assert torch.equal(alone[0], together[k]), k
+    pair, _ = solve_linear(images[[0, 5]], removed[[0, 5]])
+    assert torch.equal(pair[0], together[0]) and torch.equal(pair[1], together[5])
+
+
 def test_nothing_known_falls_back_to_the_channel_mean():
     images = torch.rand(2, 3, 6, 6)
     removed = torch.zeros(2, 1, 6, 6, dtype=torch.bool)
